@@ -1,0 +1,407 @@
+//! Tokenize → ONNX session → softmax → top-k, in length-bucketed batches.
+//!
+//! One `Classifier` per process (per Postgres backend): ONNX Runtime sessions are not
+//! fork-safe, and `Session::run` takes `&mut self`.
+use crate::batching;
+use crate::error::{Error, Result};
+use crate::model::ModelDir;
+use crate::runtime;
+use ort::ep::ExecutionProvider as _;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{Tensor, TensorElementType, ValueType};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use tokenizers::{Tokenizer, TruncationParams};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionProvider {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub onnxruntime_library: PathBuf,
+    pub provider: ExecutionProvider,
+    pub intra_op_threads: usize,
+    /// Token budget per descriptor, special tokens included.
+    pub max_length: usize,
+    /// Most rows in one ONNX run (bounds memory).
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    pub label: usize,
+    pub confidence: f32,
+}
+
+pub struct Classifier {
+    pub model: ModelDir,
+    session: Session,
+    tokenizer: Tokenizer,
+    /// Which of input_ids / attention_mask / token_type_ids the graph takes, in graph order.
+    inputs: Vec<InputKind>,
+    output_index: usize,
+    pub max_length: usize,
+    pub batch_size: usize,
+    /// The provider actually in use.
+    pub provider: ExecutionProvider,
+    pad_id: i64,
+    unk_id: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum InputKind {
+    Ids,
+    Mask,
+    TypeIds,
+}
+
+/// What loading produced besides the classifier: warnings for the caller to surface.
+pub struct Loaded {
+    pub classifier: Classifier,
+    pub warnings: Vec<String>,
+}
+
+impl Classifier {
+    /// Opens and validates `dir`, loads ONNX Runtime (first time only), creates the session,
+    /// checks inputs and outputs against `config.json`, and runs a smoke inference.
+    pub fn load(dir: &std::path::Path, opts: &Options) -> Result<Loaded> {
+        tokenizers::utils::parallelism::set_parallelism(false);
+        let model = ModelDir::open(dir)?;
+        let mut warnings = Vec::new();
+
+        let tok_path = model.tokenizer_path();
+        let mut tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| {
+            Error::config(
+                format!("cannot load tokenizer {}: {e}", tok_path.display()),
+                "tokenizer.json must be a Hugging Face tokenizers file (tokenizer.save() / save_pretrained)",
+            )
+        })?;
+        let mut max_length = opts.max_length.max(3);
+        if let Some(p) = model.max_positions {
+            if max_length > p {
+                warnings.push(format!(
+                    "txclass.max_length = {max_length} exceeds the model's max_position_embeddings = {p} ({}); using {p}",
+                    model.config_path().display()
+                ));
+                max_length = p;
+            }
+        }
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
+            .map_err(|e| Error::config(format!("tokenizer {}: {e}", tok_path.display()), "check txclass.max_length"))?;
+        tokenizer.with_padding(None);
+        let pad_id = tokenizer.token_to_id("[PAD]").map(|x| x as i64).unwrap_or(0);
+        let unk_id = tokenizer.token_to_id("[UNK]");
+
+        let (env, _) = runtime::environment(&opts.onnxruntime_library)?;
+        let model_path = model.model_path();
+        let onnx_err = |e: ort::Error| {
+            Error::config(
+                format!("cannot load ONNX model {}: {e}", model_path.display()),
+                "the file must be an ONNX graph exported from the model (e.g. optimum-cli export onnx, or torch.onnx.export); re-export it",
+            )
+        };
+        let mut builder = Session::builder(&env)
+            .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level3)?))
+            .and_then(|b| Ok(b.with_intra_threads(opts.intra_op_threads.max(1))?))
+            .and_then(|b| Ok(b.with_inter_threads(1)?))
+            .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
+            .map_err(|e| Error::runtime(format!("cannot configure an ONNX Runtime session: {e}"), None))?;
+        let mut provider = ExecutionProvider::Cpu;
+        if opts.provider == ExecutionProvider::Cuda {
+            match ort::ep::CUDA::is_available() {
+                Ok(true) => {
+                    let ep = ort::ep::CUDA::default().build().error_on_failure();
+                    match builder.with_execution_providers([ep]) {
+                        Ok(b) => {
+                            builder = b;
+                            provider = ExecutionProvider::Cuda;
+                        }
+                        Err(e) => {
+                            warnings.push(format!(
+                                "txclass.execution_provider = 'cuda' but the CUDA execution provider failed to start ({e}); using CPU"
+                            ));
+                            builder = e.recover();
+                        }
+                    }
+                }
+                Ok(false) => warnings.push(
+                    "txclass.execution_provider = 'cuda' but the loaded ONNX Runtime library has no CUDA execution provider \
+                     (install the onnxruntime-gpu build with CUDA and cuDNN and point txclass.onnxruntime_library at it); using CPU"
+                        .to_string(),
+                ),
+                Err(e) => warnings.push(format!(
+                    "txclass.execution_provider = 'cuda' but ONNX Runtime cannot list its providers ({e}); using CPU"
+                )),
+            }
+        }
+        let session = builder.commit_from_file(&model_path).map_err(onnx_err)?;
+
+        // ---- inputs: the BERT-family triple, int64 ------------------------------------------
+        let mut inputs = Vec::new();
+        for outlet in session.inputs() {
+            let kind = match outlet.name() {
+                "input_ids" => InputKind::Ids,
+                "attention_mask" => InputKind::Mask,
+                "token_type_ids" => InputKind::TypeIds,
+                other => {
+                    return Err(Error::config(
+                        format!(
+                            "model {} has an input \"{other}\"; txclass feeds only input_ids, attention_mask and token_type_ids",
+                            model_path.display()
+                        ),
+                        "export a sequence-classification model whose inputs are input_ids [, attention_mask, token_type_ids]",
+                    ))
+                }
+            };
+            if outlet.dtype().tensor_type() != Some(TensorElementType::Int64) {
+                return Err(Error::config(
+                    format!("model {} input \"{}\" is {:?}, expected int64", model_path.display(), outlet.name(), outlet.dtype()),
+                    "export with int64 token inputs (the transformers / optimum default)",
+                ));
+            }
+            inputs.push(kind);
+        }
+        if !inputs.contains(&InputKind::Ids) {
+            return Err(Error::config(
+                format!("model {} has no input_ids input", model_path.display()),
+                "export a sequence-classification model whose inputs are input_ids [, attention_mask, token_type_ids]",
+            ));
+        }
+        // ---- output: logits [batch, n_labels] -----------------------------------------------
+        let outs = session.outputs();
+        let output_index = outs.iter().position(|o| o.name() == "logits").unwrap_or(0);
+        let n_labels = model.labels.len();
+        let out = outs.get(output_index).ok_or_else(|| {
+            Error::config(format!("model {} has no outputs", model_path.display()), "re-export the model")
+        })?;
+        match out.dtype() {
+            ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } if shape.len() == 2 => {
+                let width = shape[1];
+                if width >= 0 && width as usize != n_labels {
+                    return Err(mismatch(&model, width as usize));
+                }
+            }
+            other => {
+                return Err(Error::config(
+                    format!(
+                        "model {} output \"{}\" is {other:?}; expected float32 logits of shape [batch, {n_labels}]",
+                        model_path.display(),
+                        out.name()
+                    ),
+                    "export the sequence-classification head's logits",
+                ))
+            }
+        }
+        let mut c = Classifier {
+            model,
+            session,
+            tokenizer,
+            inputs,
+            output_index,
+            max_length,
+            batch_size: opts.batch_size.max(1),
+            provider,
+            pad_id,
+            unk_id,
+        };
+        // Smoke inference: a dynamic output width is only known by running.
+        let smoke = c.logits(&["txclass smoke test"], &mut || {})?;
+        if smoke[0].len() != n_labels {
+            return Err(mismatch(&c.model, smoke[0].len()));
+        }
+        Ok(Loaded { classifier: c, warnings })
+    }
+
+    /// Token ids for one normalized descriptor (special tokens included, truncated).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer
+            .encode(text, true)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| Error::runtime(format!("tokenizer {} failed: {e}", self.model.tokenizer_path().display()), None))
+    }
+
+    /// Number of `[UNK]` tokens and total tokens (without special tokens) for a normalized text.
+    pub fn unknown_tokens(&self, text: &str) -> Result<(usize, usize)> {
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::runtime(format!("tokenizer failed: {e}"), None))?;
+        let unk = self.unk_id.map(|u| enc.get_ids().iter().filter(|&&i| i == u).count()).unwrap_or(0);
+        Ok((unk, enc.get_ids().len()))
+    }
+
+    /// Runs the model over `texts` (normalized), calling `visit(row, logits)` once per row, in
+    /// an unspecified order. Identical texts are computed once; rows are bucketed by token
+    /// length; `between_batches` runs before every ONNX call (interrupt checks).
+    pub fn for_each_logits(
+        &mut self,
+        texts: &[&str],
+        between_batches: &mut dyn FnMut(),
+        visit: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        let mut uniq: HashMap<&str, usize> = HashMap::with_capacity(texts.len());
+        let mut uniq_texts: Vec<&str> = Vec::new();
+        // rows_of[u] lists the rows whose text is uniq_texts[u]
+        let mut rows_of: Vec<Vec<usize>> = Vec::new();
+        for (row, t) in texts.iter().enumerate() {
+            let u = *uniq.entry(t).or_insert_with(|| {
+                uniq_texts.push(t);
+                rows_of.push(Vec::new());
+                uniq_texts.len() - 1
+            });
+            rows_of[u].push(row);
+        }
+        let mut ids: Vec<Vec<u32>> = Vec::with_capacity(uniq_texts.len());
+        for t in &uniq_texts {
+            ids.push(self.encode(t)?);
+        }
+        let lengths: Vec<usize> = ids.iter().map(|x| x.len()).collect();
+        let n_labels = self.model.labels.len();
+        for batch in batching::plan(&lengths, self.batch_size) {
+            between_batches();
+            let rows = self.run_batch(&batch, &ids)?;
+            for (k, &u) in batch.iter().enumerate() {
+                let logits = &rows[k * n_labels..(k + 1) * n_labels];
+                for &row in &rows_of[u] {
+                    visit(row, logits);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Raw logits for each normalized text, in input order.
+    pub fn logits(&mut self, texts: &[&str], between_batches: &mut dyn FnMut()) -> Result<Vec<Vec<f32>>> {
+        let mut out = vec![Vec::new(); texts.len()];
+        self.for_each_logits(texts, between_batches, &mut |row, l| out[row] = l.to_vec())?;
+        Ok(out)
+    }
+
+    fn run_batch(&mut self, batch: &[usize], ids: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let b = batch.len();
+        let l = batch.iter().map(|&i| ids[i].len()).max().unwrap_or(1).max(1);
+        let mut input_ids = vec![self.pad_id; b * l];
+        let mut mask = vec![0i64; b * l];
+        for (r, &i) in batch.iter().enumerate() {
+            for (c, &t) in ids[i].iter().enumerate() {
+                input_ids[r * l + c] = t as i64;
+                mask[r * l + c] = 1;
+            }
+        }
+        let shape = [b as i64, l as i64];
+        let rt = |e: ort::Error| Error::runtime(format!("ONNX Runtime failed on model {}: {e}", self.model.model_path().display()), None);
+        let mut feed: Vec<(Cow<'static, str>, SessionInputValue<'static>)> = Vec::with_capacity(3);
+        for kind in &self.inputs {
+            let (name, data) = match kind {
+                InputKind::Ids => ("input_ids", input_ids.clone()),
+                InputKind::Mask => ("attention_mask", mask.clone()),
+                InputKind::TypeIds => ("token_type_ids", vec![0i64; b * l]),
+            };
+            let t = Tensor::from_array((shape, data)).map_err(rt)?;
+            feed.push((Cow::Borrowed(name), t.into()));
+        }
+        let n_labels = self.model.labels.len();
+        let model_path = self.model.model_path();
+        let outputs = self.session.run(feed).map_err(|e| {
+            Error::runtime(format!("ONNX Runtime failed on model {}: {e}", model_path.display()), None)
+        })?;
+        let (oshape, data) = outputs[self.output_index].try_extract_tensor::<f32>().map_err(|e| {
+            Error::runtime(format!("model {} output is not float32 logits: {e}", model_path.display()), None)
+        })?;
+        if oshape.len() != 2 || oshape[0] as usize != b || oshape[1] as usize != n_labels {
+            return Err(Error::config(
+                format!(
+                    "model {} returned logits of shape {:?} for {b} rows, but config.json lists {n_labels} labels",
+                    model_path.display(),
+                    &oshape[..]
+                ),
+                "config.json's id2label must describe the model's output; re-export both together",
+            ));
+        }
+        Ok(data.to_vec())
+    }
+
+    /// Top-`k` predictions per normalized text, most probable first.
+    pub fn topk(&mut self, texts: &[&str], k: usize, between_batches: &mut dyn FnMut()) -> Result<Vec<Vec<Prediction>>> {
+        if k == 0 {
+            return Err(Error::input("k must be at least 1"));
+        }
+        let mut out = vec![Vec::new(); texts.len()];
+        self.for_each_logits(texts, between_batches, &mut |row, l| out[row] = top_k(&softmax(l), k))?;
+        Ok(out)
+    }
+
+    /// The most probable label per normalized text.
+    pub fn classify(&mut self, texts: &[&str], between_batches: &mut dyn FnMut()) -> Result<Vec<Prediction>> {
+        Ok(self.topk(texts, 1, between_batches)?.into_iter().map(|mut v| v.remove(0)).collect())
+    }
+
+    pub fn label(&self, p: &Prediction) -> &str {
+        &self.model.labels[p.label]
+    }
+    pub fn category(&self, p: &Prediction) -> Option<&str> {
+        self.model.categories[p.label].as_deref()
+    }
+}
+
+fn mismatch(model: &ModelDir, width: usize) -> Error {
+    Error::config(
+        format!(
+            "model {} has {width} outputs but {} lists {} labels",
+            model.model_path().display(),
+            model.config_path().display(),
+            model.labels.len()
+        ),
+        "the ONNX file and config.json come from different exports; export them together (save_pretrained + ONNX export of the same checkpoint)",
+    )
+}
+
+/// Numerically stable softmax.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// The `k` largest probabilities, descending; ties go to the lower label index.
+pub fn top_k(probs: &[f32], k: usize) -> Vec<Prediction> {
+    let mut idx: Vec<usize> = (0..probs.len()).collect();
+    let k = k.min(probs.len());
+    let cmp = |a: &usize, b: &usize| probs[*b].total_cmp(&probs[*a]).then(a.cmp(b));
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k.saturating_sub(1), cmp);
+        idx.truncate(k);
+    }
+    idx.sort_by(cmp);
+    idx.into_iter().map(|i| Prediction { label: i, confidence: probs[i] }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_is_stable() {
+        let p = softmax(&[1000.0, 1001.0, 999.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(p[1] > p[0] && p[0] > p[2]);
+    }
+
+    #[test]
+    fn top_k_orders_and_bounds() {
+        let p = [0.1, 0.5, 0.05, 0.3, 0.05];
+        let t = top_k(&p, 3);
+        assert_eq!(t.iter().map(|x| x.label).collect::<Vec<_>>(), vec![1, 3, 0]);
+        assert_eq!(top_k(&p, 10).len(), 5);
+        assert_eq!(top_k(&p, 1)[0].label, 1);
+        // ties: lower index first
+        assert_eq!(top_k(&[0.25, 0.25, 0.25, 0.25], 2).iter().map(|x| x.label).collect::<Vec<_>>(), vec![0, 1]);
+    }
+}

@@ -1,0 +1,45 @@
+//! Typed errors. Every message names the file or setting at fault; `hint` says how to fix it.
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The model directory, one of its files, or a setting is wrong (a configuration problem).
+    Config,
+    /// ONNX Runtime could not be loaded or failed while running.
+    Runtime,
+    /// The caller passed something unusable (e.g. k = 0).
+    Input,
+}
+
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn config(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error { kind: ErrorKind::Config, message: message.into(), hint: Some(hint.into()) }
+    }
+    pub fn runtime(message: impl Into<String>, hint: Option<String>) -> Self {
+        Error { kind: ErrorKind::Runtime, message: message.into(), hint }
+    }
+    pub fn input(message: impl Into<String>) -> Self {
+        Error { kind: ErrorKind::Input, message: message.into(), hint: None }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, " (hint: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,23 @@
+//! txclass-core: everything txclass does that needs no PostgreSQL.
+//!
+//! * [`normalize`] — descriptor → normalized text (the model contract, versioned).
+//! * [`model`] — reading and validating a Hugging Face / Optimum model directory.
+//! * [`runtime`] — loading the ONNX Runtime shared library once per process.
+//! * [`batching`] — length-bucketed batch plans (padding is what makes naive batching slow).
+//! * [`classifier`] — tokenize, run the ONNX session, softmax, top-k.
+//!
+//! The pgrx extension (`src/`) and the standalone benchmark (`bench/`) both call this crate, so
+//! they run the same inference code.
+#![deny(ffi_unwind_calls)]
+
+pub mod batching;
+pub mod classifier;
+pub mod error;
+pub mod model;
+pub mod normalize;
+pub mod runtime;
+
+pub use classifier::{Classifier, ExecutionProvider, Options, Prediction};
+pub use error::{Error, ErrorKind, Result};
+pub use model::ModelDir;
+pub use normalize::normalize;

@@ -1,0 +1,242 @@
+//! A model directory in the Hugging Face / Optimum export layout:
+//! `model.onnx`, `tokenizer.json`, `config.json` (with `id2label`).
+//!
+//! `config.json` may carry a `txclass` block written by txclass's own training code:
+//! `{"normalization": "txclass-v1", "max_length": 32, "label2category": {label: category}}`.
+//! A model exported from transformers without it loads unchanged (categories are then NULL).
+use crate::error::{Error, Result};
+use crate::normalize;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+pub const MODEL_FILE: &str = "model.onnx";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const CONFIG_FILE: &str = "config.json";
+
+const LAYOUT_HINT: &str = "a model directory holds model.onnx, tokenizer.json and config.json (with id2label), \
+     as written by transformers' save_pretrained plus an ONNX export (e.g. optimum-cli export onnx)";
+
+#[derive(Debug, Clone)]
+pub struct ModelDir {
+    pub path: PathBuf,
+    /// Directory name, for display.
+    pub name: String,
+    /// Labels in output order (`id2label[0..n]`).
+    pub labels: Vec<String>,
+    /// Category of each label, where the config provides one.
+    pub categories: Vec<Option<String>>,
+    /// Hex SHA-256 over the three files (names, lengths, contents): the model's identity.
+    pub checksum: String,
+    /// `max_position_embeddings`, when the config says.
+    pub max_positions: Option<usize>,
+    /// `txclass.max_length`, the sequence length the model was trained with, when known.
+    pub trained_max_length: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    id2label: Option<BTreeMap<String, String>>,
+    max_position_embeddings: Option<usize>,
+    txclass: Option<TxclassBlock>,
+}
+
+#[derive(Deserialize)]
+struct TxclassBlock {
+    normalization: Option<String>,
+    max_length: Option<usize>,
+    label2category: Option<HashMap<String, String>>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        Error::config(format!("cannot read model file {}: {e}", path.display()), LAYOUT_HINT)
+    })
+}
+
+impl ModelDir {
+    /// Reads and validates `config.json`, checks that the other files exist, and computes the
+    /// model's checksum. Does not load ONNX Runtime (see [`crate::Classifier::load`]).
+    pub fn open(path: &Path) -> Result<ModelDir> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            Error::config(format!("model directory {} is not readable: {e}", path.display()), LAYOUT_HINT)
+        })?;
+        if !meta.is_dir() {
+            return Err(Error::config(format!("model path {} is not a directory", path.display()), LAYOUT_HINT));
+        }
+        let mut hasher = Sha256::new();
+        let mut config_bytes = Vec::new();
+        for file in [CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE] {
+            let p = path.join(file);
+            let bytes = read(&p)?;
+            hasher.update(file.as_bytes());
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+            if file == CONFIG_FILE {
+                config_bytes = bytes;
+            }
+        }
+        let checksum: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let config_path = path.join(CONFIG_FILE);
+        let raw: RawConfig = serde_json::from_slice(&config_bytes).map_err(|e| {
+            Error::config(
+                format!("{} is not valid JSON: {e}", config_path.display()),
+                "re-export the model, or fix the file; it must be a JSON object with id2label",
+            )
+        })?;
+        let id2label = raw.id2label.ok_or_else(|| {
+            Error::config(
+                format!("{} has no id2label", config_path.display()),
+                "a sequence-classification model's config.json maps every output index to its label: \
+                 \"id2label\": {\"0\": \"...\", ...}",
+            )
+        })?;
+        let labels = labels_in_order(&id2label).map_err(|detail| {
+            Error::config(
+                format!("{}: id2label {detail}", config_path.display()),
+                "id2label must map each of 0, 1, ..., n-1 to a label exactly once",
+            )
+        })?;
+        let mut trained_max_length = None;
+        let mut categories = vec![None; labels.len()];
+        if let Some(block) = raw.txclass {
+            if let Some(norm) = block.normalization {
+                if norm != normalize::VERSION {
+                    return Err(Error::config(
+                        format!(
+                            "{} says the model was trained on normalization \"{norm}\" but this txclass implements \"{}\"",
+                            config_path.display(),
+                            normalize::VERSION
+                        ),
+                        "retrain the model with this version's models/train/normalize.py, or install the txclass version it was trained for",
+                    ));
+                }
+            }
+            trained_max_length = block.max_length;
+            if let Some(map) = block.label2category {
+                for (i, l) in labels.iter().enumerate() {
+                    categories[i] = map.get(l).cloned();
+                }
+            }
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        Ok(ModelDir {
+            path: path.to_path_buf(),
+            name,
+            labels,
+            categories,
+            checksum,
+            max_positions: raw.max_position_embeddings,
+            trained_max_length,
+        })
+    }
+
+    pub fn model_path(&self) -> PathBuf {
+        self.path.join(MODEL_FILE)
+    }
+    pub fn tokenizer_path(&self) -> PathBuf {
+        self.path.join(TOKENIZER_FILE)
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.path.join(CONFIG_FILE)
+    }
+    /// Short identity shown to users: `name@first-12-hex-of-checksum`.
+    pub fn identity(&self) -> String {
+        format!("{}@{}", self.name, &self.checksum[..12])
+    }
+}
+
+fn labels_in_order(id2label: &BTreeMap<String, String>) -> std::result::Result<Vec<String>, String> {
+    if id2label.is_empty() {
+        return Err("is empty".into());
+    }
+    let n = id2label.len();
+    let mut labels: Vec<Option<String>> = vec![None; n];
+    for (k, v) in id2label {
+        let i: usize = k.trim().parse().map_err(|_| format!("has key \"{k}\", which is not an integer"))?;
+        if i >= n {
+            return Err(format!("has {n} entries but key {i}; keys must be 0..{}", n - 1));
+        }
+        if labels[i].is_some() {
+            return Err(format!("lists index {i} twice"));
+        }
+        labels[i] = Some(v.clone());
+    }
+    Ok(labels.into_iter().map(|l| l.unwrap_or_default()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("txclass-model-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temp dir");
+        d
+    }
+
+    fn write_dir(tag: &str, config: &str) -> PathBuf {
+        let d = tmpdir(tag);
+        std::fs::write(d.join(CONFIG_FILE), config).unwrap();
+        std::fs::write(d.join(TOKENIZER_FILE), "{}").unwrap();
+        std::fs::write(d.join(MODEL_FILE), b"not onnx").unwrap();
+        d
+    }
+
+    #[test]
+    fn missing_directory_names_the_path() {
+        let e = ModelDir::open(Path::new("/nonexistent/txclass-model")).unwrap_err();
+        assert!(e.message.contains("/nonexistent/txclass-model"), "{e}");
+        assert!(e.hint.is_some());
+    }
+
+    #[test]
+    fn missing_file_names_the_file() {
+        let d = write_dir("missing", r#"{"id2label": {"0": "a"}}"#);
+        std::fs::remove_file(d.join(TOKENIZER_FILE)).unwrap();
+        let e = ModelDir::open(&d).unwrap_err();
+        assert!(e.message.contains("tokenizer.json"), "{e}");
+    }
+
+    #[test]
+    fn malformed_config_is_refused() {
+        let d = write_dir("malformed", r#"{"id2label": {"0": "a""#);
+        let e = ModelDir::open(&d).unwrap_err();
+        assert!(e.message.contains("config.json is not valid JSON"), "{e}");
+        let d = write_dir("nolabels", r#"{"hidden_size": 3}"#);
+        assert!(ModelDir::open(&d).unwrap_err().message.contains("no id2label"));
+        let d = write_dir("gap", r#"{"id2label": {"0": "a", "2": "c"}}"#);
+        assert!(ModelDir::open(&d).unwrap_err().message.contains("keys must be 0..1"));
+        let d = write_dir("nonint", r#"{"id2label": {"x": "a"}}"#);
+        assert!(ModelDir::open(&d).unwrap_err().message.contains("not an integer"));
+    }
+
+    #[test]
+    fn other_normalization_is_refused() {
+        let d = write_dir("norm", r#"{"id2label": {"0": "a"}, "txclass": {"normalization": "txclass-v0"}}"#);
+        let e = ModelDir::open(&d).unwrap_err();
+        assert!(e.message.contains("txclass-v0"), "{e}");
+    }
+
+    #[test]
+    fn labels_categories_and_checksum() {
+        let d = write_dir(
+            "ok",
+            r#"{"id2label": {"1": "b", "0": "a", "10": "k", "2": "c", "3": "d", "4": "e", "5": "f", "6": "g", "7": "h", "8": "i", "9": "j"},
+                "txclass": {"label2category": {"a": "A", "k": "K"}}}"#,
+        );
+        let m = ModelDir::open(&d).unwrap();
+        assert_eq!(m.labels[0], "a");
+        assert_eq!(m.labels[10], "k"); // numeric, not lexicographic, order
+        assert_eq!(m.categories[0].as_deref(), Some("A"));
+        assert_eq!(m.categories[1], None);
+        let before = m.checksum.clone();
+        std::fs::write(d.join(MODEL_FILE), b"not onnx either").unwrap();
+        assert_ne!(ModelDir::open(&d).unwrap().checksum, before, "content change must change identity");
+    }
+}

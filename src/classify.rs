@@ -1,0 +1,171 @@
+//! The SQL functions. All classify functions are STABLE (they depend on the active model) and
+//! PARALLEL SAFE (each worker loads its own session).
+use crate::errors::OrRaise;
+use crate::session::{last_load_ms, with_classifier};
+use pgrx::prelude::*;
+use pgrx::heap_tuple::PgHeapTuple;
+use pgrx::{composite_type, AllocatedByRust, IntoDatum};
+use txclass_core::{normalize, Classifier, Prediction};
+
+fn check_interrupts() {
+    pgrx::pg_sys::check_for_interrupts!();
+}
+
+/// The normalized form of a descriptor, as the cache and the model see it (rules txclass-v1).
+#[pg_extern(immutable, strict, parallel_safe)]
+fn normalize_descriptor(descriptor: &str) -> String {
+    normalize(descriptor)
+}
+
+fn classify_one(c: &mut Classifier, descriptor: &str, k: usize) -> Option<Vec<Prediction>> {
+    let n = normalize(descriptor);
+    if n.is_empty() {
+        return None;
+    }
+    Some(c.topk(&[n.as_str()], k, &mut check_interrupts).or_raise().remove(0))
+}
+
+/// The predicted label. NULL for NULL input and for descriptors that normalize to nothing
+/// (empty, whitespace, punctuation only).
+#[pg_extern(stable, strict, parallel_safe)]
+fn classify_transaction(descriptor: &str) -> Option<String> {
+    with_classifier(|c| classify_one(c, descriptor, 1).map(|p| c.label(&p[0]).to_string()))
+}
+
+/// Label, category, confidence and the identity of the model that answered.
+#[pg_extern(stable, strict, parallel_safe, requires = ["types"])]
+fn classify_transaction_detail(descriptor: &str) -> Option<composite_type!('static, "classification")> {
+    let (label, category, confidence, model) = with_classifier(|c| {
+        classify_one(c, descriptor, 1).map(|p| {
+            (c.label(&p[0]).to_string(), c.category(&p[0]).map(str::to_string), p[0].confidence, c.model.identity())
+        })
+    })?;
+    let mut t = PgHeapTuple::new_composite_type("txclass.classification").unwrap_or_else(|e| {
+        error!("type txclass.classification is missing ({e}); reinstall the extension: DROP EXTENSION txclass; CREATE EXTENSION txclass")
+    });
+    set_field(&mut t, "label", label);
+    set_field(&mut t, "category", category);
+    set_field(&mut t, "confidence", confidence);
+    set_field(&mut t, "model", model);
+    Some(t)
+}
+
+fn set_field<T: IntoDatum>(t: &mut PgHeapTuple<'static, AllocatedByRust>, name: &str, v: T) {
+    if let Err(e) = t.set_by_name(name, v) {
+        error!("cannot build a txclass.classification value ({name}: {e}); reinstall the extension")
+    }
+}
+
+/// The `k` most probable labels, most probable first. No rows for descriptors that normalize
+/// to nothing.
+#[pg_extern(stable, strict, parallel_safe)]
+fn classify_topk(
+    descriptor: &str,
+    k: default!(i32, 5),
+) -> TableIterator<'static, (name!(rank, i32), name!(label, String), name!(category, Option<String>), name!(confidence, f32))> {
+    if k < 1 {
+        error!("k must be at least 1, got {k}");
+    }
+    let rows = with_classifier(|c| {
+        classify_one(c, descriptor, k as usize)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (i as i32 + 1, c.label(&p).to_string(), c.category(&p).map(str::to_string), p.confidence))
+            .collect::<Vec<_>>()
+    });
+    TableIterator::new(rows)
+}
+
+/// Classifies an array in batches of at most `txclass.batch_size`, rows grouped by token
+/// length. One row per element, in order (`ordinality` is 1-based); NULL elements and
+/// descriptors that normalize to nothing give rows of NULLs.
+#[pg_extern(stable, strict, parallel_safe)]
+fn classify_batch(
+    descriptors: Array<&str>,
+) -> TableIterator<'static, (name!(ordinality, i64), name!(label, Option<String>), name!(category, Option<String>), name!(confidence, Option<f32>))> {
+    let normalized: Vec<Option<String>> = descriptors
+        .iter()
+        .map(|d| {
+            d.map(|s| normalize(s)).filter(|n| !n.is_empty())
+        })
+        .collect();
+    let todo: Vec<&str> = normalized.iter().filter_map(|n| n.as_deref()).collect();
+    let rows = with_classifier(|c| {
+        let preds = c.classify(&todo, &mut check_interrupts).or_raise();
+        let mut preds = preds.into_iter();
+        normalized
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match n {
+                None => (i as i64 + 1, None, None, None),
+                Some(_) => {
+                    let p = preds.next().expect("one prediction per non-empty descriptor");
+                    (i as i64 + 1, Some(c.label(&p).to_string()), c.category(&p).map(str::to_string), Some(p.confidence))
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    TableIterator::new(rows)
+}
+
+/// Raw logits for a descriptor, in label order (see txclass.labels()). NULL when the
+/// descriptor normalizes to nothing. For calibration, debugging and parity checks.
+#[pg_extern(stable, strict, parallel_safe)]
+fn logits(descriptor: &str) -> Option<Vec<f32>> {
+    let n = normalize(descriptor);
+    if n.is_empty() {
+        return None;
+    }
+    Some(with_classifier(|c| c.logits(&[n.as_str()], &mut check_interrupts).or_raise().remove(0)))
+}
+
+/// The active model's labels and categories, in output order (0-based id).
+#[pg_extern(stable, parallel_safe)]
+fn labels() -> TableIterator<'static, (name!(id, i32), name!(label, String), name!(category, Option<String>))> {
+    let rows = with_classifier(|c| {
+        c.model
+            .labels
+            .iter()
+            .zip(c.model.categories.iter())
+            .enumerate()
+            .map(|(i, (l, cat))| (i as i32, l.clone(), cat.clone()))
+            .collect::<Vec<_>>()
+    });
+    TableIterator::new(rows)
+}
+
+/// The model this backend serves, loading it if needed: what, from where, and how.
+#[pg_extern(stable, parallel_safe)]
+fn model_info() -> TableIterator<
+    'static,
+    (
+        name!(model, String),
+        name!(directory, String),
+        name!(checksum, String),
+        name!(labels, i32),
+        name!(execution_provider, String),
+        name!(max_length, i32),
+        name!(batch_size, i32),
+        name!(onnxruntime_library, Option<String>),
+        name!(load_ms, Option<f64>),
+    ),
+> {
+    let row = with_classifier(|c| {
+        (
+            c.model.identity(),
+            c.model.path.display().to_string(),
+            c.model.checksum.clone(),
+            c.model.labels.len() as i32,
+            match c.provider {
+                txclass_core::ExecutionProvider::Cpu => "cpu".to_string(),
+                txclass_core::ExecutionProvider::Cuda => "cuda".to_string(),
+            },
+            c.max_length as i32,
+            c.batch_size as i32,
+            txclass_core::runtime::loaded_path().map(|p| p.display().to_string()),
+        )
+    });
+    let (a, b, c, d, e, f, g, h) = row;
+    TableIterator::once((a, b, c, d, e, f, g, h, last_load_ms()))
+}

@@ -1,0 +1,33 @@
+//! Core errors → PostgreSQL errors with an SQLSTATE, the message and a HINT.
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::PgLogLevel;
+use txclass_core::{Error, ErrorKind};
+
+pub fn raise(e: Error) -> ! {
+    let code = match e.kind {
+        ErrorKind::Config => PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+        ErrorKind::Runtime => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+        ErrorKind::Input => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+    };
+    let mut report = ErrorReport::new(code, e.message, "txclass");
+    if let Some(h) = e.hint {
+        report = report.set_hint(h);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// Unwraps a core result or raises it as a PostgreSQL ERROR.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T, Error> {
+    fn or_raise(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => raise(e),
+        }
+    }
+}

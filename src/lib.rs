@@ -1,0 +1,36 @@
+//! txclass: the PostgreSQL glue around `txclass-core`.
+//!
+//! One module per concern: `settings` (GUCs), `session` (the per-backend classifier),
+//! `errors` (core errors → ereport), `classify` (the SQL functions).
+#![deny(ffi_unwind_calls)]
+
+mod classify;
+mod errors;
+mod session;
+mod settings;
+
+::pgrx::pg_module_magic!(name, version);
+
+pgrx::extension_sql_file!("../sql/types.sql", name = "types", bootstrap);
+
+/// Runs in the postmaster (shared_preload_libraries) or in a backend at first use.
+/// Only settings here: ONNX Runtime is loaded lazily in each backend (it does not survive fork).
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    settings::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'txclass'"]
+    }
+}

@@ -1,0 +1,145 @@
+//! Every txclass GUC, in one place. The `txclass.` prefix is reserved.
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+use pgrx::PostgresGucEnum;
+use std::ffi::{CStr, CString};
+use std::path::PathBuf;
+
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Provider {
+    #[name = c"cpu"]
+    Cpu,
+    #[name = c"cuda"]
+    Cuda,
+}
+
+/// Bundled model name or absolute model directory. Superuser only.
+pub static MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"txclass-merchants-v1"));
+/// Path of libonnxruntime.so; `$libdir` expands to the package library directory. Superuser only.
+pub static ONNXRUNTIME_LIBRARY: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"$libdir/txclass/libonnxruntime.so.1.31.1"));
+pub static EXECUTION_PROVIDER: GucSetting<Provider> = GucSetting::<Provider>::new(Provider::Cpu);
+pub static INTRA_OP_THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(64);
+pub static MAX_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(64);
+
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"txclass.model",
+        c"Model used by txclass: the name of a bundled model or an absolute directory path.",
+        c"A directory in the Hugging Face / Optimum layout: model.onnx, tokenizer.json, config.json with id2label. \
+          A bare name (letters, digits, '.', '-', '_') refers to a model installed under SHAREDIR/txclass/models/.",
+        &MODEL,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"txclass.onnxruntime_library",
+        c"Path of the ONNX Runtime shared library (libonnxruntime.so); $libdir expands to the package library directory.",
+        c"Loaded once per backend, at the first classification. Changing it affects new backends only.",
+        &ONNXRUNTIME_LIBRARY,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"txclass.execution_provider",
+        c"ONNX Runtime execution provider: cpu or cuda.",
+        c"cuda needs an ONNX Runtime build with the CUDA provider; when it is unavailable txclass warns once and uses the CPU.",
+        &EXECUTION_PROVIDER,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"txclass.intra_op_threads",
+        c"Threads each backend's ONNX Runtime session may use inside one operator.",
+        c"Keep at 1 when many backends classify at once: backends x threads must not oversubscribe the CPUs.",
+        &INTRA_OP_THREADS,
+        1,
+        64,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"txclass.batch_size",
+        c"Most descriptors in one ONNX Runtime call; bounds the memory a batch call uses.",
+        c"Rows are grouped by token length before batching, so batches carry little padding.",
+        &BATCH_SIZE,
+        1,
+        4096,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"txclass.max_length",
+        c"Most tokens per descriptor (special tokens included); longer descriptors are truncated.",
+        c"Capped at the model's max_position_embeddings.",
+        &MAX_LENGTH,
+        8,
+        512,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"txclass".as_ptr()) };
+}
+
+fn string_setting(s: &GucSetting<Option<CString>>) -> String {
+    s.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Why a `txclass.model` value was refused.
+pub struct BadModelSetting(pub String);
+
+/// Resolves `txclass.model` to a directory. A bare name is looked up under
+/// SHAREDIR/txclass/models; anything else must be an absolute path without `..`.
+pub fn model_dir() -> Result<PathBuf, BadModelSetting> {
+    let v = string_setting(&MODEL);
+    let v = v.trim();
+    if v.is_empty() {
+        return Err(BadModelSetting("txclass.model is empty".into()));
+    }
+    let is_name = v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) && !v.starts_with('.');
+    if is_name {
+        return Ok(share_dir().join("txclass").join("models").join(v));
+    }
+    let p = PathBuf::from(v);
+    if !p.is_absolute() {
+        return Err(BadModelSetting(format!("txclass.model = '{v}' is neither a bundled model name nor an absolute path")));
+    }
+    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(BadModelSetting(format!("txclass.model = '{v}' contains '..'")));
+    }
+    Ok(p)
+}
+
+pub fn onnxruntime_library() -> PathBuf {
+    let v = string_setting(&ONNXRUNTIME_LIBRARY);
+    match v.strip_prefix("$libdir") {
+        Some(rest) => PathBuf::from(format!("{}{rest}", pkglib_dir())),
+        None => PathBuf::from(v),
+    }
+}
+
+pub fn pkglib_dir() -> String {
+    unsafe { CStr::from_ptr(std::ptr::addr_of!(pg_sys::pkglib_path).cast()) }.to_string_lossy().into_owned()
+}
+
+pub fn share_dir() -> PathBuf {
+    let mut buf = vec![0 as std::ffi::c_char; pg_sys::MAXPGPATH as usize];
+    unsafe {
+        pg_sys::get_share_path(std::ptr::addr_of!(pg_sys::my_exec_path).cast(), buf.as_mut_ptr());
+        PathBuf::from(CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned())
+    }
+}
+
+pub fn options() -> txclass_core::Options {
+    txclass_core::Options {
+        onnxruntime_library: onnxruntime_library(),
+        provider: match EXECUTION_PROVIDER.get() {
+            Provider::Cpu => txclass_core::ExecutionProvider::Cpu,
+            Provider::Cuda => txclass_core::ExecutionProvider::Cuda,
+        },
+        intra_op_threads: INTRA_OP_THREADS.get().max(1) as usize,
+        max_length: MAX_LENGTH.get().max(8) as usize,
+        batch_size: BATCH_SIZE.get().max(1) as usize,
+    }
+}
