@@ -100,12 +100,22 @@ class Generator:
         cat, suffixes = self.generic[label]
         first = r.choice(self.names)
         style = r.random()
-        if style < 0.35:
-            return f"{first}'S {r.choice(suffixes)}" if r.random() < 0.5 else f"{first}S {r.choice(suffixes)}"
-        if style < 0.7:
-            return f"{first} {r.choice(suffixes)}"
-        second = r.choice(self.names)
-        return f"{first} {second} {r.choice(suffixes)}"
+        if style < 0.3:
+            name = f"{first}'S {r.choice(suffixes)}" if r.random() < 0.5 else f"{first}S {r.choice(suffixes)}"
+        elif style < 0.6:
+            name = f"{first} {r.choice(suffixes)}"
+        elif style < 0.8:
+            name = f"{first} {r.choice(self.names)} {r.choice(suffixes)}"
+        elif style < 0.9:
+            # company-register style: "SMITH & LOW LTD"
+            name = f"{first} & {r.choice(self.names)}"
+        else:
+            # the business's web address: "WWW.GREENWAYPLUMBING.CO.UK"
+            body = (first + r.choice(suffixes)).replace(" ", "").replace("&", "AND").replace("'", "")
+            return r.choice(["WWW.", ""]) + body + r.choice([".CO.UK", ".COM", ".ORG.UK", ".NET"])
+        if r.random() < 0.35:
+            name += r.choice([" LTD", " LIMITED", " PLC", " INC", " LLC", " CO", " & SONS", " AND CO"])
+        return name
 
     def noise_case(self, s):
         r = self.rng

@@ -25,7 +25,7 @@ CATEGORIES = {
         ("Asda", ["ASDA STORES", "ASDA SUPERSTORE", "ASDA"]),
         ("Morrisons", ["MORRISONS", "WM MORRISON", "MORRISONS DAILY"]),
         ("Waitrose", ["WAITROSE", "WAITROSE & PARTNERS"]),
-        ("Co-op Food", ["CO-OP GROUP", "COOP FOOD", "CO OP FOOD"]),
+        ("Co-op Food", ["CO-OP GROUP", "COOP FOOD", "CO OP FOOD", "CO-OPERATIVE FOOD"]),
         ("Iceland", ["ICELAND FOODS", "ICELAND"]),
         ("Food Lion", ["FOOD LION"]),
         ("Stop & Shop", ["STOP & SHOP", "STOP AND SHOP"]),
@@ -209,6 +209,8 @@ CATEGORIES = {
         ("Harbor Freight", ["HARBOR FREIGHT", "HARBOR FREIGHT TOOLS"]),
         ("Sherwin-Williams", ["SHERWIN WILLIAMS", "SHERWIN-WILLIAMS"]),
         ("Dunelm", ["DUNELM", "DUNELM MILL"]),
+        ("Jewson", ["JEWSON", "JEWSONS", "JEWSON LTD"]),
+        ("Selco", ["SELCO", "SELCO BUILDERS WAREHOUSE"]),
     ],
     "Office Supplies & Stationery": [
         ("Staples", ["STAPLES", "STAPLES DIRECT", "STAPLES.COM"]),

@@ -1,0 +1,153 @@
+//! Core tests against the real bundled model and the real ONNX Runtime library
+//! (build/onnxruntime, fetched by scripts/setup.sh; or $TXCLASS_ONNXRUNTIME).
+use std::path::{Path, PathBuf};
+use txclass_core::{normalize, Classifier, ErrorKind, ExecutionProvider, Options};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn bundled() -> PathBuf {
+    root().join("models/txclass-merchants-v1")
+}
+
+fn opts() -> Options {
+    let lib = std::env::var_os("TXCLASS_ONNXRUNTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("build/onnxruntime/libonnxruntime.so.1.31.1"));
+    assert!(lib.is_file(), "ONNX Runtime library {} missing: run scripts/setup.sh", lib.display());
+    Options { onnxruntime_library: lib, provider: ExecutionProvider::Cpu, intra_op_threads: 1, max_length: 64, batch_size: 16 }
+}
+
+fn load(dir: &Path) -> Classifier {
+    Classifier::load(dir, &opts()).map_err(|e| e.to_string()).expect("bundled model loads").classifier
+}
+
+/// A copy of the bundled model in a fresh temp dir, for corrupting.
+fn copy_of_bundled(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("txclass-core-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::copy(bundled().join(f), d.join(f)).unwrap();
+    }
+    d
+}
+
+fn labels(c: &mut Classifier, raw: &[&str]) -> Vec<String> {
+    let norm: Vec<String> = raw.iter().map(|r| normalize(r)).collect();
+    let refs: Vec<&str> = norm.iter().map(String::as_str).collect();
+    let preds = c.classify(&refs, &mut || {}).expect("classify");
+    preds.iter().map(|p| c.label(p).to_string()).collect()
+}
+
+#[test]
+fn bundled_model_recognises_brands_it_was_never_shown_with_these_numbers() {
+    let mut c = load(&bundled());
+    let cases = [
+        ("SQ *BLUE BOTTLE COF 8473 OAKLAND CA", "Blue Bottle Coffee"),
+        ("STARBUCKS STORE 01234 SEATTLE WA", "Starbucks"),
+        ("AMZN MKTP US*2K3L4M5N6", "Amazon"),
+        ("SHELL OIL 57444 HOUSTON TX", "Shell"),
+        ("UBER *TRIP HELP.UBER.COM", "Uber"),
+        ("TESCO STORES 6292", "Tesco"),
+        ("NETFLIX.COM 866-579-7172 CA", "Netflix"),
+    ];
+    let raw: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    let got = labels(&mut c, &raw);
+    for ((d, want), got) in cases.iter().zip(got) {
+        assert_eq!(&got, want, "{d}");
+    }
+}
+
+#[test]
+fn batched_logits_equal_one_at_a_time() {
+    let mut c = load(&bundled());
+    let raw = [
+        "WALMART SUPERCENTER #5512 DALLAS TX", "TST* JOES DINER", "PAYPAL *NETFLIX", "HOME DEPOT 4411 ATLANTA GA",
+        "LYFT *RIDE", "COSTCO WHSE #1234", "CHECKCARD 0412 KROGER FUEL", "X", "SPOTIFY P0A1B2C3D4 STOCKHOLM",
+    ];
+    let norm: Vec<String> = raw.iter().map(|r| normalize(r)).collect();
+    let refs: Vec<&str> = norm.iter().map(String::as_str).collect();
+    let batched = c.logits(&refs, &mut || {}).unwrap();
+    for (i, t) in refs.iter().enumerate() {
+        let single = c.logits(&[t], &mut || {}).unwrap().remove(0);
+        let diff = single.iter().zip(&batched[i]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "{t}: batched vs single differ by {diff}");
+    }
+}
+
+#[test]
+fn duplicates_are_computed_once_but_returned_for_every_row() {
+    let mut c = load(&bundled());
+    let refs = ["walmart", "target", "walmart", "walmart", "target"];
+    let mut calls = 0;
+    let preds = c.classify(&refs, &mut || calls += 1).unwrap();
+    assert_eq!(preds.len(), 5);
+    assert_eq!(preds[0], preds[2]);
+    assert_eq!(preds[1], preds[4]);
+    assert_eq!(calls, 1, "two distinct texts of similar length fit one batch");
+}
+
+#[test]
+fn between_batches_runs_once_per_batch() {
+    let mut c = load(&bundled());
+    c.batch_size = 4;
+    let texts: Vec<String> = (0..40).map(|i| format!("store {i} walmart")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut calls = 0;
+    c.classify(&refs, &mut || calls += 1).unwrap();
+    assert!(calls >= 10, "40 distinct rows at batch_size 4 need >= 10 batches, saw {calls}");
+}
+
+#[test]
+fn class_count_mismatch_is_refused_with_both_numbers() {
+    let d = copy_of_bundled("mismatch");
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
+    let n = cfg["id2label"].as_object().unwrap().len();
+    let mut cfg = cfg;
+    cfg["id2label"][n.to_string()] = serde_json::Value::String("Brand New Class".into());
+    std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
+    let e = Classifier::load(&d, &opts()).err().expect("must be refused");
+    assert_eq!(e.kind, ErrorKind::Config);
+    assert!(e.message.contains(&format!("has {n} outputs but")), "{e}");
+    assert!(e.message.contains(&format!("lists {} labels", n + 1)), "{e}");
+}
+
+#[test]
+fn corrupt_onnx_and_tokenizer_name_the_file() {
+    let d = copy_of_bundled("corrupt");
+    let bytes = std::fs::read(d.join("model.onnx")).unwrap();
+    std::fs::write(d.join("model.onnx"), &bytes[..bytes.len() / 2]).unwrap();
+    let e = Classifier::load(&d, &opts()).err().expect("truncated model.onnx must be refused");
+    assert!(e.message.contains("model.onnx"), "{e}");
+    assert!(e.hint.is_some());
+
+    let d = copy_of_bundled("badtok");
+    std::fs::write(d.join("tokenizer.json"), "{\"version\": ").unwrap();
+    let e = Classifier::load(&d, &opts()).err().expect("broken tokenizer.json must be refused");
+    assert!(e.message.contains("tokenizer.json"), "{e}");
+}
+
+#[test]
+fn cuda_request_on_a_cpu_build_warns_and_uses_cpu() {
+    let mut o = opts();
+    o.provider = ExecutionProvider::Cuda;
+    let loaded = Classifier::load(&bundled(), &o).map_err(|e| e.to_string()).unwrap();
+    assert_eq!(loaded.classifier.provider, ExecutionProvider::Cpu);
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert!(loaded.warnings[0].contains("using CPU"));
+}
+
+#[test]
+fn max_length_is_capped_at_the_models_positions_and_long_input_truncates() {
+    let mut o = opts();
+    o.max_length = 500;
+    let loaded = Classifier::load(&bundled(), &o).map_err(|e| e.to_string()).unwrap();
+    assert!(loaded.warnings.iter().any(|w| w.contains("max_position_embeddings")), "{:?}", loaded.warnings);
+    let mut c = loaded.classifier;
+    let long = normalize(&"amazon mktplace pmts ".repeat(5000));
+    let ids = c.encode(&long).unwrap();
+    assert_eq!(ids.len(), c.max_length);
+    assert_eq!(c.classify(&[long.as_str()], &mut || {}).unwrap().len(), 1);
+}

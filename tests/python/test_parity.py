@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Parity: the extension's logits equal Python ONNX Runtime's on the same model within 1e-4,
+and the extension's normalize_descriptor() equals the training code's normalize().
+
+    test_parity.py "<psql connection flags>" <model dir> <oxford data dir>
+
+Descriptors: the distinct real Oxford descriptors plus held-out synthetic ones (>= 200 in all).
+Prints 'parity: N passed, M failed' and exits non-zero on any failure.
+"""
+import csv
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "models", "train"))
+from normalize import normalize  # noqa: E402
+from generate import make  # noqa: E402
+from pgclient import psql_script  # noqa: E402
+
+TOL = 1e-4
+
+
+def descriptors(data_dir, n_real=300, n_synth=150):
+    seen, out = set(), []
+    for path in sorted(glob.glob(os.path.join(data_dir, "*.csv"))):
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+            for row in csv.DictReader(fh):
+                d = (row.get("MCH.MERCHANT NAME") or row.get("Merchant") or "").strip()
+                if d and d not in seen:
+                    seen.add(d); out.append(d)
+    out = out[:n_real]
+    out += [d for d, _ in make("test", n_synth, 7)]
+    out += ["", "   ", "☕ STARBUCKS 🎉", "A" * 5000, "ÜBER café", "SHELL\x01OIL"]
+    return out
+
+
+def main():
+    conn, model_dir, data_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+    descs = descriptors(data_dir)
+    tsv = "\n".join(f"{i}\t" + d.replace("\\", "\\\\").replace("\t", " ").replace("\n", " ") for i, d in enumerate(descs)) + "\n"
+    script = ("SET search_path = txclass, public;\n"
+              "CREATE TEMP TABLE p(i int, d text);\n"
+              "COPY p FROM STDIN;\n" + tsv + "\\.\n"
+              "SELECT i, normalize_descriptor(d), coalesce(array_to_json(logits(d))::text, 'NULL') FROM p ORDER BY i;\n")
+    rows = [line.split("\t") for line in psql_script(conn, script).splitlines() if line]
+    assert len(rows) == len(descs), (len(rows), len(descs))
+
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    max_len = min(64, cfg.get("max_position_embeddings", 64))
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    tok.enable_truncation(max_length=max_len)
+    so = ort.SessionOptions(); so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), so, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+
+    passed = failed = compared = 0
+    worst = 0.0
+    for (i, sql_norm, sql_logits), d in zip(rows, descs):
+        norm = normalize(d)
+        # normalize_descriptor prints '' as an empty field
+        if sql_norm != norm:
+            failed += 1
+            print(f"FAIL normalize {d!r}: sql {sql_norm!r} python {norm!r}")
+            continue
+        if not norm:
+            ok = sql_logits == "NULL"
+            passed += ok; failed += (not ok)
+            if not ok:
+                print(f"FAIL {d!r} normalizes to '' but logits() returned {sql_logits[:40]}")
+            continue
+        ids = np.array([tok.encode(norm).ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        py = sess.run(["logits"], {k: v for k, v in feed.items() if k in names})[0][0]
+        ext = np.array(json.loads(sql_logits), dtype=np.float32)
+        diff = float(np.max(np.abs(py - ext))) if ext.shape == py.shape else float("inf")
+        worst = max(worst, diff)
+        compared += 1
+        if diff <= TOL and int(np.argmax(py)) == int(np.argmax(ext)):
+            passed += 1
+        else:
+            failed += 1
+            print(f"FAIL logits {d!r}: max |diff| {diff}")
+    print(f"parity: {compared} descriptors compared with Python onnxruntime {ort.__version__}, worst |logit diff| {worst:.2e} (tolerance {TOL})")
+    if compared < 200:
+        failed += 1
+        print(f"FAIL only {compared} descriptors compared (need >= 200)")
+    print(f"parity: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
