@@ -12,6 +12,7 @@ mod settings;
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/types.sql", name = "types", bootstrap);
+pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 /// Runs in the postmaster (shared_preload_libraries) or in a backend at first use.
 /// Only settings here: ONNX Runtime is loaded lazily in each backend (it does not survive fork).

@@ -73,7 +73,19 @@ def normalize(text: str) -> str:
     return result.rstrip(" ")
 
 
+def rewrite_vectors(path):
+    """Recomputes the "normalized" field of every vector in a JSON-lines file."""
+    import json
+    rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({"raw": r["raw"], "normalized": normalize(r["raw"])}, ensure_ascii=False) + "\n")
+
+
 if __name__ == "__main__":
     import sys
-    for line in sys.stdin:
-        print(normalize(line.rstrip("\n")))
+    if len(sys.argv) == 3 and sys.argv[1] == "--write-vectors":
+        rewrite_vectors(sys.argv[2])
+    else:
+        for line in sys.stdin:
+            print(normalize(line.rstrip("\n")))

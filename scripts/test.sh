@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Every test tier, in order; prints one summary line "tests: N passed, M failed".
+#   1. cargo test      — txclass-core: normalization twin vectors, model validation, bundled model
+#   2. #[pg_test]      — the glue inside a real server (cargo pgrx test, as the postgres OS user)
+#   3. pg_regress      — golden SQL behaviour: results, errors, privileges, CUDA fallback
+#   4. parity          — logits equal Python onnxruntime's within 1e-4 on >= 200 descriptors
+source "$(dirname "$0")/common.sh"
+cd "$ROOT"
+bash scripts/setup.sh
+export TXCLASS_ONNXRUNTIME="$ORT_LIB"
+export CARGO_PROFILE_DEV_DEBUG=0   # halves the debug build's disk and time
+passed=0; failed=0; failures=()
+count_cargo() {  # sums "test result: ok. N passed; M failed" lines of a log
+  local p f
+  p=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$1" | awk '{s+=$4} END {print s+0}')
+  f=$(grep -Eo '[0-9]+ failed;' "$1" | awk '{s+=$1} END {print s+0}')
+  passed=$((passed + p)); failed=$((failed + f))
+}
+tier() { log "── $1"; }
+
+tier "1/4 cargo test (txclass-core)"
+if cargo test -p txclass-core 2>&1 | tee "$BUILD/test-core.log" | grep -E "^test |test result" ; then :; fi
+count_cargo "$BUILD/test-core.log"
+grep -q "test result: FAILED\|error\[" "$BUILD/test-core.log" && failures+=("cargo test")
+grep -q "test result" "$BUILD/test-core.log" || { failed=$((failed + 1)); failures+=("cargo test did not run"); }
+
+tier "2/4 #[pg_test] (cargo pgrx test pg15)"
+pgdata="/tmp/txclass-pgrx-test"; rm -rf "$pgdata"
+if [ "$(id -u)" = 0 ]; then runas=(--runas "$PGUSER_OS"); else runas=(); fi
+cargo pgrx test pg15 "${runas[@]}" --pgdata "$pgdata" >"$BUILD/test-pg.log" 2>&1 || true
+grep -E "^test |test result" "$BUILD/test-pg.log" || tail -40 "$BUILD/test-pg.log"
+count_cargo "$BUILD/test-pg.log"
+grep -q "test result: ok" "$BUILD/test-pg.log" || failures+=("#[pg_test]")
+grep -q "test result" "$BUILD/test-pg.log" || failed=$((failed + 1))
+# cargo pgrx test installed a debug build: put the release build back
+bash scripts/install.sh
+
+tier "3/4 pg_regress"
+if bash scripts/pg_regress.sh >"$BUILD/test-regress.log" 2>&1; then :; else failures+=("pg_regress"); fi
+cat "$BUILD/test-regress.log"
+ok=$(grep -Ec '^ok |^test .* \.\.\. ok' "$BUILD/test-regress.log" || true)
+bad=$(grep -Ec 'FAILED|failed \(ignored\)' "$BUILD/test-regress.log" || true)
+[ "$ok" -gt 0 ] || bad=$((bad + 1))
+passed=$((passed + ok)); failed=$((failed + bad))
+
+tier "4/4 parity with Python onnxruntime"
+trap 'bash "$ROOT/scripts/cluster.sh" stop test >/dev/null 2>&1 || true' EXIT
+conn="$(bash scripts/cluster.sh start test "${TXCLASS_TEST_PORT:-54341}")"
+psql $conn -d postgres -X -q -c "CREATE EXTENSION txclass" >/dev/null
+if "$PYVENV/bin/python" tests/python/test_parity.py "$conn" "$ROOT/models/$BUNDLED_MODEL" "$ROOT/../shared/data/oxford-pcard" \
+    | tee "$BUILD/test-parity.log"; then :; else failures+=("parity"); fi
+p=$(grep -Eo 'parity: [0-9]+ passed' "$BUILD/test-parity.log" | awk '{print $2}'); p=${p:-0}
+f=$(grep -Eo '[0-9]+ failed' "$BUILD/test-parity.log" | tail -1 | awk '{print $1}'); f=${f:-1}
+passed=$((passed + p)); failed=$((failed + f))
+
+if [ ${#failures[@]} -gt 0 ]; then log "failing tiers: ${failures[*]}"; fi
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ ${#failures[@]} -eq 0 ]
