@@ -5,7 +5,10 @@ and the extension's normalize_descriptor() equals the training code's normalize(
     test_parity.py "<psql connection flags>" <model dir> <oxford data dir>
 
 Descriptors: the distinct real Oxford descriptors plus held-out synthetic ones (>= 200 in all).
-Prints 'parity: N passed, M failed' and exits non-zero on any failure.
+Two tests, printed as 'parity: N passed, M failed' (non-zero exit on any failure):
+  1. logits + normalize_descriptor() of every descriptor equal Python's (>= 200 compared);
+  2. the Python normalizer reproduces tests/normalize_vectors.jsonl (the Rust half of the twin
+     check is a cargo test).
 """
 import csv
 import glob
@@ -60,19 +63,18 @@ def main():
     sess = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), so, providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
 
-    passed = failed = compared = 0
+    bad = compared = 0
     worst = 0.0
     for (i, sql_norm, sql_logits), d in zip(rows, descs):
         norm = normalize(d)
         # normalize_descriptor prints '' as an empty field
         if sql_norm != norm:
-            failed += 1
+            bad += 1
             print(f"FAIL normalize {d!r}: sql {sql_norm!r} python {norm!r}")
             continue
         if not norm:
-            ok = sql_logits == "NULL"
-            passed += ok; failed += (not ok)
-            if not ok:
+            if sql_logits != "NULL":
+                bad += 1
                 print(f"FAIL {d!r} normalizes to '' but logits() returned {sql_logits[:40]}")
             continue
         ids = np.array([tok.encode(norm).ids], dtype=np.int64)
@@ -82,15 +84,25 @@ def main():
         diff = float(np.max(np.abs(py - ext))) if ext.shape == py.shape else float("inf")
         worst = max(worst, diff)
         compared += 1
-        if diff <= TOL and int(np.argmax(py)) == int(np.argmax(ext)):
-            passed += 1
-        else:
-            failed += 1
+        if diff > TOL or int(np.argmax(py)) != int(np.argmax(ext)):
+            bad += 1
             print(f"FAIL logits {d!r}: max |diff| {diff}")
     print(f"parity: {compared} descriptors compared with Python onnxruntime {ort.__version__}, worst |logit diff| {worst:.2e} (tolerance {TOL})")
     if compared < 200:
-        failed += 1
+        bad += 1
         print(f"FAIL only {compared} descriptors compared (need >= 200)")
+    results = [bad == 0]
+    print(f"parity: logits and normalization {'agree' if bad == 0 else f'disagree on {bad} descriptors'}")
+
+    vbad = 0
+    vectors = [json.loads(l) for l in open(os.path.join(ROOT, "tests", "normalize_vectors.jsonl"), encoding="utf-8") if l.strip()]
+    for v in vectors:
+        if normalize(v["raw"]) != v["normalized"] or normalize(v["normalized"]) != v["normalized"]:
+            vbad += 1
+            print(f"FAIL vector {v['raw']!r}: python {normalize(v['raw'])!r}, file {v['normalized']!r}")
+    print(f"parity: python normalizer on {len(vectors)} shared vectors: {vbad} mismatches")
+    results.append(vbad == 0 and len(vectors) >= 60)
+    passed, failed = sum(results), len(results) - sum(results)
     print(f"parity: {passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 
