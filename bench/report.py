@@ -32,8 +32,8 @@ rows = []
 for ds, what in (("oxford_repeated", f"Oxford descriptors repeated to {int(n):,} rows (≈1.4k distinct)"),
                  ("distinct", f"{int(n):,} rows distinct after normalization")):
     sb, s1 = g(f"standalone_batch_{ds}"), g(f"standalone_batch1_{ds}")
-    qb, qs = g(f"sql_batch_{ds}"), g(f"sql_scalar_{ds}")
-    rows.append((what, sb, s1, qb, qs))
+    qb, qs, fl = g(f"sql_batch_{ds}"), g(f"sql_scalar_{ds}"), g(f"sql_floor_{ds}")
+    rows.append((what, sb, s1, qb, qs, fl))
 
 lines = [
     "<!-- foundation:begin (written by bench/run.sh; edit bench/report.py) -->",
@@ -44,18 +44,21 @@ lines = [
     f"max_length 64, best of {repeats} runs per figure. Rows/s include normalization and tokenization.",
     "The standalone binary (`bench/src/main.rs`) calls the same `txclass-core` code as the extension.",
     "",
-    "| data | standalone batch | standalone batch size 1 | SQL `classify_batch` | SQL `classify_transaction` per row |",
-    "|---|---|---|---|---|",
+    "| data | standalone batch | standalone batch size 1 | SQL `classify_batch` | SQL `classify_transaction` per row | SQL floor: `unnest` of the same array |",
+    "|---|---|---|---|---|---|",
 ]
-for what, sb, s1, qb, qs in rows:
-    lines.append(f"| {what} | {f(sb)} rows/s | {f(s1)} rows/s | {f(qb)} rows/s | {f(qs)} rows/s |")
+for what, sb, s1, qb, qs, fl in rows:
+    lines.append(f"| {what} | {f(sb)} rows/s | {f(s1)} rows/s | {f(qb)} rows/s | {f(qs)} rows/s | {f(fl)} rows/s |")
 lines += ["", "| ratio (goal) | " + " | ".join(w.split(" (")[0] if "(" in w else w for w, *_ in rows) + " |", "|---|---|---|"]
 def ratio_row(name, fn):
     lines.append(f"| {name} | " + " | ".join(f"{fn(*x[1:]):.2f}" for x in rows) + " |")
-ratio_row("SQL batch ÷ standalone batch (≥ 0.95)", lambda sb, s1, qb, qs: qb / sb)
-ratio_row("standalone batch ÷ standalone batch size 1 (≥ 1.5)", lambda sb, s1, qb, qs: sb / s1)
-ratio_row("SQL batch ÷ SQL per-row scalar", lambda sb, s1, qb, qs: qb / qs)
-ratio_row("SQL per-row scalar ÷ standalone batch size 1", lambda sb, s1, qb, qs: qs / s1)
+ratio_row("SQL batch ÷ standalone batch (≥ 0.95)", lambda sb, s1, qb, qs, fl: qb / sb)
+ratio_row("same, SQL time less the floor (array in, rows out)", lambda sb, s1, qb, qs, fl: (1 / sb) / (1 / qb - 1 / fl))
+ratio_row("standalone batch ÷ standalone batch size 1 (≥ 1.5)", lambda sb, s1, qb, qs, fl: sb / s1)
+ratio_row("SQL batch ÷ SQL per-row scalar", lambda sb, s1, qb, qs, fl: qb / qs)
+ratio_row("SQL per-row scalar ÷ standalone batch size 1", lambda sb, s1, qb, qs, fl: qs / s1)
+sb, qb, fl = g("standalone_batch_oxford_repeated"), g("sql_batch_oxford_repeated"), g("sql_floor_oxford_repeated")
+floor_share = (1 / fl) / (1 / qb - 1 / sb) if qb < sb else float("nan")
 lines += [
     "",
     "| start-up and memory | value |",
@@ -66,9 +69,14 @@ lines += [
     f"| standalone process RSS with the model loaded | {g('standalone_rss_loaded_kb') / 1024:.0f} MB |",
     "",
     "Reading it: the Oxford stream repeats (≈1.4k distinct strings in 4.4k rows), and one batch call",
-    "computes each distinct normalized string once, so its batch figures show what de-duplication plus",
-    "length bucketing buy on real traffic; the distinct set shows bucketing alone. The per-row scalar",
-    "path pays one ONNX call per row, like standalone batch size 1, plus the executor's per-row cost.",
+    "normalizes each distinct raw string and infers each distinct normalized string once, so its",
+    "batch figures show what de-duplication plus length bucketing buy on real traffic; the distinct",
+    "set shows bucketing alone. Where inference is that cheap, SQL's fixed per-row costs show: Postgres",
+    "building a 100k-element array and returning 100k rows (the floor column) is, on the repeated",
+    f"stream, {floor_share:.0%} of the gap between SQL and standalone; the rest is the extension's",
+    "per-row glue (array decode, one tuple per row). On distinct rows inference dominates and SQL runs",
+    "at the standalone speed. The per-row scalar path pays one ONNX call per row, like standalone",
+    "batch size 1, plus the executor's per-row cost.",
     "<!-- foundation:end -->",
 ]
 section = "\n".join(lines) + "\n"

@@ -63,11 +63,13 @@ SELECT 'load_ms', load_ms FROM txclass.model_info();
 SELECT 'rss_loaded_kb', rss_kb();
 SELECT 'batch', min(timeit('SELECT count(*) FROM txclass.classify_batch(ARRAY(SELECT d FROM bench_$ds ORDER BY i))')) FROM generate_series(1, $REPEATS);
 SELECT 'rss_after_batch_kb', rss_kb();
+SELECT 'floor', min(timeit('SELECT count(*) FROM unnest(ARRAY(SELECT d FROM bench_$ds ORDER BY i))')) FROM generate_series(1, $REPEATS);
 SELECT 'scalar', min(timeit('SELECT count(txclass.classify_transaction(d)) FROM bench_$ds')) FROM generate_series(1, $REPEATS);
 SQL
   awk -F'|' -v ds="$ds" -v rows="$rows" '
     $1=="batch"  {printf "sql_batch_%s\t%.1f\n", ds, rows/$2; next}
     $1=="scalar" {printf "sql_scalar_%s\t%.1f\n", ds, rows/$2; next}
+    $1=="floor"  {printf "sql_floor_%s\t%.1f\n", ds, rows/$2; next}
     NF==2        {printf "sql_%s_%s\t%s\n", $1, ds, $2}' "$OUT/sql_$ds.txt" >>"$results"
 done
 

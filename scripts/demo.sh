@@ -27,9 +27,13 @@ CREATE TABLE classified AS
   SELECT t.id, t.descriptor, d.label, d.category, round(d.confidence::numeric, 3) AS confidence
   FROM txns t, LATERAL classify_transaction_detail(t.descriptor) d;
 \timing off
-\echo '== 20 random real descriptors =='
+\echo '== 20 random distinct real descriptors =='
 SELECT descriptor, normalize_descriptor(descriptor) AS normalized, label, category, confidence
-FROM classified WHERE descriptor <> '' ORDER BY md5(descriptor) LIMIT 20;
+FROM (SELECT DISTINCT ON (descriptor) * FROM classified WHERE descriptor <> '') d ORDER BY md5(descriptor) LIMIT 20;
+\echo '== how sure is the model? (a synthetic-data model meets real council suppliers) =='
+SELECT count(*) AS rows, count(*) FILTER (WHERE confidence >= 0.9) AS "conf >= 0.9",
+       count(*) FILTER (WHERE confidence < 0.5) AS "conf < 0.5", count(*) FILTER (WHERE label IS NULL) AS "empty descriptor"
+FROM classified;
 \echo '== what the council spends its cards on, by predicted category =='
 SELECT category, count(*) AS txns, round(sum(t.amount)) AS pounds, round(avg(confidence), 2) AS mean_conf
 FROM classified c JOIN txns t USING (id) GROUP BY category ORDER BY pounds DESC NULLS LAST LIMIT 15;

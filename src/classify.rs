@@ -1,6 +1,7 @@
 //! The SQL functions. All classify functions are STABLE (they depend on the active model) and
 //! PARALLEL SAFE (each worker loads its own session).
 use crate::errors::OrRaise;
+use crate::intern;
 use crate::session::{last_load_ms, with_classifier};
 use pgrx::prelude::*;
 use pgrx::heap_tuple::PgHeapTuple;
@@ -83,30 +84,24 @@ fn classify_topk(
 #[pg_extern(stable, strict, parallel_safe)]
 fn classify_batch(
     descriptors: Array<&str>,
-) -> TableIterator<'static, (name!(ordinality, i64), name!(label, Option<String>), name!(category, Option<String>), name!(confidence, Option<f32>))> {
-    let normalized: Vec<Option<String>> = descriptors
-        .iter()
-        .map(|d| {
-            d.map(|s| normalize(s)).filter(|n| !n.is_empty())
-        })
-        .collect();
-    let todo: Vec<&str> = normalized.iter().filter_map(|n| n.as_deref()).collect();
-    let rows = with_classifier(|c| {
-        let preds = c.classify(&todo, &mut check_interrupts).or_raise();
-        let mut preds = preds.into_iter();
-        normalized
-            .iter()
-            .enumerate()
-            .map(|(i, n)| match n {
-                None => (i as i64 + 1, None, None, None),
-                Some(_) => {
-                    let p = preds.next().expect("one prediction per non-empty descriptor");
-                    (i as i64 + 1, Some(c.label(&p).to_string()), c.category(&p).map(str::to_string), Some(p.confidence))
-                }
-            })
-            .collect::<Vec<_>>()
+) -> TableIterator<
+    'static,
+    (
+        name!(ordinality, i64),
+        name!(label, Option<&'static str>),
+        name!(category, Option<&'static str>),
+        name!(confidence, Option<f32>),
+    ),
+> {
+    let raw: Vec<Option<&str>> = descriptors.iter().collect();
+    let (names, preds) = with_classifier(|c| {
+        let preds = c.classify_descriptors(&raw, &mut check_interrupts).or_raise();
+        (intern::names(c), preds)
     });
-    TableIterator::new(rows)
+    TableIterator::new(preds.into_iter().enumerate().map(move |(i, p)| match p {
+        None => (i as i64 + 1, None, None, None),
+        Some(p) => (i as i64 + 1, Some(names.labels[p.label]), names.categories[p.label], Some(p.confidence)),
+    }))
 }
 
 /// Raw logits for a descriptor, in label order (see txclass.labels()). NULL when the

@@ -1,11 +1,13 @@
 //! txclass: the PostgreSQL glue around `txclass-core`.
 //!
 //! One module per concern: `settings` (GUCs), `session` (the per-backend classifier),
-//! `errors` (core errors → ereport), `classify` (the SQL functions).
+//! `errors` (core errors → ereport), `intern` (label strings for set-returning functions),
+//! `classify` (the SQL functions).
 #![deny(ffi_unwind_calls)]
 
 mod classify;
 mod errors;
+mod intern;
 mod session;
 mod settings;
 

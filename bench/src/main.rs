@@ -60,10 +60,10 @@ fn main() {
         }
         (n, best)
     };
+    let raw: Vec<Option<&str>> = rows.iter().map(|r| Some(*r)).collect();
     let (n, secs) = best(&mut || {
-        let norm: Vec<String> = rows.iter().map(|r| normalize(r)).collect();
-        let todo: Vec<&str> = norm.iter().map(String::as_str).filter(|s| !s.is_empty()).collect();
-        c.classify(&todo, &mut || {}).map(|p| p.len()).unwrap_or(0)
+        // exactly what classify_batch() runs
+        c.classify_descriptors(&raw, &mut || {}).map(|p| p.iter().flatten().count()).unwrap_or(0)
     });
     println!("{{\"name\":\"batch\",\"rows\":{},\"classified\":{n},\"seconds\":{secs:.4},\"rows_per_s\":{:.1}}}", rows.len(), rows.len() as f64 / secs);
     let (n1, secs1) = best(&mut || {

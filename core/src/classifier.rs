@@ -5,6 +5,7 @@
 use crate::batching;
 use crate::error::{Error, Result};
 use crate::model::ModelDir;
+use crate::normalize::normalize;
 use crate::runtime;
 use ort::ep::ExecutionProvider as _;
 use ort::session::builder::GraphOptimizationLevel;
@@ -236,14 +237,15 @@ impl Classifier {
         Ok((unk, enc.get_ids().len()))
     }
 
-    /// Runs the model over `texts` (normalized), calling `visit(row, logits)` once per row, in
-    /// an unspecified order. Identical texts are computed once; rows are bucketed by token
-    /// length; `between_batches` runs before every ONNX call (interrupt checks).
+    /// Runs the model over `texts` (normalized), calling `visit(rows, logits)` once per distinct
+    /// text with every row that holds it, in an unspecified order. Identical texts are computed
+    /// (and post-processed by `visit`) once; rows are bucketed by token length;
+    /// `between_batches` runs before every ONNX call (interrupt checks).
     pub fn for_each_logits(
         &mut self,
         texts: &[&str],
         between_batches: &mut dyn FnMut(),
-        visit: &mut dyn FnMut(usize, &[f32]),
+        visit: &mut dyn FnMut(&[usize], &[f32]),
     ) -> Result<()> {
         let mut uniq: HashMap<&str, usize> = HashMap::with_capacity(texts.len());
         let mut uniq_texts: Vec<&str> = Vec::new();
@@ -267,10 +269,7 @@ impl Classifier {
             between_batches();
             let rows = self.run_batch(&batch, &ids)?;
             for (k, &u) in batch.iter().enumerate() {
-                let logits = &rows[k * n_labels..(k + 1) * n_labels];
-                for &row in &rows_of[u] {
-                    visit(row, logits);
-                }
+                visit(&rows_of[u], &rows[k * n_labels..(k + 1) * n_labels]);
             }
         }
         Ok(())
@@ -279,7 +278,11 @@ impl Classifier {
     /// Raw logits for each normalized text, in input order.
     pub fn logits(&mut self, texts: &[&str], between_batches: &mut dyn FnMut()) -> Result<Vec<Vec<f32>>> {
         let mut out = vec![Vec::new(); texts.len()];
-        self.for_each_logits(texts, between_batches, &mut |row, l| out[row] = l.to_vec())?;
+        self.for_each_logits(texts, between_batches, &mut |rows, l| {
+            for &r in rows {
+                out[r] = l.to_vec();
+            }
+        })?;
         Ok(out)
     }
 
@@ -333,13 +336,59 @@ impl Classifier {
             return Err(Error::input("k must be at least 1"));
         }
         let mut out = vec![Vec::new(); texts.len()];
-        self.for_each_logits(texts, between_batches, &mut |row, l| out[row] = top_k(&softmax(l), k))?;
+        self.for_each_logits(texts, between_batches, &mut |rows, l| {
+            let top = top_k(&softmax(l), k);
+            for &r in rows {
+                out[r] = top.clone();
+            }
+        })?;
         Ok(out)
     }
 
     /// The most probable label per normalized text.
     pub fn classify(&mut self, texts: &[&str], between_batches: &mut dyn FnMut()) -> Result<Vec<Prediction>> {
-        Ok(self.topk(texts, 1, between_batches)?.into_iter().map(|mut v| v.remove(0)).collect())
+        let mut out = vec![Prediction { label: 0, confidence: 0.0 }; texts.len()];
+        self.for_each_logits(texts, between_batches, &mut |rows, l| {
+            let p = top_1(l);
+            for &r in rows {
+                out[r] = p;
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Raw descriptors → predictions: normalizes each distinct raw string once, classifies the
+    /// non-empty ones, and returns `None` for `None` input and for descriptors that normalize
+    /// to nothing. This is what `classify_batch` runs, and what the standalone benchmark times.
+    pub fn classify_descriptors(
+        &mut self,
+        raw: &[Option<&str>],
+        between_batches: &mut dyn FnMut(),
+    ) -> Result<Vec<Option<Prediction>>> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut normalized: Vec<String> = Vec::new();
+        // slot[i]: index into `normalized` of row i's text, None when there is nothing to classify
+        let slot: Vec<Option<usize>> = raw
+            .iter()
+            .map(|r| {
+                r.map(|s| {
+                    *seen.entry(s).or_insert_with(|| {
+                        normalized.push(normalize(s));
+                        normalized.len() - 1
+                    })
+                })
+                .filter(|&k| !normalized[k].is_empty())
+            })
+            .collect();
+        let texts: Vec<&str> = normalized.iter().map(String::as_str).collect();
+        let wanted: Vec<usize> = (0..texts.len()).filter(|&k| !texts[k].is_empty()).collect();
+        let todo: Vec<&str> = wanted.iter().map(|&k| texts[k]).collect();
+        let preds = self.classify(&todo, between_batches)?;
+        let mut by_text: Vec<Option<Prediction>> = vec![None; texts.len()];
+        for (&k, p) in wanted.iter().zip(preds) {
+            by_text[k] = Some(p);
+        }
+        Ok(slot.into_iter().map(|s| s.and_then(|k| by_text[k])).collect())
     }
 
     pub fn label(&self, p: &Prediction) -> &str {
@@ -370,6 +419,20 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     exps.into_iter().map(|e| e / sum).collect()
 }
 
+/// The most probable label straight from logits: argmax, and its softmax probability
+/// `1 / Σ exp(l_i - l_max)`. Ties go to the lower label index, as in [`top_k`].
+pub fn top_1(logits: &[f32]) -> Prediction {
+    let mut best = 0;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > logits[best] {
+            best = i;
+        }
+    }
+    let max = logits[best];
+    let sum: f32 = logits.iter().map(|&x| (x - max).exp()).sum();
+    Prediction { label: best, confidence: 1.0 / sum }
+}
+
 /// The `k` largest probabilities, descending; ties go to the lower label index.
 pub fn top_k(probs: &[f32], k: usize) -> Vec<Prediction> {
     let mut idx: Vec<usize> = (0..probs.len()).collect();
@@ -392,6 +455,16 @@ mod tests {
         let p = softmax(&[1000.0, 1001.0, 999.0]);
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(p[1] > p[0] && p[0] > p[2]);
+    }
+
+    #[test]
+    fn top_1_agrees_with_softmax_top_k() {
+        for logits in [vec![0.5f32, 2.0, -1.0, 2.0], vec![-3.0, -2.5, -10.0], vec![7.0], vec![1e3, 1e3 + 1.0, 0.0]] {
+            let a = top_1(&logits);
+            let b = top_k(&softmax(&logits), 1)[0];
+            assert_eq!(a.label, b.label, "{logits:?}");
+            assert!((a.confidence - b.confidence).abs() < 1e-6, "{logits:?}");
+        }
     }
 
     #[test]

@@ -151,3 +151,19 @@ fn max_length_is_capped_at_the_models_positions_and_long_input_truncates() {
     assert_eq!(ids.len(), c.max_length);
     assert_eq!(c.classify(&[long.as_str()], &mut || {}).unwrap().len(), 1);
 }
+
+#[test]
+fn classify_descriptors_handles_nulls_empties_and_repeats() {
+    let mut c = load(&bundled());
+    let raw = [Some("STARBUCKS 12"), None, Some(""), Some("  ...  "), Some("STARBUCKS 12"), Some("STARBUCKS 99"), Some("TESCO STORES 6292")];
+    let got = c.classify_descriptors(&raw, &mut || {}).unwrap();
+    assert_eq!(got.len(), raw.len());
+    assert!(got[1].is_none() && got[2].is_none() && got[3].is_none());
+    assert_eq!(got[0], got[4]);
+    assert_eq!(got[0], got[5], "store numbers normalize away");
+    assert_eq!(c.label(&got[0].unwrap()), "Starbucks");
+    assert_eq!(c.label(&got[6].unwrap()), "Tesco");
+    // the same as classifying the normalized text directly
+    let direct = c.classify(&[normalize("TESCO STORES 6292").as_str()], &mut || {}).unwrap()[0];
+    assert_eq!(got[6], Some(direct));
+}

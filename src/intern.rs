@@ -1,0 +1,47 @@
+//! Label and category strings as `&'static str`, so set-returning functions can hand Postgres
+//! borrowed text instead of allocating a `String` per row. Each distinct string is leaked once
+//! per backend: the pool is bounded by the distinct labels of the models a backend has served.
+use std::cell::RefCell;
+use std::collections::HashSet;
+use txclass_core::Classifier;
+
+thread_local! {
+    static POOL: RefCell<HashSet<&'static str>> = RefCell::new(HashSet::new());
+    /// (model checksum, labels, categories) of the last model interned
+    static LAST: RefCell<Option<(String, Names)>> = const { RefCell::new(None) };
+}
+
+#[derive(Clone)]
+pub struct Names {
+    pub labels: Vec<&'static str>,
+    pub categories: Vec<Option<&'static str>>,
+}
+
+fn intern(s: &str) -> &'static str {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if let Some(&hit) = p.get(s) {
+            return hit;
+        }
+        let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+        p.insert(leaked);
+        leaked
+    })
+}
+
+/// The classifier's labels and categories, interned (cached per model).
+pub fn names(c: &Classifier) -> Names {
+    LAST.with(|last| {
+        if let Some((sum, names)) = last.borrow().as_ref() {
+            if *sum == c.model.checksum {
+                return names.clone();
+            }
+        }
+        let names = Names {
+            labels: c.model.labels.iter().map(|l| intern(l)).collect(),
+            categories: c.model.categories.iter().map(|x| x.as_deref().map(intern)).collect(),
+        };
+        *last.borrow_mut() = Some((c.model.checksum.clone(), names.clone()));
+        names
+    })
+}
