@@ -32,6 +32,7 @@ log_min_messages = warning
 CONF
     fi
     mkdir -p "$sock"; [ "$(id -u)" = 0 ] && chown "$PGUSER_OS" "$sock"
+    unset RUST_BACKTRACE   # else every Rust-side ERROR carries a backtrace in its DETAIL
     as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start >/dev/null || { tail -30 "$data/server.log"; exit 1; }
     echo "-h $sock -p $port -U postgres"
     ;;

@@ -13,6 +13,7 @@ echo "shared_preload_libraries = 'txclass'" >"$work/temp.conf"
 # broken model directories at fixed paths for errors.sql
 "$PYVENV/bin/python" "$ROOT/tests/python/make_fixtures.py" "$ROOT/models/$BUNDLED_MODEL" /tmp/txclass-fixtures >/dev/null
 [ "$(id -u)" = 0 ] && chown -R "$PGUSER_OS" "$work"
+unset RUST_BACKTRACE   # else every Rust-side ERROR carries a backtrace in its DETAIL
 set +e
 ( cd "$work" && as_pg "$REGRESS" --temp-instance="$work/tmp_check" --temp-config="$work/temp.conf" \
     --bindir="$PG_BIN" --inputdir="$work" --outputdir="$work" --dbname=txclass_regress \

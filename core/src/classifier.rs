@@ -16,6 +16,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use tokenizers::{Tokenizer, TruncationParams};
 
+/// Rows of preparation (normalization, tokenization) between two calls of the caller's check.
+pub const CHECK_EVERY: usize = 4096;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutionProvider {
     Cpu,
@@ -239,8 +242,9 @@ impl Classifier {
 
     /// Runs the model over `texts` (normalized), calling `visit(rows, logits)` once per distinct
     /// text with every row that holds it, in an unspecified order. Identical texts are computed
-    /// (and post-processed by `visit`) once; rows are bucketed by token length;
-    /// `between_batches` runs before every ONNX call (interrupt checks).
+    /// (and post-processed by `visit`) once; rows are bucketed by token length.
+    /// `between_batches` runs before every ONNX call and every [`CHECK_EVERY`] rows of
+    /// tokenization: the caller's interrupt check.
     pub fn for_each_logits(
         &mut self,
         texts: &[&str],
@@ -260,7 +264,10 @@ impl Classifier {
             rows_of[u].push(row);
         }
         let mut ids: Vec<Vec<u32>> = Vec::with_capacity(uniq_texts.len());
-        for t in &uniq_texts {
+        for (i, t) in uniq_texts.iter().enumerate() {
+            if i % CHECK_EVERY == CHECK_EVERY - 1 {
+                between_batches();
+            }
             ids.push(self.encode(t)?);
         }
         let lengths: Vec<usize> = ids.iter().map(|x| x.len()).collect();
@@ -370,7 +377,11 @@ impl Classifier {
         // slot[i]: index into `normalized` of row i's text, None when there is nothing to classify
         let slot: Vec<Option<usize>> = raw
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
+                if i % CHECK_EVERY == CHECK_EVERY - 1 {
+                    between_batches();
+                }
                 r.map(|s| {
                     *seen.entry(s).or_insert_with(|| {
                         normalized.push(normalize(s));

@@ -167,3 +167,16 @@ fn classify_descriptors_handles_nulls_empties_and_repeats() {
     let direct = c.classify(&[normalize("TESCO STORES 6292").as_str()], &mut || {}).unwrap()[0];
     assert_eq!(got[6], Some(direct));
 }
+
+#[test]
+fn long_preparation_calls_the_check_regularly() {
+    // a Postgres backend turns the check into CHECK_FOR_INTERRUPTS: cancel must not wait for
+    // 100k rows of normalization and tokenization
+    let mut c = load(&bundled());
+    c.batch_size = 4096;
+    let texts: Vec<String> = (0..20_000).map(|i| format!("merchant {}", i % 5)).collect();
+    let raw: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
+    let mut calls = 0;
+    c.classify_descriptors(&raw, &mut || calls += 1).unwrap();
+    assert!(calls >= 20_000 / txclass_core::classifier::CHECK_EVERY, "only {calls} checks over 20k rows");
+}
