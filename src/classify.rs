@@ -18,28 +18,25 @@ fn normalize_descriptor(descriptor: &str) -> String {
     normalize(descriptor)
 }
 
-fn classify_one(c: &mut Classifier, descriptor: &str, k: usize) -> Option<Vec<Prediction>> {
-    let n = normalize(descriptor);
-    if n.is_empty() {
-        return None;
-    }
-    Some(c.topk(&[n.as_str()], k, &mut check_interrupts).or_raise().remove(0))
+/// One descriptor through the same path as `classify_batch` (so scalar and batch agree by
+/// construction). None when it normalizes to nothing.
+fn classify_one(c: &mut Classifier, descriptor: &str) -> Option<Prediction> {
+    c.classify_descriptors(&[Some(descriptor)], &mut check_interrupts).or_raise().pop().flatten()
 }
 
 /// The predicted label. NULL for NULL input and for descriptors that normalize to nothing
 /// (empty, whitespace, punctuation only).
 #[pg_extern(stable, strict, parallel_safe)]
 fn classify_transaction(descriptor: &str) -> Option<String> {
-    with_classifier(|c| classify_one(c, descriptor, 1).map(|p| c.label(&p[0]).to_string()))
+    with_classifier(|c| classify_one(c, descriptor).map(|p| c.label(&p).to_string()))
 }
 
 /// Label, category, confidence and the identity of the model that answered.
 #[pg_extern(stable, strict, parallel_safe, requires = ["types"])]
 fn classify_transaction_detail(descriptor: &str) -> Option<composite_type!('static, "classification")> {
     let (label, category, confidence, model) = with_classifier(|c| {
-        classify_one(c, descriptor, 1).map(|p| {
-            (c.label(&p[0]).to_string(), c.category(&p[0]).map(str::to_string), p[0].confidence, c.model.identity())
-        })
+        classify_one(c, descriptor)
+            .map(|p| (c.label(&p).to_string(), c.category(&p).map(str::to_string), p.confidence, c.model.identity()))
     })?;
     let mut t = PgHeapTuple::new_composite_type("txclass.classification").unwrap_or_else(|e| {
         error!("type txclass.classification is missing ({e}); reinstall the extension: DROP EXTENSION txclass; CREATE EXTENSION txclass")
@@ -67,9 +64,14 @@ fn classify_topk(
     if k < 1 {
         error!("k must be at least 1, got {k}");
     }
+    let n = normalize(descriptor);
+    if n.is_empty() {
+        return TableIterator::new(Vec::new());
+    }
     let rows = with_classifier(|c| {
-        classify_one(c, descriptor, k as usize)
-            .unwrap_or_default()
+        c.topk(&[n.as_str()], k as usize, &mut check_interrupts)
+            .or_raise()
+            .remove(0)
             .into_iter()
             .enumerate()
             .map(|(i, p)| (i as i32 + 1, c.label(&p).to_string(), c.category(&p).map(str::to_string), p.confidence))
