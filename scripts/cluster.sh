@@ -2,6 +2,8 @@
 # A throwaway PostgreSQL cluster run by an unprivileged OS user (Postgres refuses root).
 #   scripts/cluster.sh start NAME [PORT]   initdb (if needed) + start; prints the psql connection flags
 #   scripts/cluster.sh stop NAME           stop and delete it
+# Environment: TXCLASS_NO_PRELOAD=1 starts it without shared_preload_libraries;
+# TXCLASS_CLUSTER_CONF holds extra postgresql.conf lines (e.g. "txclass.cache_entries = 64").
 # Data lives in build/clusters/NAME (or /tmp/txclass-clusters/NAME when the postgres user
 # cannot reach build/), the socket in /tmp/txclass.NAME, and it listens on 127.0.0.1:PORT.
 source "$(dirname "$0")/common.sh"
@@ -22,13 +24,14 @@ case "$cmd" in
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$sock'
-shared_preload_libraries = 'txclass'
+shared_preload_libraries = '$([ "${TXCLASS_NO_PRELOAD:-0}" = 1 ] || echo txclass)'
 max_connections = 60
 shared_buffers = 256MB
 fsync = off
 synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
+${TXCLASS_CLUSTER_CONF:-}
 CONF
     fi
     mkdir -p "$sock"; [ "$(id -u)" = 0 ] && chown "$PGUSER_OS" "$sock"

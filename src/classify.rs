@@ -1,5 +1,6 @@
 //! The SQL functions. All classify functions are STABLE (they depend on the active model) and
 //! PARALLEL SAFE (each worker loads its own session).
+use crate::cache;
 use crate::errors::OrRaise;
 use crate::intern;
 use crate::session::{last_load_ms, with_classifier};
@@ -21,7 +22,10 @@ fn normalize_descriptor(descriptor: &str) -> String {
 /// One descriptor through the same path as `classify_batch` (so scalar and batch agree by
 /// construction). None when it normalizes to nothing.
 fn classify_one(c: &mut Classifier, descriptor: &str) -> Option<Prediction> {
-    c.classify_descriptors(&[Some(descriptor)], &mut check_interrupts).or_raise().pop().flatten()
+    cache::with_cache(|cache| c.classify_descriptors(&[Some(descriptor)], cache, &mut check_interrupts))
+        .or_raise()
+        .pop()
+        .flatten()
 }
 
 /// The predicted label. NULL for NULL input and for descriptors that normalize to nothing
@@ -97,7 +101,7 @@ fn classify_batch(
 > {
     let raw: Vec<Option<&str>> = descriptors.iter().collect();
     let (names, preds) = with_classifier(|c| {
-        let preds = c.classify_descriptors(&raw, &mut check_interrupts).or_raise();
+        let preds = cache::with_cache(|cache| c.classify_descriptors(&raw, cache, &mut check_interrupts)).or_raise();
         (intern::names(c), preds)
     });
     TableIterator::new(preds.into_iter().enumerate().map(move |(i, p)| match p {

@@ -1,10 +1,12 @@
 //! txclass: the PostgreSQL glue around `txclass-core`.
 //!
 //! One module per concern: `settings` (GUCs), `session` (the per-backend classifier),
+//! `cache` (the shared-memory result cache and its SQL),
 //! `errors` (core errors → ereport), `intern` (label strings for set-returning functions),
 //! `classify` (the SQL functions).
 #![deny(ffi_unwind_calls)]
 
+mod cache;
 mod classify;
 mod errors;
 mod intern;
@@ -17,10 +19,12 @@ pgrx::extension_sql_file!("../sql/types.sql", name = "types", bootstrap);
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 /// Runs in the postmaster (shared_preload_libraries) or in a backend at first use.
-/// Only settings here: ONNX Runtime is loaded lazily in each backend (it does not survive fork).
+/// Settings and the shared-memory hooks only: ONNX Runtime is loaded lazily in each backend
+/// (it does not survive fork).
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::init();
+    cache::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -22,6 +22,9 @@ pub static EXECUTION_PROVIDER: GucSetting<Provider> = GucSetting::<Provider>::ne
 pub static INTRA_OP_THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(64);
 pub static MAX_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(64);
+/// Entries of the shared result cache (40 bytes each), fixed at server start.
+pub static CACHE_ENTRIES: GucSetting<i32> = GucSetting::<i32>::new(100_000);
+pub static CACHE: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -77,6 +80,25 @@ pub fn init() {
         8,
         512,
         GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"txclass.cache_entries",
+        c"Entries in the result cache (40 bytes each); fixed at server start.",
+        c"With shared_preload_libraries = 'txclass' one cache in shared memory serves every backend; \
+          otherwise each backend keeps its own cache of this size. 0 disables caching.",
+        &CACHE_ENTRIES,
+        0,
+        50_000_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"txclass.cache",
+        c"Whether classifications look up and fill the result cache.",
+        c"Off runs every descriptor through the model (for benchmarks and checks).",
+        &CACHE,
+        GucContext::Userset,
         GucFlags::default(),
     );
     unsafe { pg_sys::MarkGUCPrefixReserved(c"txclass".as_ptr()) };

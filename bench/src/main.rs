@@ -63,7 +63,7 @@ fn main() {
     let raw: Vec<Option<&str>> = rows.iter().map(|r| Some(*r)).collect();
     let (n, secs) = best(&mut || {
         // exactly what classify_batch() runs
-        c.classify_descriptors(&raw, &mut || {}).map(|p| p.iter().flatten().count()).unwrap_or(0)
+        c.classify_descriptors(&raw, None, &mut || {}).map(|p| p.iter().flatten().count()).unwrap_or(0)
     });
     println!("{{\"name\":\"batch\",\"rows\":{},\"classified\":{n},\"seconds\":{secs:.4},\"rows_per_s\":{:.1}}}", rows.len(), rows.len() as f64 / secs);
     let (n1, secs1) = best(&mut || {

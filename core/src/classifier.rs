@@ -3,6 +3,7 @@
 //! One `Classifier` per process (per Postgres backend): ONNX Runtime sessions are not
 //! fork-safe, and `Session::run` takes `&mut self`.
 use crate::batching;
+use crate::cache::{self, ResultCache};
 use crate::error::{Error, Result};
 use crate::model::ModelDir;
 use crate::normalize::normalize;
@@ -364,15 +365,25 @@ impl Classifier {
         Ok(out)
     }
 
-    /// Raw descriptors → predictions: normalizes each distinct raw string once, classifies the
-    /// non-empty ones, and returns `None` for `None` input and for descriptors that normalize
-    /// to nothing. This is what `classify_batch` runs, and what the standalone benchmark times.
+    /// The model's identity in result-cache keys: its content and `max_length`.
+    pub fn cache_model_id(&self) -> u64 {
+        cache::model_id(&self.model.checksum, self.max_length)
+    }
+
+    /// Raw descriptors → predictions: normalizes each distinct raw string once, looks each
+    /// distinct normalized text up in `cache`, classifies only the misses (in length-bucketed
+    /// batches) and stores them, and returns `None` for `None` input and for descriptors that
+    /// normalize to nothing. Every SQL classify path runs this; so does the standalone benchmark.
     pub fn classify_descriptors(
         &mut self,
         raw: &[Option<&str>],
+        cache: Option<&dyn ResultCache>,
         between_batches: &mut dyn FnMut(),
     ) -> Result<Vec<Option<Prediction>>> {
+        // each distinct raw string is normalized once; each distinct normalized text is looked
+        // up and classified once
         let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut index_of: HashMap<String, usize> = HashMap::new();
         let mut normalized: Vec<String> = Vec::new();
         // slot[i]: index into `normalized` of row i's text, None when there is nothing to classify
         let slot: Vec<Option<usize>> = raw
@@ -384,20 +395,43 @@ impl Classifier {
                 }
                 r.map(|s| {
                     *seen.entry(s).or_insert_with(|| {
-                        normalized.push(normalize(s));
-                        normalized.len() - 1
+                        let n = normalize(s);
+                        *index_of.entry(n).or_insert_with_key(|n| {
+                            normalized.push(n.clone());
+                            normalized.len() - 1
+                        })
                     })
                 })
                 .filter(|&k| !normalized[k].is_empty())
             })
             .collect();
         let texts: Vec<&str> = normalized.iter().map(String::as_str).collect();
-        let wanted: Vec<usize> = (0..texts.len()).filter(|&k| !texts[k].is_empty()).collect();
-        let todo: Vec<&str> = wanted.iter().map(|&k| texts[k]).collect();
-        let preds = self.classify(&todo, between_batches)?;
         let mut by_text: Vec<Option<Prediction>> = vec![None; texts.len()];
-        for (&k, p) in wanted.iter().zip(preds) {
+        let model = self.cache_model_id();
+        // misses: (index into texts, cache key)
+        let mut wanted: Vec<(usize, Option<cache::Key>)> = Vec::new();
+        for (k, t) in texts.iter().enumerate() {
+            if t.is_empty() {
+                continue;
+            }
+            match cache {
+                Some(c) => {
+                    let key = cache::key(model, t);
+                    match c.get(&key) {
+                        Some(p) if p.label < self.model.labels.len() => by_text[k] = Some(p),
+                        _ => wanted.push((k, Some(key))),
+                    }
+                }
+                None => wanted.push((k, None)),
+            }
+        }
+        let todo: Vec<&str> = wanted.iter().map(|&(k, _)| texts[k]).collect();
+        let preds = self.classify(&todo, between_batches)?;
+        for (&(k, key), p) in wanted.iter().zip(preds) {
             by_text[k] = Some(p);
+            if let (Some(c), Some(key)) = (cache, key) {
+                c.put(&key, p);
+            }
         }
         Ok(slot.into_iter().map(|s| s.and_then(|k| by_text[k])).collect())
     }

@@ -11,6 +11,7 @@
 #![deny(ffi_unwind_calls)]
 
 pub mod batching;
+pub mod cache;
 pub mod classifier;
 pub mod error;
 pub mod model;

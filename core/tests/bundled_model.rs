@@ -156,7 +156,7 @@ fn max_length_is_capped_at_the_models_positions_and_long_input_truncates() {
 fn classify_descriptors_handles_nulls_empties_and_repeats() {
     let mut c = load(&bundled());
     let raw = [Some("STARBUCKS 12"), None, Some(""), Some("  ...  "), Some("STARBUCKS 12"), Some("STARBUCKS 99"), Some("TESCO STORES 6292")];
-    let got = c.classify_descriptors(&raw, &mut || {}).unwrap();
+    let got = c.classify_descriptors(&raw, None, &mut || {}).unwrap();
     assert_eq!(got.len(), raw.len());
     assert!(got[1].is_none() && got[2].is_none() && got[3].is_none());
     assert_eq!(got[0], got[4]);
@@ -177,6 +177,38 @@ fn long_preparation_calls_the_check_regularly() {
     let texts: Vec<String> = (0..20_000).map(|i| format!("merchant {}", i % 5)).collect();
     let raw: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
     let mut calls = 0;
-    c.classify_descriptors(&raw, &mut || calls += 1).unwrap();
+    c.classify_descriptors(&raw, None, &mut || calls += 1).unwrap();
     assert!(calls >= 20_000 / txclass_core::classifier::CHECK_EVERY, "only {calls} checks over 20k rows");
+}
+
+#[test]
+fn cached_results_equal_uncached_and_only_misses_reach_the_model() {
+    use txclass_core::cache::LocalCache;
+    let mut c = load(&bundled());
+    // 1200 descriptors that stay distinct after normalization (letters, not digits, vary)
+    let letters = |mut i: usize| {
+        let mut w = String::new();
+        for _ in 0..3 {
+            w.push((b'a' + (i % 26) as u8) as char);
+            i /= 26;
+        }
+        w
+    };
+    let brands = ["walmart", "tesco", "uber trip", "shell oil", "netflix.com", "joes diner"];
+    let texts: Vec<String> = (0..1200).map(|i| format!("{} store {}", brands[i % 6], letters(i))).collect();
+    let raw: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
+    let uncached = c.classify_descriptors(&raw, None, &mut || {}).unwrap();
+    let cache = LocalCache::new(10_000);
+    let first = c.classify_descriptors(&raw, Some(&cache), &mut || {}).unwrap();
+    let s1 = cache.stats();
+    let second = c.classify_descriptors(&raw, Some(&cache), &mut || {}).unwrap();
+    let s2 = cache.stats();
+    assert_eq!(first, uncached);
+    assert_eq!(second, uncached, "results served from the cache equal computed ones");
+    assert_eq!(s1.hits, 0);
+    assert!(s1.misses >= 1000, "{s1:?}");
+    assert_eq!(s2.hits - s1.hits, s1.misses, "second pass is all hits");
+    let mut calls = 0;
+    c.classify_descriptors(&raw, Some(&cache), &mut || calls += 1).unwrap();
+    assert_eq!(calls, 0, "all hits: no ONNX batch ran");
 }
