@@ -82,6 +82,9 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // Sized at server start when preloaded (the shared cache); a postmaster setting cannot be
+    // created after start-up, so when loaded later it only sizes the per-backend caches.
+    let preloaded = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     GucRegistry::define_int_guc(
         c"txclass.cache_entries",
         c"Entries in the result cache (40 bytes each); fixed at server start.",
@@ -90,7 +93,7 @@ pub fn init() {
         &CACHE_ENTRIES,
         0,
         50_000_000,
-        GucContext::Postmaster,
+        if preloaded { GucContext::Postmaster } else { GucContext::Sighup },
         GucFlags::default(),
     );
     GucRegistry::define_bool_guc(
