@@ -19,20 +19,22 @@ fn normalize_descriptor(descriptor: &str) -> String {
     normalize(descriptor)
 }
 
-/// One descriptor through the same path as `classify_batch` (so scalar and batch agree by
-/// construction). None when it normalizes to nothing.
+/// One descriptor: normalized, then the cache, then the model on a miss. None when it
+/// normalizes to nothing. Results equal the batch path's (same normalization, same cache,
+/// and the model's logits do not depend on the batch).
 fn classify_one(c: &mut Classifier, descriptor: &str) -> Option<Prediction> {
-    cache::with_cache(|cache| c.classify_descriptors(&[Some(descriptor)], cache, &mut check_interrupts))
-        .or_raise()
-        .pop()
-        .flatten()
+    let n = normalize(descriptor);
+    if n.is_empty() {
+        return None;
+    }
+    Some(cache::with_cache(|cache| c.classify_one(&n, cache, &mut check_interrupts)).or_raise())
 }
 
 /// The predicted label. NULL for NULL input and for descriptors that normalize to nothing
 /// (empty, whitespace, punctuation only).
 #[pg_extern(stable, strict, parallel_safe)]
-fn classify_transaction(descriptor: &str) -> Option<String> {
-    with_classifier(|c| classify_one(c, descriptor).map(|p| c.label(&p).to_string()))
+fn classify_transaction(descriptor: &str) -> Option<&'static str> {
+    with_classifier(|c| classify_one(c, descriptor).map(|p| intern::names(c).labels[p.label]))
 }
 
 /// Label, category, confidence and the identity of the model that answered.

@@ -3,15 +3,15 @@
 //! per backend: the pool is bounded by the distinct labels of the models a backend has served.
 use std::cell::RefCell;
 use std::collections::HashSet;
+use std::rc::Rc;
 use txclass_core::Classifier;
 
 thread_local! {
     static POOL: RefCell<HashSet<&'static str>> = RefCell::new(HashSet::new());
-    /// (model checksum, labels, categories) of the last model interned
-    static LAST: RefCell<Option<(String, Names)>> = const { RefCell::new(None) };
+    /// (model cache id, names) of the last model interned
+    static LAST: RefCell<Option<(u64, Rc<Names>)>> = const { RefCell::new(None) };
 }
 
-#[derive(Clone)]
 pub struct Names {
     pub labels: Vec<&'static str>,
     pub categories: Vec<Option<&'static str>>,
@@ -30,18 +30,18 @@ fn intern(s: &str) -> &'static str {
 }
 
 /// The classifier's labels and categories, interned (cached per model).
-pub fn names(c: &Classifier) -> Names {
+pub fn names(c: &Classifier) -> Rc<Names> {
     LAST.with(|last| {
-        if let Some((sum, names)) = last.borrow().as_ref() {
-            if *sum == c.model.checksum {
+        if let Some((id, names)) = last.borrow().as_ref() {
+            if *id == c.cache_model_id() {
                 return names.clone();
             }
         }
-        let names = Names {
+        let names = Rc::new(Names {
             labels: c.model.labels.iter().map(|l| intern(l)).collect(),
             categories: c.model.categories.iter().map(|x| x.as_deref().map(intern)).collect(),
-        };
-        *last.borrow_mut() = Some((c.model.checksum.clone(), names.clone()));
+        });
+        *last.borrow_mut() = Some((c.cache_model_id(), names.clone()));
         names
     })
 }

@@ -107,6 +107,48 @@ pub fn init() {
     unsafe { pg_sys::MarkGUCPrefixReserved(c"txclass".as_ptr()) };
 }
 
+/// A string setting's current value, borrowed without copying (valid until it changes).
+fn raw(s: &GucSetting<Option<CString>>) -> &'static CStr {
+    unsafe {
+        let p = *s.as_ptr();
+        if p.is_null() {
+            c""
+        } else {
+            CStr::from_ptr(p)
+        }
+    }
+}
+
+/// The settings a loaded classifier depends on, as set (not resolved). Comparing it with the
+/// current settings costs no allocation: the per-row path does it on every call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fingerprint {
+    model: CString,
+    library: CString,
+    provider: Provider,
+    threads: i32,
+    max_length: i32,
+}
+
+impl Fingerprint {
+    pub fn now() -> Self {
+        Fingerprint {
+            model: raw(&MODEL).to_owned(),
+            library: raw(&ONNXRUNTIME_LIBRARY).to_owned(),
+            provider: EXECUTION_PROVIDER.get(),
+            threads: INTRA_OP_THREADS.get(),
+            max_length: MAX_LENGTH.get(),
+        }
+    }
+    pub fn is_current(&self) -> bool {
+        self.threads == INTRA_OP_THREADS.get()
+            && self.max_length == MAX_LENGTH.get()
+            && self.provider == EXECUTION_PROVIDER.get()
+            && self.model.as_c_str() == raw(&MODEL)
+            && self.library.as_c_str() == raw(&ONNXRUNTIME_LIBRARY)
+    }
+}
+
 fn string_setting(s: &GucSetting<Option<CString>>) -> String {
     s.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
 }

@@ -56,6 +56,8 @@ pub struct Classifier {
     pub provider: ExecutionProvider,
     pad_id: i64,
     unk_id: Option<u32>,
+    /// Identity in result-cache keys (content checksum + max_length), fixed at load.
+    cache_model_id: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -214,7 +216,9 @@ impl Classifier {
             provider,
             pad_id,
             unk_id,
+            cache_model_id: 0,
         };
+        c.cache_model_id = cache::model_id(&c.model.checksum, c.max_length);
         // Smoke inference: a dynamic output width is only known by running.
         let smoke = c.logits(&["txclass smoke test"], &mut || {})?;
         if smoke[0].len() != n_labels {
@@ -367,7 +371,33 @@ impl Classifier {
 
     /// The model's identity in result-cache keys: its content and `max_length`.
     pub fn cache_model_id(&self) -> u64 {
-        cache::model_id(&self.model.checksum, self.max_length)
+        self.cache_model_id
+    }
+
+    /// A cached prediction for `key`, if the cache has one that fits this model.
+    fn cached(&self, cache: &dyn ResultCache, key: &cache::Key) -> Option<Prediction> {
+        cache.get(key).filter(|p| p.label < self.model.labels.len())
+    }
+
+    /// One normalized, non-empty text: the cache first, the model on a miss (then cached).
+    /// The per-row path; [`Self::classify_descriptors`] is the batch path.
+    pub fn classify_one(
+        &mut self,
+        normalized: &str,
+        cache: Option<&dyn ResultCache>,
+        between_batches: &mut dyn FnMut(),
+    ) -> Result<Prediction> {
+        let key = cache.map(|_| cache::key(self.cache_model_id, normalized));
+        if let (Some(c), Some(k)) = (cache, &key) {
+            if let Some(p) = self.cached(c, k) {
+                return Ok(p);
+            }
+        }
+        let p = self.classify(&[normalized], between_batches)?[0];
+        if let (Some(c), Some(k)) = (cache, &key) {
+            c.put(k, p);
+        }
+        Ok(p)
     }
 
     /// Raw descriptors → predictions: normalizes each distinct raw string once, looks each
@@ -407,7 +437,7 @@ impl Classifier {
             .collect();
         let texts: Vec<&str> = normalized.iter().map(String::as_str).collect();
         let mut by_text: Vec<Option<Prediction>> = vec![None; texts.len()];
-        let model = self.cache_model_id();
+        let model = self.cache_model_id;
         // misses: (index into texts, cache key)
         let mut wanted: Vec<(usize, Option<cache::Key>)> = Vec::new();
         for (k, t) in texts.iter().enumerate() {
@@ -417,9 +447,9 @@ impl Classifier {
             match cache {
                 Some(c) => {
                     let key = cache::key(model, t);
-                    match c.get(&key) {
-                        Some(p) if p.label < self.model.labels.len() => by_text[k] = Some(p),
-                        _ => wanted.push((k, Some(key))),
+                    match self.cached(c, &key) {
+                        Some(p) => by_text[k] = Some(p),
+                        None => wanted.push((k, Some(key))),
                     }
                 }
                 None => wanted.push((k, None)),
