@@ -58,6 +58,7 @@ PY
   # one backend for all of this dataset's SQL measurements; the first call loads the model
   P <<SQL >"$OUT/sql_$ds.txt"
 SET txclass.batch_size = $BATCH;
+SET txclass.cache = off;   -- like for like: the standalone binary has no cache (bench/cache.sh measures it)
 SELECT 'rss_fresh_kb', rss_kb();
 SELECT 'load_ms', load_ms FROM txclass.model_info();
 SELECT 'rss_loaded_kb', rss_kb();

@@ -42,6 +42,8 @@ FROM classified c JOIN txns t USING (id) GROUP BY category ORDER BY pounds DESC 
 SELECT count(*) AS rows, count(label) AS labelled, count(DISTINCT label) AS distinct_labels
 FROM classify_batch(ARRAY(SELECT descriptor FROM txns ORDER BY id));
 \timing off
+\echo '== the shared result cache: repeated descriptors never reach the model twice =='
+SELECT shared, capacity, entries, hits, misses, round(hit_ratio::numeric, 3) AS hit_ratio, evictions FROM cache_stats;
 \echo '== top-3 for one descriptor =='
 SELECT * FROM classify_topk('AMAZON UK MARKETPLACE', 3);
 SQL
