@@ -10,6 +10,7 @@ golden output is stable:   make_fixtures.py <bundled model dir> <out dir>
   bad_tokenizer/      tokenizer.json is not a tokenizer
   wrong_inputs/       a valid ONNX graph whose input is called "features"
   good/               an unchanged copy (for "the same backend works after the fix")
+  relabelled/         the same ONNX graph with label 'Starbucks' renamed: another model identity
 """
 import json
 import os
@@ -46,6 +47,13 @@ d = copy("extra_label")
 cfg = json.load(open(os.path.join(d, "config.json")))
 n = len(cfg["id2label"])
 cfg["id2label"][str(n)] = "A Brand New Class"
+json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+d = copy("relabelled")
+cfg = json.load(open(os.path.join(d, "config.json")))
+for k, v in list(cfg["id2label"].items()):
+    if v == "Starbucks":
+        cfg["id2label"][k] = "Starbucks (renamed)"
+cfg.get("txclass", {}).get("label2category", {}).pop("Starbucks", None)
 json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
 d = copy("corrupt_onnx")
 b = open(os.path.join(d, "model.onnx"), "rb").read()

@@ -23,6 +23,13 @@ SET txclass.max_length = 32;
 SELECT count(label) FROM d, classify_batch(d.a);
 SELECT entries, hits, misses FROM cache_stats;
 RESET txclass.max_length;
+-- the field's stale-cache outage: switch to a model that differs only in one label's name; the
+-- cached answer of the old model must not come back (fixture: tests/python/make_fixtures.py)
+SELECT classify_transaction('STARBUCKS STORE 01234');   -- cached above
+SET txclass.model = '/tmp/txclass-fixtures/relabelled';
+SELECT classify_transaction('STARBUCKS STORE 01234'), (classify_transaction_detail('STARBUCKS STORE 01234')).category;
+RESET txclass.model;
+SELECT classify_transaction('STARBUCKS STORE 01234');
 -- cached results equal computed ones, for 1200 distinct descriptors
 CREATE TEMP TABLE many AS
   SELECT array_agg(b || ' ' || translate(md5(g::text), '0123456789', 'ghijklmnop') ORDER BY g) AS a
