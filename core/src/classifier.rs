@@ -55,7 +55,6 @@ pub struct Classifier {
     /// The provider actually in use.
     pub provider: ExecutionProvider,
     pad_id: i64,
-    unk_id: Option<u32>,
     /// Identity in result-cache keys (content checksum + max_length), fixed at load.
     cache_model_id: u64,
 }
@@ -103,7 +102,6 @@ impl Classifier {
             .map_err(|e| Error::config(format!("tokenizer {}: {e}", tok_path.display()), "check txclass.max_length"))?;
         tokenizer.with_padding(None);
         let pad_id = tokenizer.token_to_id("[PAD]").map(|x| x as i64).unwrap_or(0);
-        let unk_id = tokenizer.token_to_id("[UNK]");
 
         let (env, _) = runtime::environment(&opts.onnxruntime_library)?;
         let model_path = model.model_path();
@@ -215,7 +213,6 @@ impl Classifier {
             batch_size: opts.batch_size.max(1),
             provider,
             pad_id,
-            unk_id,
             cache_model_id: 0,
         };
         c.cache_model_id = cache::model_id(&c.model.checksum, c.max_length);
@@ -233,16 +230,6 @@ impl Classifier {
             .encode(text, true)
             .map(|e| e.get_ids().to_vec())
             .map_err(|e| Error::runtime(format!("tokenizer {} failed: {e}", self.model.tokenizer_path().display()), None))
-    }
-
-    /// Number of `[UNK]` tokens and total tokens (without special tokens) for a normalized text.
-    pub fn unknown_tokens(&self, text: &str) -> Result<(usize, usize)> {
-        let enc = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| Error::runtime(format!("tokenizer failed: {e}"), None))?;
-        let unk = self.unk_id.map(|u| enc.get_ids().iter().filter(|&&i| i == u).count()).unwrap_or(0);
-        Ok((unk, enc.get_ids().len()))
     }
 
     /// Runs the model over `texts` (normalized), calling `visit(rows, logits)` once per distinct
@@ -380,7 +367,9 @@ impl Classifier {
     }
 
     /// One normalized, non-empty text: the cache first, the model on a miss (then cached).
-    /// The per-row path; [`Self::classify_descriptors`] is the batch path.
+    /// The per-row path, kept apart from [`Self::classify_descriptors`] (the batch path) because
+    /// it runs once per row: without the batch path's maps and vectors a cache hit costs about
+    /// what `md5()` of the descriptor does (BENCHMARKS.md). Same cache keys, same results.
     pub fn classify_one(
         &mut self,
         normalized: &str,
@@ -403,7 +392,7 @@ impl Classifier {
     /// Raw descriptors → predictions: normalizes each distinct raw string once, looks each
     /// distinct normalized text up in `cache`, classifies only the misses (in length-bucketed
     /// batches) and stores them, and returns `None` for `None` input and for descriptors that
-    /// normalize to nothing. Every SQL classify path runs this; so does the standalone benchmark.
+    /// normalize to nothing. `classify_batch` runs this, and so does the standalone benchmark.
     pub fn classify_descriptors(
         &mut self,
         raw: &[Option<&str>],
