@@ -17,6 +17,12 @@ count_cargo() {  # sums "test result: ok. N passed; M failed" lines of a log
   f=$(grep -Eo '[0-9]+ failed;' "$1" | awk '{s+=$1} END {print s+0}')
   passed=$((passed + p)); failed=$((failed + f))
 }
+count_plain() {  # adds a "<prefix>: N passed, M failed" summary line of a log; no line = 1 failure
+  local p f
+  p=$(grep -Eo "$2: [0-9]+ passed" "$1" | awk '{print $2}'); p=${p:-0}
+  f=$(grep -Eo '[0-9]+ failed' "$1" | tail -1 | awk '{print $1}'); f=${f:-1}
+  passed=$((passed + p)); failed=$((failed + f))
+}
 tier() { log "── $1"; }
 
 tier "1/5 cargo test (txclass-core)"
@@ -50,15 +56,11 @@ conn="$(bash scripts/cluster.sh start test "${TXCLASS_TEST_PORT:-54341}")"
 psql $conn -d postgres -X -q -c "CREATE EXTENSION txclass" >/dev/null
 if "$PYVENV/bin/python" tests/python/test_parity.py "$conn" "$ROOT/models/$BUNDLED_MODEL" "$ROOT/../shared/data/oxford-pcard" \
     | tee "$BUILD/test-parity.log"; then :; else failures+=("parity"); fi
-p=$(grep -Eo 'parity: [0-9]+ passed' "$BUILD/test-parity.log" | awk '{print $2}'); p=${p:-0}
-f=$(grep -Eo '[0-9]+ failed' "$BUILD/test-parity.log" | tail -1 | awk '{print $1}'); f=${f:-1}
-passed=$((passed + p)); failed=$((failed + f))
+count_plain "$BUILD/test-parity.log" parity
 
 tier "5/5 result cache (eviction, concurrency, no-preload fallback)"
 if "$PYVENV/bin/python" tests/python/test_cache.py "$ROOT" | tee "$BUILD/test-cache.log"; then :; else failures+=("cache"); fi
-p=$(grep -Eo 'cache: [0-9]+ passed' "$BUILD/test-cache.log" | awk '{print $2}'); p=${p:-0}
-f=$(grep -Eo '[0-9]+ failed' "$BUILD/test-cache.log" | tail -1 | awk '{print $1}'); f=${f:-1}
-passed=$((passed + p)); failed=$((failed + f))
+count_plain "$BUILD/test-cache.log" cache
 
 if [ ${#failures[@]} -gt 0 ]; then log "failing tiers: ${failures[*]}"; fi
 echo "tests: $passed passed, $failed failed"

@@ -11,6 +11,7 @@
     test_cache.py <repo root>
 Prints 'cache: N passed, M failed'.
 """
+import contextlib
 import os
 import subprocess
 import sys
@@ -28,6 +29,17 @@ def cluster(cmd, name, port, env=None):
     if r.returncode != 0:
         raise RuntimeError(r.stdout + r.stderr)
     return r.stdout.strip()
+
+
+@contextlib.contextmanager
+def throwaway_cluster(name, port, env):
+    """A cluster of its own with txclass created; stopped and deleted afterwards."""
+    conn = cluster("start", name, port, env)
+    try:
+        psql(conn, "CREATE EXTENSION txclass")
+        yield conn
+    finally:
+        cluster("stop", name, port)
 
 
 def psql(conn, sql, want_stderr=False):
@@ -62,9 +74,7 @@ def stats(conn):
 
 
 def test_tiny_capacity():
-    conn = cluster("start", "cache-tiny", 54351, {"TXCLASS_CLUSTER_CONF": "txclass.cache_entries = 64"})
-    try:
-        psql(conn, "CREATE EXTENSION txclass")
+    with throwaway_cluster("cache-tiny", 54351, {"TXCLASS_CLUSTER_CONF": "txclass.cache_entries = 64"}) as conn:
         reference = answers(conn, 0, 1000, "off")
         first = answers(conn, 0, 1000, "on")
         second = answers(conn, 0, 1000, "on")
@@ -72,14 +82,10 @@ def test_tiny_capacity():
         check("tiny cache: capacity is the setting", s["capacity"] == 64, str(s))
         check("tiny cache: evictions counted, entries bounded", s["evictions"] > 0 and s["entries"] <= 64, str(s))
         check("tiny cache: results equal uncached ones (1000 descriptors, twice)", first == reference and second == reference)
-    finally:
-        cluster("stop", "cache-tiny", 54351)
 
 
 def test_concurrent_connections():
-    conn = cluster("start", "cache-conc", 54352, {"TXCLASS_CLUSTER_CONF": "txclass.cache_entries = 256"})
-    try:
-        psql(conn, "CREATE EXTENSION txclass")
+    with throwaway_cluster("cache-conc", 54352, {"TXCLASS_CLUSTER_CONF": "txclass.cache_entries = 256"}) as conn:
         # connection A classifies 100 descriptors and keeps its session open
         a = subprocess.Popen(["psql", *conn.split(), "-d", "postgres", "-X", "-q", "-At", "-c",
                               f"SELECT count(*) FROM txclass.classify_batch(({DESCS.format(off=5000, n=100)}))",
@@ -118,14 +124,10 @@ def test_concurrent_connections():
         check("8 concurrent clients on an evicting cache get the uncached answers",
               not errors and len(got) == 24 and wrong == 0 and s["evictions"] > 0 and s["hits"] > 0,
               f"errors {errors[:1]}, runs {len(got)}, wrong {wrong}, {s}")
-    finally:
-        cluster("stop", "cache-conc", 54352)
 
 
 def test_without_preload():
-    conn = cluster("start", "cache-local", 54353, {"TXCLASS_NO_PRELOAD": "1"})
-    try:
-        psql(conn, "CREATE EXTENSION txclass")
+    with throwaway_cluster("cache-local", 54353, {"TXCLASS_NO_PRELOAD": "1"}) as conn:
         out, err = psql(conn, "SELECT txclass.classify_transaction('STARBUCKS 1'); SELECT txclass.classify_transaction('STARBUCKS 2');"
                               "SELECT shared, hits, misses FROM txclass.cache_stats", want_stderr=True)
         lines = out.split()
@@ -133,8 +135,6 @@ def test_without_preload():
         check("without shared_preload_libraries: works, per-backend cache, one NOTICE",
               lines[:2] == ["Starbucks", "Starbucks"] and lines[2] == "f|1|1" and notices == 1,
               f"out {lines}, notices {notices}: {err.strip()[:200]}")
-    finally:
-        cluster("stop", "cache-local", 54353)
 
 
 for t in (test_tiny_capacity, test_concurrent_connections, test_without_preload):
