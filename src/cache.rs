@@ -7,6 +7,8 @@
 //! path, no torn reads. Entries are fixed-size plain data (`txclass_core::cache::Entry`); the
 //! probing and usage-decay eviction live in `txclass_core::cache`. Counters are atomics.
 //!
+//! The same hooks set up the registry's shared state (src/registry.rs), with one more lock.
+//!
 //! Without `shared_preload_libraries`, each backend gets a [`LocalCache`] of the same capacity
 //! and one NOTICE saying how to share it.
 use crate::settings;
@@ -70,7 +72,9 @@ unsafe extern "C-unwind" fn shmem_request() {
             pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| prev());
         }
         pg_sys::RequestAddinShmemSpace(shmem_size(CAPACITY));
-        pg_sys::RequestNamedLWLockTranche(TRANCHE.as_ptr(), PARTITIONS as i32);
+        pg_sys::RequestAddinShmemSpace(crate::registry::shmem_size());
+        // one lock per cache partition, and one for the registry's slots
+        pg_sys::RequestNamedLWLockTranche(TRANCHE.as_ptr(), PARTITIONS as i32 + 1);
     }
 }
 
@@ -97,6 +101,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
         }
         SHARED = base as *mut Header;
         LOCKS = pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr());
+        crate::registry::shmem_startup(std::ptr::addr_of_mut!((*LOCKS.add(PARTITIONS)).lock));
         pg_sys::LWLockRelease(init_lock);
     }
 }

@@ -3,11 +3,11 @@
 use crate::cache;
 use crate::errors::OrRaise;
 use crate::intern;
-use crate::session::{last_load_ms, with_classifier};
+use crate::session::{last_load_ms, with_classifier, with_serving, Serving};
 use pgrx::prelude::*;
 use pgrx::heap_tuple::PgHeapTuple;
 use pgrx::{composite_type, AllocatedByRust, IntoDatum};
-use txclass_core::{normalize, Classifier, Prediction};
+use txclass_core::{normalize, Answer};
 
 fn check_interrupts() {
     pgrx::pg_sys::check_for_interrupts!();
@@ -19,30 +19,60 @@ fn normalize_descriptor(descriptor: &str) -> String {
     normalize(descriptor)
 }
 
-/// One descriptor: normalized, then the cache, then the model on a miss. None when it
-/// normalizes to nothing. Results equal the batch path's (same normalization, same cache,
-/// and the model's logits do not depend on the batch).
-fn classify_one(c: &mut Classifier, descriptor: &str) -> Option<Prediction> {
+/// One descriptor: normalized, then the rules, then the cache, then the model on a miss. None
+/// when it normalizes to nothing. Results equal the batch path's (same normalization, rules and
+/// cache, and the model's logits do not depend on the batch).
+fn answer_one(s: &mut Serving, descriptor: &str) -> Option<Answer> {
     let n = normalize(descriptor);
     if n.is_empty() {
         return None;
     }
-    Some(cache::with_cache(|cache| c.classify_one(&n, cache, &mut check_interrupts)).or_raise())
+    if let Some(i) = s.rules.find_index(&n) {
+        return Some(Answer::Rule(i));
+    }
+    let c = &mut s.classifier;
+    Some(Answer::Model(cache::with_cache(|cache| c.classify_one(&n, cache, &mut check_interrupts)).or_raise()))
 }
 
-/// The predicted label. NULL for NULL input and for descriptors that normalize to nothing
-/// (empty, whitespace, punctuation only).
+/// Label and category of an answer, as interned strings. A rule without a category takes the
+/// model's category for its label, when the model has that label.
+fn label_and_category(s: &Serving, names: &intern::Names, a: Answer) -> (&'static str, Option<&'static str>) {
+    match a {
+        Answer::Model(p) => (names.labels[p.label], names.categories[p.label]),
+        Answer::Rule(i) => {
+            let r = s.rules.get(i);
+            let category = match &r.category {
+                Some(c) => Some(intern::text(c)),
+                None => s.classifier.model.labels.iter().position(|l| *l == r.label).and_then(|k| names.categories[k]),
+            };
+            (intern::text(&r.label), category)
+        }
+    }
+}
+
+/// The predicted label (or the label of the rule that matched). NULL for NULL input and for
+/// descriptors that normalize to nothing (empty, whitespace, punctuation only).
 #[pg_extern(stable, strict, parallel_safe)]
 fn classify_transaction(descriptor: &str) -> Option<&'static str> {
-    with_classifier(|c| classify_one(c, descriptor).map(|p| intern::names(c).labels[p.label]))
+    with_serving(|s| match answer_one(s, descriptor)? {
+        Answer::Model(p) => Some(intern::names(&s.classifier).labels[p.label]),
+        Answer::Rule(i) => Some(intern::text(&s.rules.get(i).label)),
+    })
 }
 
-/// Label, category, confidence and the identity of the model that answered.
+/// Label, category, confidence, the identity of the model in force, and who answered: the
+/// model, or a rule (then `rule_id` names it and confidence is 1).
 #[pg_extern(stable, strict, parallel_safe, requires = ["types"])]
 fn classify_transaction_detail(descriptor: &str) -> Option<composite_type!('static, "classification")> {
-    let (label, category, confidence, model) = with_classifier(|c| {
-        classify_one(c, descriptor)
-            .map(|p| (c.label(&p).to_string(), c.category(&p).map(str::to_string), p.confidence, c.model.identity()))
+    let (label, category, confidence, model, rule_id) = with_serving(|s| {
+        let a = answer_one(s, descriptor)?;
+        let names = intern::names(&s.classifier);
+        let (label, category) = label_and_category(s, &names, a);
+        let (confidence, rule_id) = match a {
+            Answer::Model(p) => (p.confidence, None),
+            Answer::Rule(i) => (1.0f32, Some(s.rules.get(i).id)),
+        };
+        Some((label, category, confidence, s.classifier.model.identity(), rule_id))
     })?;
     let mut t = PgHeapTuple::new_composite_type("txclass.classification").unwrap_or_else(|e| {
         error!("type txclass.classification is missing ({e}); reinstall the extension: DROP EXTENSION txclass; CREATE EXTENSION txclass")
@@ -51,6 +81,8 @@ fn classify_transaction_detail(descriptor: &str) -> Option<composite_type!('stat
     set_field(&mut t, "category", category);
     set_field(&mut t, "confidence", confidence);
     set_field(&mut t, "model", model);
+    set_field(&mut t, "source", if rule_id.is_some() { "rule" } else { "model" });
+    set_field(&mut t, "rule_id", rule_id);
     Some(t)
 }
 
@@ -60,8 +92,8 @@ fn set_field<T: IntoDatum>(t: &mut PgHeapTuple<'static, AllocatedByRust>, name: 
     }
 }
 
-/// The `k` most probable labels, most probable first. No rows for descriptors that normalize
-/// to nothing.
+/// The model's `k` most probable labels, most probable first (rules are not consulted). No rows
+/// for descriptors that normalize to nothing.
 #[pg_extern(stable, strict, parallel_safe)]
 fn classify_topk(
     descriptor: &str,
@@ -87,8 +119,9 @@ fn classify_topk(
 }
 
 /// Classifies an array in batches of at most `txclass.batch_size`, rows grouped by token
-/// length. One row per element, in order (`ordinality` is 1-based); NULL elements and
-/// descriptors that normalize to nothing give rows of NULLs.
+/// length; rules answer first, as in classify_transaction. One row per element, in order
+/// (`ordinality` is 1-based); NULL elements and descriptors that normalize to nothing give rows
+/// of NULLs.
 #[pg_extern(stable, strict, parallel_safe)]
 fn classify_batch(
     descriptors: Array<&str>,
@@ -102,14 +135,30 @@ fn classify_batch(
     ),
 > {
     let raw: Vec<Option<&str>> = descriptors.iter().collect();
-    let (names, preds) = with_classifier(|c| {
-        let preds = cache::with_cache(|cache| c.classify_descriptors(&raw, cache, &mut check_interrupts)).or_raise();
-        (intern::names(c), preds)
+    let rows = with_serving(|s| {
+        let answers = {
+            let (c, rules) = (&mut s.classifier, s.rules.clone());
+            let rules = (!rules.is_empty()).then_some(&*rules);
+            cache::with_cache(|cache| c.answer_descriptors(&raw, rules, cache, &mut check_interrupts)).or_raise()
+        };
+        let names = intern::names(&s.classifier);
+        answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| match a {
+                None => (i as i64 + 1, None, None, None),
+                Some(a) => {
+                    let (label, category) = label_and_category(s, &names, a);
+                    let confidence = match a {
+                        Answer::Model(p) => p.confidence,
+                        Answer::Rule(_) => 1.0,
+                    };
+                    (i as i64 + 1, Some(label), category, Some(confidence))
+                }
+            })
+            .collect::<Vec<_>>()
     });
-    TableIterator::new(preds.into_iter().enumerate().map(move |(i, p)| match p {
-        None => (i as i64 + 1, None, None, None),
-        Some(p) => (i as i64 + 1, Some(names.labels[p.label]), names.categories[p.label], Some(p.confidence)),
-    }))
+    TableIterator::new(rows)
 }
 
 /// Raw logits for a descriptor, in label order (see txclass.labels()). NULL when the
@@ -152,8 +201,11 @@ fn model_info() -> TableIterator<
         name!(batch_size, i32),
         name!(onnxruntime_library, Option<String>),
         name!(load_ms, Option<f64>),
+        name!(source, String),
+        name!(rules, i32),
     ),
 > {
+    let (source, rules) = with_serving(|s| (s.source.describe().to_string(), s.rules.len() as i32));
     let row = with_classifier(|c| {
         (
             c.model.identity(),
@@ -170,5 +222,5 @@ fn model_info() -> TableIterator<
         )
     });
     let (a, b, c, d, e, f, g, h) = row;
-    TableIterator::once((a, b, c, d, e, f, g, h, last_load_ms()))
+    TableIterator::once((a, b, c, d, e, f, g, h, last_load_ms(), source, rules))
 }

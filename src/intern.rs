@@ -17,6 +17,11 @@ pub struct Names {
     pub categories: Vec<Option<&'static str>>,
 }
 
+/// `s` as a `&'static str`, leaked once per distinct string per backend.
+pub fn text(s: &str) -> &'static str {
+    intern(s)
+}
+
 fn intern(s: &str) -> &'static str {
     POOL.with(|p| {
         let mut p = p.borrow_mut();

@@ -1,21 +1,42 @@
 //! txclass: the PostgreSQL glue around `txclass-core`.
 //!
-//! One module per concern: `settings` (GUCs), `session` (the per-backend classifier),
-//! `cache` (the shared-memory result cache and its SQL),
-//! `errors` (core errors → ereport), `intern` (label strings for set-returning functions),
-//! `classify` (the SQL functions).
+//! One module per concern: `settings` (GUCs), `session` (the per-backend classifier and rules),
+//! `cache` (the shared-memory result cache and its SQL), `registry` (the active model, published
+//! to every backend through shared memory), `rules` (the decision table ahead of the model),
+//! `inspect` (validating a model directory), `evaluate` (gold-set evaluation and A/B),
+//! `catalog` (reads of txclass's tables at the latest snapshot), `errors` (core errors →
+//! ereport), `intern` (label strings for set-returning functions), `classify` (the SQL
+//! classification functions).
 #![deny(ffi_unwind_calls)]
 
 mod cache;
+mod catalog;
 mod classify;
 mod errors;
+mod evaluate;
+mod inspect;
 mod intern;
+mod registry;
+mod rules;
 mod session;
 mod settings;
 
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/types.sql", name = "types", bootstrap);
+pgrx::extension_sql_file!(
+    "../sql/registry.sql",
+    name = "registry",
+    requires = [
+        "types",
+        rules::_valid_pattern,
+        registry::_publish_at_commit,
+        registry::_bump_at_commit,
+        registry::_caller,
+        inspect::_inspect_model,
+        evaluate::compare_models,
+    ]
+);
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 /// Runs in the postmaster (shared_preload_libraries) or in a backend at first use.

@@ -1,15 +1,51 @@
 //! The per-backend classifier: created at the first classification in each backend (never in
-//! the postmaster — ONNX Runtime sessions do not survive fork), kept while the settings that
-//! shaped it stay the same, rebuilt when they change. A failed load is not remembered: once the
-//! model is fixed, the next call in the same backend loads it.
+//! the postmaster — ONNX Runtime sessions do not survive fork), kept while the settings and the
+//! registry's choice stay the same, rebuilt when they change. A failed load is not remembered:
+//! once the model is fixed, the next call in the same backend loads it.
+//!
+//! Which model: `txclass.model` when set (a pin, superuser only), else the database's active
+//! registered model (src/registry.rs), else the bundled default. The rules are reloaded with
+//! the same change token.
 use crate::errors::OrRaise;
-use crate::settings;
+use crate::{registry, rules, settings};
 use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use txclass_core::rules::RuleSet;
 use txclass_core::{Classifier, Error};
+
+/// Where the served model came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `txclass.model` pins this directory.
+    Pinned(PathBuf),
+    /// The registry's active model.
+    Registry(registry::Active),
+    /// Nothing activated: the bundled default.
+    Default,
+}
+
+impl Source {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Source::Pinned(_) => "txclass.model",
+            Source::Registry(_) => "registry",
+            Source::Default => "default",
+        }
+    }
+}
+
+/// What a classification runs with: the model and the rules ahead of it.
+pub struct Serving {
+    pub classifier: Classifier,
+    pub rules: Rc<RuleSet>,
+    pub source: Source,
+}
 
 struct Current {
     settings: settings::Fingerprint,
-    classifier: Classifier,
+    token: u64,
+    serving: Serving,
     load_ms: f64,
 }
 
@@ -22,36 +58,105 @@ pub fn last_load_ms() -> Option<f64> {
     CURRENT.with(|c| c.borrow().as_ref().map(|c| c.load_ms))
 }
 
-/// Runs `f` with this backend's classifier, loading it first if needed (or again, when the
-/// settings it was loaded with have changed).
-pub fn with_classifier<R>(f: impl FnOnce(&mut Classifier) -> R) -> R {
+fn wanted() -> (Source, u64) {
+    match settings::pinned_model_dir() {
+        Ok(Some(p)) => (Source::Pinned(p), registry::token()),
+        Ok(None) => match registry::active() {
+            (Some(a), token) => (Source::Registry(a), token),
+            (None, token) => (Source::Default, token),
+        },
+        Err(settings::BadModelSetting(msg)) => crate::errors::raise(Error::config(
+            msg,
+            "set txclass.model to a bundled model name (e.g. txclass-merchants-v1) or an absolute directory path, \
+             or RESET txclass.model to serve the registry's active model",
+        )),
+    }
+}
+
+/// Loads the model `source` names, checking a registered model's files against its checksum.
+pub fn load(source: &Source) -> Classifier {
+    let dir = match source {
+        Source::Pinned(p) => p.clone(),
+        Source::Registry(a) => PathBuf::from(&a.directory),
+        Source::Default => settings::bundled_model_dir(settings::DEFAULT_MODEL),
+    };
+    let loaded = Classifier::load(&dir, &settings::options()).or_raise();
+    for w in &loaded.warnings {
+        pgrx::warning!("{w}");
+    }
+    let mut c = loaded.classifier;
+    if let Source::Registry(a) = source {
+        check_registered(&c, a).or_raise();
+        c.model.name = a.name.clone();
+    }
+    c
+}
+
+/// A registered model's files must still be the ones registered.
+pub fn check_registered(c: &Classifier, a: &registry::Active) -> Result<(), Error> {
+    if c.model.checksum != a.checksum {
+        return Err(Error::config(
+            format!(
+                "model '{}': the files in {} changed since it was registered (checksum now {}…, registered {}…)",
+                a.name,
+                a.directory,
+                &c.model.checksum[..12],
+                &a.checksum[..a.checksum.len().min(12)]
+            ),
+            "registered models are immutable: restore the original files, or register the new files under a new name \
+             and activate that (txclass.rollback_model() returns to the previous model now)",
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `f` with this backend's model and rules, loading them first if needed (or again, when
+/// the settings or the registry changed since).
+pub fn with_serving<R>(f: impl FnOnce(&mut Serving) -> R) -> R {
     CURRENT.with(|cell| {
-        let stale = cell.borrow().as_ref().map(|c| !c.settings.is_current()).unwrap_or(true);
-        if stale {
-            // drop the old session first: never hold two models' memory at once
-            *cell.borrow_mut() = None;
+        let fresh = cell
+            .borrow()
+            .as_ref()
+            .map(|c| c.token != 0 && c.token == registry::token() && c.settings.is_current())
+            .unwrap_or(false);
+        if !fresh {
             let fingerprint = settings::Fingerprint::now();
-            let model_dir = match settings::model_dir() {
-                Ok(p) => p,
-                Err(settings::BadModelSetting(msg)) => crate::errors::raise(Error::config(
-                    msg,
-                    "set txclass.model to a bundled model name (e.g. txclass-merchants-v1) or an absolute directory path",
-                )),
+            let (source, token) = wanted();
+            let keep = {
+                let mut guard = cell.borrow_mut();
+                match guard.as_mut() {
+                    Some(c) if c.settings == fingerprint && c.serving.source == source => {
+                        // same model: only the rules may have changed
+                        c.serving.rules = rules::load();
+                        c.token = token;
+                        true
+                    }
+                    _ => false,
+                }
             };
-            let t = std::time::Instant::now();
-            let loaded = Classifier::load(&model_dir, &settings::options()).or_raise();
-            for w in &loaded.warnings {
-                pgrx::warning!("{w}");
+            if !keep {
+                // drop the old session first: never hold two models' memory at once
+                *cell.borrow_mut() = None;
+                let t = std::time::Instant::now();
+                let classifier = load(&source);
+                let load_ms = t.elapsed().as_secs_f64() * 1e3;
+                let rules = rules::load();
+                *cell.borrow_mut() = Some(Current {
+                    settings: fingerprint,
+                    token,
+                    serving: Serving { classifier, rules, source },
+                    load_ms,
+                });
             }
-            *cell.borrow_mut() = Some(Current {
-                settings: fingerprint,
-                classifier: loaded.classifier,
-                load_ms: t.elapsed().as_secs_f64() * 1e3,
-            });
         }
         let mut guard = cell.borrow_mut();
         let current = guard.as_mut().expect("classifier was just loaded");
-        current.classifier.batch_size = settings::BATCH_SIZE.get().max(1) as usize;
-        f(&mut current.classifier)
+        current.serving.classifier.batch_size = settings::BATCH_SIZE.get().max(1) as usize;
+        f(&mut current.serving)
     })
+}
+
+/// Runs `f` with this backend's model (rules aside).
+pub fn with_classifier<R>(f: impl FnOnce(&mut Classifier) -> R) -> R {
+    with_serving(|s| f(&mut s.classifier))
 }

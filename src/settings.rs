@@ -13,8 +13,12 @@ pub enum Provider {
     Cuda,
 }
 
-/// Bundled model name or absolute model directory. Superuser only.
-pub static MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"txclass-merchants-v1"));
+/// Pins a model for the session: a bundled model name or an absolute model directory. Empty
+/// (the default): the database's active registered model, else the bundled default model.
+/// Superuser only.
+pub static MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+/// Served when the database has no active registered model and txclass.model is empty.
+pub const DEFAULT_MODEL: &str = "txclass-merchants-v1";
 /// Path of libonnxruntime.so; `$libdir` expands to the package library directory. Superuser only.
 pub static ONNXRUNTIME_LIBRARY: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"$libdir/txclass/libonnxruntime.so.1.31.1"));
@@ -29,9 +33,10 @@ pub static CACHE: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub fn init() {
     GucRegistry::define_string_guc(
         c"txclass.model",
-        c"Model used by txclass: the name of a bundled model or an absolute directory path.",
-        c"A directory in the Hugging Face / Optimum layout: model.onnx, tokenizer.json, config.json with id2label. \
-          A bare name (letters, digits, '.', '-', '_') refers to a model installed under SHAREDIR/txclass/models/.",
+        c"Pins the model txclass uses, overriding the registry: a bundled model name or an absolute directory path.",
+        c"Empty (the default): the database's active model (txclass.activate_model), or the bundled txclass-merchants-v1 \
+          when none was activated. Otherwise a directory in the Hugging Face / Optimum layout (model.onnx, tokenizer.json, \
+          config.json with id2label); a bare name (letters, digits, '.', '-', '_') is a model under SHAREDIR/txclass/models/.",
         &MODEL,
         GucContext::Suset,
         GucFlags::default(),
@@ -156,26 +161,39 @@ fn string_setting(s: &GucSetting<Option<CString>>) -> String {
 /// Why a `txclass.model` value was refused.
 pub struct BadModelSetting(pub String);
 
-/// Resolves `txclass.model` to a directory. A bare name is looked up under
-/// SHAREDIR/txclass/models; anything else must be an absolute path without `..`.
-pub fn model_dir() -> Result<PathBuf, BadModelSetting> {
+/// The directory `txclass.model` pins, or None when it is empty (the registry decides).
+pub fn pinned_model_dir() -> Result<Option<PathBuf>, BadModelSetting> {
     let v = string_setting(&MODEL);
     let v = v.trim();
     if v.is_empty() {
-        return Err(BadModelSetting("txclass.model is empty".into()));
+        return Ok(None);
     }
-    let is_name = v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) && !v.starts_with('.');
-    if is_name {
-        return Ok(share_dir().join("txclass").join("models").join(v));
+    resolve_model_path(v).map(Some).map_err(|m| BadModelSetting(format!("txclass.model = '{v}': {m}")))
+}
+
+/// True for a bundled model name: letters, digits, '.', '-', '_', not starting with '.'.
+pub fn is_model_name(v: &str) -> bool {
+    !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) && !v.starts_with('.')
+}
+
+/// A bare name is looked up under SHAREDIR/txclass/models; anything else must be an absolute
+/// path without `..`.
+pub fn resolve_model_path(v: &str) -> Result<PathBuf, String> {
+    if is_model_name(v) {
+        return Ok(bundled_model_dir(v));
     }
     let p = PathBuf::from(v);
     if !p.is_absolute() {
-        return Err(BadModelSetting(format!("txclass.model = '{v}' is neither a bundled model name nor an absolute path")));
+        return Err("neither a bundled model name nor an absolute path".into());
     }
     if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(BadModelSetting(format!("txclass.model = '{v}' contains '..'")));
+        return Err("the path contains '..'".into());
     }
     Ok(p)
+}
+
+pub fn bundled_model_dir(name: &str) -> PathBuf {
+    share_dir().join("txclass").join("models").join(name)
 }
 
 pub fn onnxruntime_library() -> PathBuf {

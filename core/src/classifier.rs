@@ -7,6 +7,7 @@ use crate::cache::{self, ResultCache};
 use crate::error::{Error, Result};
 use crate::model::ModelDir;
 use crate::normalize::normalize;
+use crate::rules::RuleSet;
 use crate::runtime;
 use ort::ep::ExecutionProvider as _;
 use ort::session::builder::GraphOptimizationLevel;
@@ -41,6 +42,14 @@ pub struct Options {
 pub struct Prediction {
     pub label: usize,
     pub confidence: f32,
+}
+
+/// Who answered for a descriptor: the model (through the cache or not), or a rule
+/// (an index into the [`RuleSet`] consulted).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Answer {
+    Model(Prediction),
+    Rule(usize),
 }
 
 pub struct Classifier {
@@ -399,6 +408,25 @@ impl Classifier {
         cache: Option<&dyn ResultCache>,
         between_batches: &mut dyn FnMut(),
     ) -> Result<Vec<Option<Prediction>>> {
+        Ok(self
+            .answer_descriptors(raw, None, cache, between_batches)?
+            .into_iter()
+            .map(|a| match a {
+                Some(Answer::Model(p)) => Some(p),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// [`Self::classify_descriptors`] with `rules` consulted first: a distinct normalized text a
+    /// rule matches never reaches the cache or the model.
+    pub fn answer_descriptors(
+        &mut self,
+        raw: &[Option<&str>],
+        rules: Option<&RuleSet>,
+        cache: Option<&dyn ResultCache>,
+        between_batches: &mut dyn FnMut(),
+    ) -> Result<Vec<Option<Answer>>> {
         // each distinct raw string is normalized once; each distinct normalized text is looked
         // up and classified once
         let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -425,7 +453,7 @@ impl Classifier {
             })
             .collect();
         let texts: Vec<&str> = normalized.iter().map(String::as_str).collect();
-        let mut by_text: Vec<Option<Prediction>> = vec![None; texts.len()];
+        let mut by_text: Vec<Option<Answer>> = vec![None; texts.len()];
         let model = self.cache_model_id;
         // misses: (index into texts, cache key)
         let mut wanted: Vec<(usize, Option<cache::Key>)> = Vec::new();
@@ -433,11 +461,15 @@ impl Classifier {
             if t.is_empty() {
                 continue;
             }
+            if let Some(r) = rules.and_then(|r| r.find_index(t)) {
+                by_text[k] = Some(Answer::Rule(r));
+                continue;
+            }
             match cache {
                 Some(c) => {
                     let key = cache::key(model, t);
                     match self.cached(c, &key) {
-                        Some(p) => by_text[k] = Some(p),
+                        Some(p) => by_text[k] = Some(Answer::Model(p)),
                         None => wanted.push((k, Some(key))),
                     }
                 }
@@ -447,7 +479,7 @@ impl Classifier {
         let todo: Vec<&str> = wanted.iter().map(|&(k, _)| texts[k]).collect();
         let preds = self.classify(&todo, between_batches)?;
         for (&(k, key), p) in wanted.iter().zip(preds) {
-            by_text[k] = Some(p);
+            by_text[k] = Some(Answer::Model(p));
             if let (Some(c), Some(key)) = (cache, key) {
                 c.put(&key, p);
             }

@@ -30,6 +30,10 @@ impl Error {
     pub fn input(message: impl Into<String>) -> Self {
         Error { kind: ErrorKind::Input, message: message.into(), hint: None }
     }
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
 }
 
 impl fmt::Display for Error {

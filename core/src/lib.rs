@@ -5,6 +5,9 @@
 //! * [`runtime`] — loading the ONNX Runtime shared library once per process.
 //! * [`batching`] — length-bucketed batch plans (padding is what makes naive batching slow).
 //! * [`classifier`] — tokenize, run the ONNX session, softmax, top-k.
+//! * [`cache`] — the result-cache table (keys, probing, usage-decay eviction).
+//! * [`rules`] — the decision table that answers ahead of the model.
+//! * [`metrics`] — gold-standard evaluation (accuracy, macro-F1, per class).
 //!
 //! The pgrx extension (`src/`) and the standalone benchmark (`bench/`) both call this crate, so
 //! they run the same inference code.
@@ -14,11 +17,13 @@ pub mod batching;
 pub mod cache;
 pub mod classifier;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod normalize;
+pub mod rules;
 pub mod runtime;
 
-pub use classifier::{Classifier, ExecutionProvider, Options, Prediction};
+pub use classifier::{Answer, Classifier, ExecutionProvider, Options, Prediction};
 pub use error::{Error, ErrorKind, Result};
 pub use model::ModelDir;
 pub use normalize::normalize;

@@ -11,6 +11,10 @@ golden output is stable:   make_fixtures.py <bundled model dir> <out dir>
   wrong_inputs/       a valid ONNX graph whose input is called "features"
   good/               an unchanged copy (for "the same backend works after the fix")
   relabelled/         the same ONNX graph with label 'Starbucks' renamed: another model identity
+  wide5000/           5,000 classes: the bundled graph with its logits scattered into a wider
+                      output (old label j at column (13*j + 7) mod 5000, the other columns a
+                      constant -30), config.json with 5,000 labels: a class-count change whose
+                      answers are known (the bundled model's, under the same names)
 """
 import json
 import os
@@ -71,6 +75,36 @@ g = helper.make_graph(
 m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 m.ir_version = 8
 onnx.save(m, os.path.join(d, "model.onnx"))
+# wide5000: logits_wide = Gather(Pad(logits, one column of -30), index, axis=1)
+WIDE = 5000
+d = copy("wide5000")
+m = onnx.load(os.path.join(d, "model.onnx"))
+out_name = m.graph.output[0].name
+for node in m.graph.node:
+    node.output[:] = [o + "_base" if o == out_name else o for o in node.output]
+index = np.full(WIDE, n, dtype=np.int64)           # column n of the padded logits: -30
+for j in range(n):
+    index[(13 * j + 7) % WIDE] = j                 # 13 is prime to 5000: no two labels collide
+m.graph.initializer.extend([
+    numpy_helper.from_array(np.array([0, 0, 0, 1], dtype=np.int64), "wide_pads"),
+    numpy_helper.from_array(np.array(-30.0, dtype=np.float32), "wide_fill"),
+    numpy_helper.from_array(index, "wide_index"),
+])
+m.graph.node.extend([
+    helper.make_node("Pad", [out_name + "_base", "wide_pads", "wide_fill"], ["wide_padded"]),
+    helper.make_node("Gather", ["wide_padded", "wide_index"], [out_name], axis=1),
+])
+m.graph.output[0].CopyFrom(helper.make_tensor_value_info(out_name, TensorProto.FLOAT, ["batch", WIDE]))
+onnx.save(m, os.path.join(d, "model.onnx"))
+cfg = json.load(open(os.path.join(d, "config.json")))
+old = [cfg["id2label"][str(j)] for j in range(n)]
+labels = [f"Synthetic class {i}" for i in range(WIDE)]
+for j, name in enumerate(old):
+    labels[(13 * j + 7) % WIDE] = name
+cfg["id2label"] = {str(i): l for i, l in enumerate(labels)}
+cfg["label2id"] = {l: i for i, l in enumerate(labels)}
+json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+
 for root, dirs, files in os.walk(out):
     os.chmod(root, 0o755)
     for f in files:

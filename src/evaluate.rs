@@ -1,0 +1,173 @@
+//! Gold-standard evaluation and A/B comparison of registered models, in SQL.
+//!
+//! Both run the caller's query with the caller's privileges (SECURITY INVOKER), load the named
+//! models next to this backend's serving session (which they do not disturb), and go through
+//! the result cache (keyed by model, so models never see each other's answers). Rules are not
+//! applied: these measure models.
+use crate::cache;
+use crate::errors::OrRaise;
+use crate::registry::Active;
+use crate::session::{self, Source};
+use pgrx::prelude::*;
+use serde_json::json;
+use txclass_core::metrics;
+use txclass_core::Classifier;
+
+fn check_interrupts() {
+    pgrx::pg_sys::check_for_interrupts!();
+}
+
+/// A registered model, loaded for this call (checksum verified).
+fn registered(name: &str) -> Classifier {
+    match Spi::get_three_with_args::<String, String, String>(
+        "SELECT name, directory, checksum FROM txclass.models WHERE name = $1",
+        &[name.into()],
+    ) {
+        Ok((Some(n), Some(directory), Some(checksum))) => {
+            session::load(&Source::Registry(Active { name: n, directory, checksum, deployment: 0 }))
+        }
+        Ok(_) => crate::errors::raise_code(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("model '{name}' is not registered"),
+            "registered models: SELECT name FROM txclass.models; register one with txclass.register_model(name, directory)"
+        ),
+        Err(e) => error!("txclass: cannot read txclass.models: {e}"),
+    }
+}
+
+/// Wraps the caller's query so that its first `n` columns come back as text.
+fn wrap(query: &str, cols: &[&str]) -> String {
+    let q = query.trim().trim_end_matches(|c: char| c == ';' || c.is_whitespace());
+    let select: Vec<String> = cols.iter().map(|c| format!("g.{c}::text")).collect();
+    format!("SELECT {} FROM ({q}\n) AS g({})", select.join(", "), cols.join(", "))
+}
+
+/// Runs the caller's query; each row's first `ncols` columns as text.
+fn read_rows(query: &str, cols: &[&str]) -> Vec<Vec<Option<String>>> {
+    let sql = wrap(query, cols);
+    Spi::connect(|client| {
+        let table = client.select(sql.as_str(), None, &[])?;
+        let mut out = Vec::with_capacity(table.len());
+        for (i, row) in table.enumerate() {
+            if i % 4096 == 4095 {
+                check_interrupts();
+            }
+            let mut r = Vec::with_capacity(cols.len());
+            for c in 1..=cols.len() {
+                r.push(row.get::<String>(c)?);
+            }
+            out.push(r);
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .unwrap_or_else(|e| error!("txclass: the query failed: {e}"))
+}
+
+fn predict(c: &mut Classifier, descriptors: &[Option<String>]) -> Vec<Option<(String, f32)>> {
+    let raw: Vec<Option<&str>> = descriptors.iter().map(|d| d.as_deref()).collect();
+    let preds = cache::with_cache(|cache| c.classify_descriptors(&raw, cache, &mut check_interrupts)).or_raise();
+    preds.into_iter().map(|p| p.map(|p| (c.label(&p).to_string(), p.confidence))).collect()
+}
+
+/// Evaluates a registered model on a gold query (first column: descriptor, second: the expected
+/// label): accuracy, macro-F1 and per-class precision / recall / F1 / support, as JSON. With
+/// `store` (the default) the result is kept in txclass.models.metrics under the gold set's
+/// fingerprint, which `activate_model(..., require_better => true)` compares.
+#[pg_extern(volatile, parallel_unsafe)]
+fn evaluate(
+    model: &str,
+    gold_query: &str,
+    gold_set: default!(Option<&str>, "NULL"),
+    store: default!(bool, true),
+) -> pgrx::JsonB {
+    if store {
+        let allowed = Spi::get_one::<bool>(
+            "SELECT has_function_privilege('txclass._record_evaluation(text, jsonb)', 'EXECUTE')",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+        if !allowed {
+            crate::errors::raise_code(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                "permission denied to store an evaluation in txclass.models",
+                "pass store => false to evaluate without storing, or ask for membership in txclass_model_admin"
+            );
+        }
+    }
+    let mut c = registered(model);
+    let rows = read_rows(gold_query, &["descriptor", "expected"]);
+    let (gold, skipped): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r[1].is_some());
+    let descriptors: Vec<Option<String>> = gold.iter().map(|r| r[0].clone()).collect();
+    let predicted = predict(&mut c, &descriptors);
+    let expected: Vec<&str> = gold.iter().map(|r| r[1].as_deref().unwrap_or_default()).collect();
+    let e = metrics::evaluate(expected.iter().copied().zip(predicted.iter().map(|p| p.as_ref().map(|(l, _)| l.as_str()))));
+    let fingerprint =
+        metrics::gold_fingerprint(descriptors.iter().zip(&expected).map(|(d, l)| (d.as_deref().unwrap_or_default(), *l)));
+    let per_class: Vec<serde_json::Value> = e
+        .per_class
+        .iter()
+        .map(|k| {
+            json!({"label": k.label, "precision": k.precision, "recall": k.recall, "f1": k.f1,
+                   "support": k.support, "predicted": k.predicted})
+        })
+        .collect();
+    let evaluated_at = Spi::get_one::<String>("SELECT clock_timestamp()::text").ok().flatten();
+    let result = json!({
+        "model": model,
+        "identity": c.model.identity(),
+        "gold_set": gold_set.unwrap_or(&fingerprint),
+        "gold_fingerprint": fingerprint,
+        "gold_query": gold_query,
+        "rows": e.rows,
+        "skipped_null_labels": skipped.len(),
+        "correct": e.correct,
+        "accuracy": e.accuracy,
+        "macro_f1": e.macro_f1,
+        "classes": e.per_class.len(),
+        "per_class": per_class,
+        "evaluated_at": evaluated_at,
+    });
+    if store {
+        Spi::run_with_args(
+            "SELECT txclass._record_evaluation($1, $2)",
+            &[model.into(), pgrx::JsonB(result.clone()).into()],
+        )
+        .unwrap_or_else(|e| error!("txclass: storing the evaluation failed: {e}"));
+    }
+    pgrx::JsonB(result)
+}
+
+/// A/B: runs two registered models over the descriptors of a query (first column) and returns
+/// one row per descriptor with both answers. `agree` is false where the labels differ; see
+/// txclass.compare_summary for the agreement rate and the disagreements.
+#[pg_extern(volatile, parallel_unsafe)]
+fn compare_models(
+    model_a: &str,
+    model_b: &str,
+    query: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(descriptor, Option<String>),
+        name!(label_a, Option<String>),
+        name!(confidence_a, Option<f32>),
+        name!(label_b, Option<String>),
+        name!(confidence_b, Option<f32>),
+        name!(agree, bool),
+    ),
+> {
+    let rows = read_rows(query, &["descriptor"]);
+    let descriptors: Vec<Option<String>> = rows.into_iter().map(|mut r| r[0].take()).collect();
+    let a = predict(&mut registered(model_a), &descriptors);
+    let b = predict(&mut registered(model_b), &descriptors);
+    let out: Vec<_> = descriptors
+        .into_iter()
+        .zip(a.into_iter().zip(b))
+        .map(|(d, (a, b))| {
+            let agree = a.as_ref().map(|x| &x.0) == b.as_ref().map(|x| &x.0);
+            let (la, ca) = a.map(|(l, c)| (Some(l), Some(c))).unwrap_or((None, None));
+            let (lb, cb) = b.map(|(l, c)| (Some(l), Some(c))).unwrap_or((None, None));
+            (d, la, ca, lb, cb, agree)
+        })
+        .collect();
+    TableIterator::new(out)
+}

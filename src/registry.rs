@@ -1,0 +1,321 @@
+//! Which model serves, and how every backend learns that it changed.
+//!
+//! The truth is in tables (sql/registry.sql): `txclass.models`, the append-only
+//! `txclass.deployments` log, and `txclass.active`, one row pointing at the deployment in force.
+//! Activation and rollback write them transactionally, so an aborted transaction changes
+//! nothing.
+//!
+//! Backends must not query those tables on every call, so changes are *published* to shared
+//! memory at commit: a deferred trigger on `txclass.active` reads the new state inside the
+//! committing transaction and stages it; the commit callback copies it into this database's
+//! slot and bumps a generation counter (an abort drops it). Every classification compares one
+//! atomic with the generation it last saw; only when it moved does the backend look at the slot
+//! (and reload its session if the model differs). Rule changes bump the same counter.
+//!
+//! After a server start there is nothing in shared memory: the first backend that needs the
+//! active model reads the tables (latest snapshot) and fills its database's slot, unless a
+//! commit got there first (checked by generation). Without shared_preload_libraries there is no
+//! shared memory, and each backend re-reads the tables once per transaction.
+use crate::catalog::{self, Snapshot};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Databases whose active model is published (more databases still work: they read the
+/// tables whenever the generation moves).
+const SLOTS: usize = 64;
+const NAME_BYTES: usize = 64;
+const CHECKSUM_BYTES: usize = 64;
+const DIR_BYTES: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Active {
+    pub name: String,
+    pub directory: String,
+    /// Hex SHA-256 of the model's files when registered.
+    pub checksum: String,
+    pub deployment: i64,
+}
+
+#[repr(C)]
+struct Slot {
+    dboid: pg_sys::Oid,
+    /// 0: the database has no active model; 1: the fields below describe it.
+    has_active: u32,
+    deployment: i64,
+    name: [u8; NAME_BYTES],
+    checksum: [u8; CHECKSUM_BYTES],
+    directory: [u8; DIR_BYTES],
+}
+
+#[repr(C)]
+struct Shared {
+    generation: AtomicU64,
+    slots: [Slot; SLOTS],
+}
+
+static mut SHARED: *mut Shared = std::ptr::null_mut();
+static mut LOCK: *mut pg_sys::LWLock = std::ptr::null_mut();
+
+pub fn shmem_size() -> usize {
+    std::mem::size_of::<Shared>()
+}
+
+/// From the shmem startup hook (AddinShmemInitLock held). `lock` is one of the txclass tranche.
+pub unsafe fn shmem_startup(lock: *mut pg_sys::LWLock) {
+    unsafe {
+        let mut found = false;
+        let p = pg_sys::ShmemInitStruct(c"txclass registry".as_ptr(), shmem_size(), &mut found) as *mut Shared;
+        if !found {
+            std::ptr::write_bytes(p as *mut u8, 0, shmem_size());
+        }
+        SHARED = p;
+        LOCK = lock;
+    }
+}
+
+fn shared() -> Option<&'static Shared> {
+    unsafe {
+        if SHARED.is_null() || LOCK.is_null() {
+            None
+        } else {
+            Some(&*SHARED)
+        }
+    }
+}
+
+fn my_db() -> pg_sys::Oid {
+    unsafe { pg_sys::MyDatabaseId }
+}
+
+fn copy_in(dst: &mut [u8], s: &str) -> bool {
+    if s.len() >= dst.len() {
+        return false;
+    }
+    dst.fill(0);
+    dst[..s.len()].copy_from_slice(s.as_bytes());
+    true
+}
+
+fn copy_out(src: &[u8]) -> String {
+    let n = src.iter().position(|&b| b == 0).unwrap_or(src.len());
+    String::from_utf8_lossy(&src[..n]).into_owned()
+}
+
+struct Locked<'a> {
+    shared: &'a Shared,
+}
+
+impl<'a> Locked<'a> {
+    fn new(shared: &'a Shared, exclusive: bool) -> Self {
+        let mode = if exclusive { pg_sys::LWLockMode::LW_EXCLUSIVE } else { pg_sys::LWLockMode::LW_SHARED };
+        unsafe { pg_sys::LWLockAcquire(LOCK, mode) };
+        Locked { shared }
+    }
+    fn slots(&self) -> *mut Slot {
+        self.shared.slots.as_ptr() as *mut Slot
+    }
+    fn find(&self, db: pg_sys::Oid) -> Option<*mut Slot> {
+        (0..SLOTS).map(|i| unsafe { self.slots().add(i) }).find(|&s| unsafe { (*s).dboid == db })
+    }
+    fn find_or_claim(&self, db: pg_sys::Oid) -> Option<*mut Slot> {
+        self.find(db).or_else(|| {
+            let free = self.find(pg_sys::InvalidOid)?;
+            unsafe { (*free).dboid = db };
+            Some(free)
+        })
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        unsafe { pg_sys::LWLockRelease(LOCK) };
+    }
+}
+
+/// Writes `active` into `slot`; false when it does not fit (then the slot is released and the
+/// database falls back to reading the tables).
+unsafe fn write_slot(slot: *mut Slot, active: Option<&Active>) -> bool {
+    unsafe {
+        let s = &mut *slot;
+        match active {
+            None => {
+                s.has_active = 0;
+                true
+            }
+            Some(a) => {
+                let ok = copy_in(&mut s.name, &a.name)
+                    && copy_in(&mut s.checksum, &a.checksum)
+                    && copy_in(&mut s.directory, &a.directory);
+                s.deployment = a.deployment;
+                s.has_active = 1;
+                if !ok {
+                    s.dboid = pg_sys::InvalidOid;
+                    s.has_active = 0;
+                }
+                ok
+            }
+        }
+    }
+}
+
+// ---- what a backend sees ------------------------------------------------------------------
+
+/// A value that changes whenever the registry or the rules may have changed for this backend:
+/// the shared generation when preloaded, otherwise this backend's transaction number (the
+/// tables are then re-read once per transaction).
+pub fn token() -> u64 {
+    match shared() {
+        Some(s) => s.generation.load(Ordering::Acquire),
+        None => unsafe { (1u64 << 63) | (*pg_sys::MyProc).lxid as u64 },
+    }
+}
+
+const ACTIVE_SQL: &std::ffi::CStr = c"SELECT m.name, m.directory, m.checksum, d.id \
+    FROM txclass.active a JOIN txclass.deployments d ON d.id = a.deployment \
+    JOIN txclass.models m ON m.name = d.model";
+
+fn parse_active(rows: Vec<Vec<Option<String>>>) -> Option<Active> {
+    let mut row = rows.into_iter().next()?;
+    let mut take = |i: usize| row[i].take().unwrap_or_default();
+    Some(Active {
+        name: take(0),
+        directory: take(1),
+        checksum: take(2),
+        deployment: take(3).parse().unwrap_or(0),
+    })
+}
+
+/// The active registered model of this database (None: no model was ever activated, and the
+/// bundled default serves), with the token it is valid for. When the answer came from a
+/// statement snapshot (parallel mode) the token returned is 0, so that the next statement looks
+/// again.
+pub fn active() -> (Option<Active>, u64) {
+    let Some(s) = shared() else {
+        let t = token();
+        let (rows, _) = catalog::read_latest(ACTIVE_SQL, 4);
+        return (parse_active(rows), t);
+    };
+    let generation = s.generation.load(Ordering::Acquire);
+    {
+        let locked = Locked::new(s, false);
+        if let Some(slot) = locked.find(my_db()) {
+            let slot = unsafe { &*slot };
+            let a = (slot.has_active == 1).then(|| Active {
+                name: copy_out(&slot.name),
+                directory: copy_out(&slot.directory),
+                checksum: copy_out(&slot.checksum),
+                deployment: slot.deployment,
+            });
+            return (a, generation);
+        }
+    }
+    // nothing published for this database since the server started: read the tables, and
+    // publish what they say unless a commit has published since we looked
+    let (rows, snapshot) = catalog::read_latest(ACTIVE_SQL, 4);
+    let a = parse_active(rows);
+    if snapshot == Snapshot::Statement {
+        return (a, 0);
+    }
+    let locked = Locked::new(s, true);
+    if s.generation.load(Ordering::Acquire) == generation && locked.find(my_db()).is_none() {
+        if let Some(slot) = locked.find_or_claim(my_db()) {
+            unsafe { write_slot(slot, a.as_ref()) };
+        }
+    }
+    (a, generation)
+}
+
+// ---- publishing at commit -----------------------------------------------------------------
+
+thread_local! {
+    /// What this transaction will publish at commit: Some(state) once staged.
+    static STAGED: RefCell<Option<Option<Active>>> = const { RefCell::new(None) };
+    static BUMP_REGISTERED: RefCell<bool> = const { RefCell::new(false) };
+}
+
+fn register_end_of_transaction() {
+    let first = BUMP_REGISTERED.with(|b| !std::mem::replace(&mut *b.borrow_mut(), true));
+    if !first {
+        return;
+    }
+    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, || {
+        let staged = STAGED.with(|s| s.borrow_mut().take());
+        BUMP_REGISTERED.with(|b| *b.borrow_mut() = false);
+        publish(staged);
+    });
+    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, || {
+        STAGED.with(|s| *s.borrow_mut() = None);
+        BUMP_REGISTERED.with(|b| *b.borrow_mut() = false);
+    });
+    // a prepared transaction commits in whatever session runs COMMIT PREPARED, where nothing
+    // is staged: refuse it rather than leave every backend serving the old state
+    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::PrePrepare, || {
+        pgrx::error!(
+            "txclass: a transaction that activates or rolls back a model, or changes txclass.rules, cannot be prepared (two-phase commit); commit it directly"
+        );
+    });
+}
+
+/// In the commit callback: must not fail.
+fn publish(staged: Option<Option<Active>>) {
+    let Some(s) = shared() else { return };
+    let locked = Locked::new(s, true);
+    if let Some(state) = staged {
+        if let Some(slot) = locked.find_or_claim(my_db()) {
+            unsafe { write_slot(slot, state.as_ref()) };
+        }
+    }
+    s.generation.fetch_add(1, Ordering::AcqRel);
+    drop(locked);
+}
+
+/// Called by the deferred trigger on txclass.active (and at CREATE EXTENSION): reads the active
+/// model as this transaction leaves it and publishes it to every backend at commit.
+#[pg_extern(volatile, parallel_unsafe)]
+fn _publish_at_commit() {
+    let active = Spi::connect(|client| {
+        let t = client.select(ACTIVE_SQL, None, &[])?;
+        let mut rows = Vec::new();
+        for row in t {
+            rows.push(vec![
+                row.get::<String>(1)?,
+                row.get::<String>(2)?,
+                row.get::<String>(3)?,
+                row.get::<i64>(4)?.map(|v| v.to_string()),
+            ]);
+        }
+        Ok::<_, pgrx::spi::Error>(rows)
+    })
+    .unwrap_or_else(|e| error!("txclass: cannot read the active model to publish it: {e}"));
+    let active = parse_active(active);
+    if let Some(a) = &active {
+        if a.name.len() >= NAME_BYTES || a.directory.len() >= DIR_BYTES {
+            // cannot be published to shared memory: backends will read the tables instead
+            pgrx::debug1!("txclass: model {} has a name or path too long for shared memory", a.name);
+        }
+    }
+    STAGED.with(|s| *s.borrow_mut() = Some(active));
+    register_end_of_transaction();
+}
+
+/// Called by the statement trigger on txclass.rules: every backend reloads its rules after
+/// this transaction commits.
+#[pg_extern(volatile, parallel_unsafe)]
+fn _bump_at_commit() {
+    register_end_of_transaction();
+}
+
+/// The role the caller acts as (not the owner of a SECURITY DEFINER function): recorded as
+/// registered_by / deployed_by.
+#[pg_extern(stable, parallel_safe)]
+fn _caller() -> String {
+    catalog::role_name(catalog::caller())
+}
+
+/// This backend's view of the registry generation (for tests and monitoring).
+#[pg_extern(volatile, parallel_safe)]
+fn registry_generation() -> i64 {
+    shared().map(|s| s.generation.load(Ordering::Acquire) as i64).unwrap_or(-1)
+}
