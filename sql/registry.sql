@@ -70,14 +70,17 @@ SELECT pg_catalog.pg_extension_config_dump('txclass.rules_id_seq', '');
 -- The log is append-only, and a registered model's files are fixed.
 CREATE FUNCTION _refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_TABLE_NAME = 'models' AND TG_OP = 'UPDATE'
-       AND (NEW.name, NEW.directory, NEW.checksum, NEW.num_labels, NEW.labels)
+    IF TG_TABLE_NAME = 'models' AND TG_OP = 'UPDATE' THEN
+        IF (NEW.name, NEW.directory, NEW.checksum, NEW.num_labels, NEW.labels)
            IS NOT DISTINCT FROM (OLD.name, OLD.directory, OLD.checksum, OLD.num_labels, OLD.labels) THEN
-        RETURN NEW;  -- metrics only
+            RETURN NEW;  -- metrics only
+        END IF;
     END IF;
     RAISE EXCEPTION USING
         ERRCODE = 'prohibited_sql_statement_attempted',
-        MESSAGE = format('txclass.%s is append-only: %s refused', TG_TABLE_NAME, TG_OP),
+        MESSAGE = CASE TG_TABLE_NAME
+            WHEN 'models' THEN format('txclass.models: %s of a registered model refused', TG_OP)
+            ELSE format('txclass.%s is append-only: %s refused', TG_TABLE_NAME, TG_OP) END,
         HINT = CASE TG_TABLE_NAME
             WHEN 'models' THEN 'registered models are immutable (only metrics change); register the new files under a new name'
             ELSE 'the deployment log records every activation and rollback; roll back with txclass.rollback_model()' END;
@@ -223,13 +226,13 @@ BEGIN
             FROM jsonb_each(coalesce(m.metrics->'evaluations', '{}')) c
             JOIN jsonb_each(coalesce(cur_model.metrics->'evaluations', '{}')) a ON a.key = c.key
             WHERE activate_model.gold_set IS NULL OR c.key = activate_model.gold_set
-                  OR c.value->>'gold_set' = activate_model.gold_set
+                  OR c.value->>'gold_set' = activate_model.gold_set OR a.value->>'gold_set' = activate_model.gold_set
             ORDER BY c.value->>'evaluated_at' DESC
             LIMIT 1;
             IF NOT FOUND THEN
                 RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
                     MESSAGE = format('cannot tell whether model %L is better than the active model %L: they were not evaluated on a common gold set%s',
-                                     m.name, cur.model, coalesce(format(' named %L', activate_model.gold_set), '')),
+                                     m.name, cur.model, CASE WHEN activate_model.gold_set IS NULL THEN '' ELSE format(' named %L', activate_model.gold_set) END),
                     HINT = format('run txclass.evaluate(%L, gold_query) and txclass.evaluate(%L, gold_query) with the same gold query', cur.model, m.name);
             END IF;
             IF cmp.candidate < cmp.active THEN

@@ -19,18 +19,28 @@ fn check_interrupts() {
 
 /// A registered model, loaded for this call (checksum verified).
 fn registered(name: &str) -> Classifier {
-    match Spi::get_three_with_args::<String, String, String>(
-        "SELECT name, directory, checksum FROM txclass.models WHERE name = $1",
-        &[name.into()],
-    ) {
-        Ok((Some(n), Some(directory), Some(checksum))) => {
+    let found = Spi::connect(|client| {
+        let t = client.select(
+            "SELECT name, directory, checksum FROM txclass.models WHERE name = $1",
+            None,
+            &[name.into()],
+        )?;
+        let mut rows = Vec::new();
+        for row in t {
+            rows.push((row.get::<String>(1)?, row.get::<String>(2)?, row.get::<String>(3)?));
+        }
+        Ok::<_, pgrx::spi::Error>(rows)
+    })
+    .unwrap_or_else(|e| error!("txclass: cannot read txclass.models: {e}"));
+    match found.into_iter().next() {
+        Some((Some(n), Some(directory), Some(checksum))) => {
             session::load(&Source::Registry(Active { name: n, directory, checksum, deployment: 0 }))
         }
-        Ok(_) => crate::errors::raise_code(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        _ => crate::errors::raise_code(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             format!("model '{name}' is not registered"),
-            "registered models: SELECT name FROM txclass.models; register one with txclass.register_model(name, directory)"
+            "registered models: SELECT name FROM txclass.models; register one with txclass.register_model(name, directory)",
         ),
-        Err(e) => error!("txclass: cannot read txclass.models: {e}"),
     }
 }
 

@@ -8,6 +8,8 @@
 //! ereport), `intern` (label strings for set-returning functions), `classify` (the SQL
 //! classification functions).
 #![deny(ffi_unwind_calls)]
+// pgrx signatures of set-returning functions are long tuples by nature
+#![allow(clippy::type_complexity)]
 
 mod cache;
 mod catalog;
