@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster run by an unprivileged OS user (Postgres refuses root).
 #   scripts/cluster.sh start NAME [PORT]   initdb (if needed) + start; prints the psql connection flags
+#   scripts/cluster.sh restart NAME [PORT] restart it (shared memory starts empty)
 #   scripts/cluster.sh stop NAME           stop and delete it
 # Environment: TXCLASS_NO_PRELOAD=1 starts it without shared_preload_libraries;
 # TXCLASS_CLUSTER_CONF holds extra postgresql.conf lines (e.g. "txclass.cache_entries = 64").
@@ -39,9 +40,13 @@ CONF
     as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start >/dev/null || { tail -30 "$data/server.log"; exit 1; }
     echo "-h $sock -p $port -U postgres"
     ;;
+  restart)
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -m fast -w -t 60 restart >/dev/null || { tail -30 "$data/server.log"; exit 1; }
+    echo "-h $sock -p $port -U postgres"
+    ;;
   stop)
     if [ -f "$data/postmaster.pid" ]; then as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true; fi
     rm -rf "$data" "$sock"
     ;;
-  *) echo "usage: $0 start|stop NAME [PORT]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|restart|stop NAME [PORT]" >&2; exit 2 ;;
 esac

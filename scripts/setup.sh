@@ -29,10 +29,13 @@ fi
 
 bash "$ROOT/scripts/fetch-onnxruntime.sh"
 
-if ! "$PYVENV/bin/python" -c "import onnxruntime, tokenizers, numpy, onnx" 2>/dev/null; then
-  log "creating the test venv $PYVENV (onnxruntime, tokenizers, numpy, onnx)"
-  python3 -m venv "$PYVENV"
+req_stamp="$PYVENV/.requirements.sha"
+req_sum="$(sha256sum "$ROOT/tests/python/requirements.txt" | cut -c1-16)"
+if [ "$(cat "$req_stamp" 2>/dev/null)" != "$req_sum" ] || ! "$PYVENV/bin/python" -c "import onnxruntime, tokenizers, numpy, onnx, psycopg" 2>/dev/null; then
+  log "creating the test venv $PYVENV (onnxruntime, tokenizers, numpy, onnx, psycopg)"
+  [ -x "$PYVENV/bin/python" ] || python3 -m venv "$PYVENV"
   "$PYVENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/tests/python/requirements.txt"
+  echo "$req_sum" >"$req_stamp"
 fi
 
 bash "$ROOT/scripts/install.sh" "$@"
