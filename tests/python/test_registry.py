@@ -12,7 +12,9 @@
   6. without shared_preload_libraries: other backends pick up an activation at their next
      transaction;
   7. pgbench, 16 clients, switching models every 2 s for 20 s: zero errors, zero results
-     attributed to the wrong model.
+     attributed to the wrong model;
+  8. pg_dump / restore into a new database keeps models, deployments, the active model, rules
+     and stored evaluations, and the restored database serves its active model.
 
     test_registry.py <repo root>
 Prints 'registry: N passed, M failed'.
@@ -256,6 +258,32 @@ def test_pgbench_switching(ci, flags):
           f"{rows} rows from {models} models, {wrong} wrong")
 
 
+def test_dump_restore(ci, flags):
+    run(ci, "INSERT INTO txclass.rules (pattern, label, note) VALUES ('^dumped rule', 'Dumped', 'kept by pg_dump')")
+    one(ci, "SELECT txclass.activate_model('relabelled', reason => 'before dump')")
+    one(ci, "SELECT txclass.evaluate('relabelled', $$SELECT 'STARBUCKS 1', 'Starbucks'$$)")
+    state = ("SELECT (SELECT count(*) FROM txclass.models), (SELECT count(*) FROM txclass.deployments), "
+             "(SELECT name FROM txclass.active_model), (SELECT count(*) FROM txclass.rules), "
+             "(SELECT count(*) FROM txclass.evaluations)")
+    before = one(ci, state)
+    run(ci, "CREATE DATABASE restored")
+    args = flags.split()
+    dump = subprocess.run(["pg_dump", *args, "-d", "postgres"], capture_output=True, text=True)
+    rest = subprocess.run(["psql", *args, "-d", "restored", "-X", "-q", "-v", "ON_ERROR_STOP=1"], input=dump.stdout,
+                          capture_output=True, text=True)
+    ci2 = ci.replace("dbname=postgres", "dbname=restored")
+    after = one(ci2, state) if rest.returncode == 0 else None
+    check("pg_dump / restore keeps models, deployments, the active model, rules and evaluations",
+          dump.returncode == 0 and rest.returncode == 0 and after == before,
+          f"{before} -> {after} {rest.stderr.strip()[:300]}")
+    got = one(ci2, "SELECT split_part(d.model, '@', 1), d.label FROM txclass.classify_transaction_detail('STARBUCKS STORE 9') d")
+    rule = one(ci2, "SELECT d.source FROM txclass.classify_transaction_detail('DUMPED RULE 1') d")[0]
+    check("the restored database serves its active model and rules", got == ("relabelled", "Starbucks (renamed)") and rule == "rule",
+          f"{got}, {rule}")
+    nxt = one(ci2, "SELECT model, previous IS NOT NULL FROM txclass.rollback_model()")
+    check("and its log continues (rollback works there)", nxt[1] and served(ci2) == nxt[0], str(nxt))
+
+
 def main():
     py = os.path.join(ROOT, "build", "venv", "bin", "python")
     subprocess.run([py if os.path.exists(py) else sys.executable, os.path.join(ROOT, "tests", "python", "make_fixtures.py"),
@@ -268,6 +296,7 @@ def main():
             test_changed_files(ci)
             test_restart("reg", 54371, ci)
             test_pgbench_switching(ci, flags)
+            test_dump_restore(ci, flags)
         test_no_preload()
     except Exception as e:  # noqa: BLE001
         check("registry tests ran to the end", False, repr(e))
