@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// tables whenever the generation moves).
 const SLOTS: usize = 64;
 const NAME_BYTES: usize = 64;
-const CHECKSUM_BYTES: usize = 64;
+const CHECKSUM_BYTES: usize = 72; // 64 hex digits and the terminating NUL
 const DIR_BYTES: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +69,8 @@ pub unsafe fn shmem_startup(lock: *mut pg_sys::LWLock) {
         let p = pg_sys::ShmemInitStruct(c"txclass registry".as_ptr(), shmem_size(), &mut found) as *mut Shared;
         if !found {
             std::ptr::write_bytes(p as *mut u8, 0, shmem_size());
+            // 0 is the token of "valid for this statement only" (see active())
+            (*p).generation.store(1, Ordering::Release);
         }
         SHARED = p;
         LOCK = lock;
@@ -172,6 +174,20 @@ pub fn token() -> u64 {
     }
 }
 
+const STATEMENT_TOKEN: u64 = 1 << 62;
+
+/// A token that names the running statement (its transaction and start time): what an answer
+/// read under the statement's snapshot is valid for.
+pub fn statement_token() -> u64 {
+    let (lxid, started) = unsafe { ((*pg_sys::MyProc).lxid as u64, pg_sys::GetCurrentStatementStartTimestamp() as u64) };
+    STATEMENT_TOKEN | ((lxid.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ started) & (STATEMENT_TOKEN - 1))
+}
+
+/// Whether something loaded under `token` is still valid.
+pub fn is_current(token: u64) -> bool {
+    token == self::token() || (token & (3 << 62) == STATEMENT_TOKEN && token == statement_token())
+}
+
 const ACTIVE_SQL: &std::ffi::CStr = c"SELECT m.name, m.directory, m.checksum, d.id \
     FROM txclass.active a JOIN txclass.deployments d ON d.id = a.deployment \
     JOIN txclass.models m ON m.name = d.model";
@@ -189,8 +205,8 @@ fn parse_active(rows: Vec<Vec<Option<String>>>) -> Option<Active> {
 
 /// The active registered model of this database (None: no model was ever activated, and the
 /// bundled default serves), with the token it is valid for. When the answer came from a
-/// statement snapshot (parallel mode) the token returned is 0, so that the next statement looks
-/// again.
+/// statement snapshot (parallel mode, nothing published yet), the token is
+/// [`statement_token`]: valid for this statement only.
 pub fn active() -> (Option<Active>, u64) {
     let Some(s) = shared() else {
         let t = token();
@@ -216,7 +232,7 @@ pub fn active() -> (Option<Active>, u64) {
     let (rows, snapshot) = catalog::read_latest(ACTIVE_SQL, 4);
     let a = parse_active(rows);
     if snapshot == Snapshot::Statement {
-        return (a, 0);
+        return (a, statement_token());
     }
     let locked = Locked::new(s, true);
     if s.generation.load(Ordering::Acquire) == generation && locked.find(my_db()).is_none() {
@@ -318,4 +334,15 @@ fn _caller() -> String {
 #[pg_extern(volatile, parallel_safe)]
 fn registry_generation() -> i64 {
     shared().map(|s| s.generation.load(Ordering::Acquire) as i64).unwrap_or(-1)
+}
+
+/// What shared memory holds for this database: the published active model's name, '' when it
+/// holds "no model activated", NULL when nothing is published (not preloaded, or not yet).
+#[pg_extern(volatile, parallel_safe)]
+fn _published_model() -> Option<String> {
+    let s = shared()?;
+    let locked = Locked::new(s, false);
+    let slot = locked.find(my_db())?;
+    let slot = unsafe { &*slot };
+    Some(if slot.has_active == 1 { copy_out(&slot.name) } else { String::new() })
 }

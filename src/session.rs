@@ -117,7 +117,7 @@ pub fn with_serving<R>(f: impl FnOnce(&mut Serving) -> R) -> R {
         let fresh = cell
             .borrow()
             .as_ref()
-            .map(|c| c.token != 0 && c.token == registry::token() && c.settings.is_current())
+            .map(|c| registry::is_current(c.token) && c.settings.is_current())
             .unwrap_or(false);
         if !fresh {
             let fingerprint = settings::Fingerprint::now();

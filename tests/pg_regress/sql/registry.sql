@@ -33,6 +33,8 @@ SELECT model, action, previous, deployed_by, reason FROM activate_model('v1', re
 SELECT * FROM rollback_model();
 SELECT model, source FROM model_info();
 SELECT classify_transaction('STARBUCKS STORE 01234 SEATTLE WA');
+-- published to shared memory at commit: backends read it there, not from the tables
+SELECT _published_model();
 -- already active: a NOTICE, no new deployment
 SELECT model, action FROM activate_model('v1');
 -- an aborted activation changes nothing
@@ -56,6 +58,7 @@ FROM (SELECT classify_transaction_detail('STARBUCKS STORE 01234 SEATTLE WA') AS 
 -- class-count change: 372 -> 5,000 classes serves without error, same answers under the same names
 SELECT model, action FROM activate_model('wide', reason => '5000 classes');
 SELECT labels, source FROM model_info();
+SELECT _published_model();
 SELECT count(*) AS labels, count(*) FILTER (WHERE label LIKE 'Synthetic class %') AS synthetic FROM labels();
 CREATE TEMP TABLE probe(d text);
 INSERT INTO probe VALUES ('STARBUCKS STORE 01234 SEATTLE WA'), ('SQ *BLUE BOTTLE COF 8473 OAKLAND CA'),
