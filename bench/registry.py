@@ -58,7 +58,7 @@ def main():
             c.execute("SELECT txclass.activate_model('v1')")
         # 1. switch latency
         steps = [("activate", f"SELECT txclass.activate_model('{m}')", m) for m in ["relabelled", "wide", "v1"] * 3]
-        steps += [("rollback", "SELECT txclass.rollback_model()", m) for m in ["wide", "relabelled", "wide"]]
+        steps += [("rollback", "SELECT txclass.rollback_model()", m) for m in ["wide", "relabelled", "v1"]]
         lat = []
         with BusyBackends(ci, 16) as busy:
             time.sleep(2)
@@ -77,7 +77,9 @@ def main():
         # 2. class count and 3. rules
         with psycopg.connect(ci, autocommit=True) as c:
             c.execute("SET txclass.cache = off")
-            c.execute("CREATE TABLE d20k AS SELECT b || ' ' || g AS d FROM generate_series(1, 20000) g, "
+            # distinct after normalization: letters, not digits (digits normalize to '#')
+            c.execute("CREATE TABLE d20k AS SELECT b || ' ' || translate(md5(g::text), '0123456789', 'ghijklmnop') AS d "
+                      "FROM generate_series(1, 20000) g, "
                       "LATERAL (SELECT (ARRAY['STARBUCKS STORE','TESCO STORES','UBER TRIP','SHELL OIL','NETFLIX.COM','JOES DINER'])[1 + g % 6]) x(b)")
             for m in ["v1", "wide"]:
                 with psycopg.connect(ci, autocommit=True) as fresh:
