@@ -212,3 +212,34 @@ fn cached_results_equal_uncached_and_only_misses_reach_the_model() {
     c.classify_descriptors(&raw, Some(&cache), &mut || calls += 1).unwrap();
     assert_eq!(calls, 0, "all hits: no ONNX batch ran");
 }
+
+#[test]
+fn rules_answer_before_the_cache_and_the_model() {
+    use txclass_core::cache::{LocalCache, ResultCache};
+    use txclass_core::rules::{Rule, RuleSet};
+    use txclass_core::Answer;
+    let mut c = load(&bundled());
+    let rules = RuleSet::new(vec![Rule {
+        id: 9,
+        pattern: "^tesco stores".into(),
+        label: "Tesco (rule)".into(),
+        category: None,
+        priority: 1,
+    }])
+    .unwrap();
+    let cache = LocalCache::new(64);
+    let raw = [Some("TESCO STORES 6292"), Some("STARBUCKS STORE 1"), None, Some("TESCO STORES 1111"), Some("tesco express 1")];
+    let got = c.answer_descriptors(&raw, Some(&rules), Some(&cache as &dyn ResultCache), &mut || {}).unwrap();
+    assert_eq!(got[0], Some(Answer::Rule(0)));
+    assert_eq!(got[3], Some(Answer::Rule(0)), "same normalized text, same rule");
+    assert_eq!(got[2], None);
+    let Some(Answer::Model(p)) = got[1] else { panic!("the model answers what no rule matches: {:?}", got[1]) };
+    assert_eq!(c.label(&p), "Starbucks");
+    let Some(Answer::Model(p)) = got[4] else { panic!("'^tesco stores' must not match 'tesco express'") };
+    assert_eq!(c.label(&p), "Tesco");
+    // only the two model answers went into the cache
+    assert_eq!(cache.stats().inserts, 2);
+    // without rules the same rows are model answers
+    let plain = c.classify_descriptors(&raw, None, &mut || {}).unwrap();
+    assert!(plain[0].is_some() && plain[3].is_some());
+}
