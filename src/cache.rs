@@ -73,6 +73,7 @@ unsafe extern "C-unwind" fn shmem_request() {
         }
         pg_sys::RequestAddinShmemSpace(shmem_size(CAPACITY));
         pg_sys::RequestAddinShmemSpace(crate::registry::shmem_size());
+        pg_sys::RequestAddinShmemSpace(crate::enrich::shmem_size());
         // one lock per cache partition, and one for the registry's slots
         pg_sys::RequestNamedLWLockTranche(TRANCHE.as_ptr(), PARTITIONS as i32 + 1);
     }
@@ -102,6 +103,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
         SHARED = base as *mut Header;
         LOCKS = pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr());
         crate::registry::shmem_startup(std::ptr::addr_of_mut!((*LOCKS.add(PARTITIONS)).lock));
+        crate::enrich::shmem_startup();
         pg_sys::LWLockRelease(init_lock);
     }
 }

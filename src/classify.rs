@@ -121,7 +121,7 @@ fn classify_topk(
 /// Classifies an array in batches of at most `txclass.batch_size`, rows grouped by token
 /// length; rules answer first, as in classify_transaction. One row per element, in order
 /// (`ordinality` is 1-based); NULL elements and descriptors that normalize to nothing give rows
-/// of NULLs.
+/// of NULLs. `model` is the identity of the model in force for the whole call.
 #[pg_extern(stable, strict, parallel_safe)]
 fn classify_batch(
     descriptors: Array<&str>,
@@ -132,6 +132,7 @@ fn classify_batch(
         name!(label, Option<&'static str>),
         name!(category, Option<&'static str>),
         name!(confidence, Option<f32>),
+        name!(model, Option<&'static str>),
     ),
 > {
     let raw: Vec<Option<&str>> = descriptors.iter().collect();
@@ -142,18 +143,19 @@ fn classify_batch(
             cache::with_cache(|cache| c.answer_descriptors(&raw, rules, cache, &mut check_interrupts)).or_raise()
         };
         let names = intern::names(&s.classifier);
+        let model = intern::text(&s.classifier.model.identity());
         answers
             .into_iter()
             .enumerate()
             .map(|(i, a)| match a {
-                None => (i as i64 + 1, None, None, None),
+                None => (i as i64 + 1, None, None, None, None),
                 Some(a) => {
                     let (label, category) = label_and_category(s, &names, a);
                     let confidence = match a {
                         Answer::Model(p) => p.confidence,
                         Answer::Rule(_) => 1.0,
                     };
-                    (i as i64 + 1, Some(label), category, Some(confidence))
+                    (i as i64 + 1, Some(label), category, Some(confidence), Some(model))
                 }
             })
             .collect::<Vec<_>>()

@@ -4,7 +4,7 @@
 //! `cache` (the shared-memory result cache and its SQL), `registry` (the active model, published
 //! to every backend through shared memory), `rules` (the decision table ahead of the model),
 //! `inspect` (validating a model directory), `evaluate` (gold-set evaluation and A/B),
-//! `catalog` (reads of txclass's tables at the latest snapshot), `errors` (core errors →
+//! `enrich` (the write-path triggers), `catalog` (reads of txclass's tables at the latest snapshot), `errors` (core errors →
 //! ereport), `intern` (label strings for set-returning functions), `classify` (the SQL
 //! classification functions).
 #![deny(ffi_unwind_calls)]
@@ -14,6 +14,7 @@
 mod cache;
 mod catalog;
 mod classify;
+mod enrich;
 mod errors;
 mod evaluate;
 mod inspect;
@@ -38,6 +39,11 @@ pgrx::extension_sql_file!(
         inspect::_inspect_model,
         evaluate::compare_models,
     ]
+);
+pgrx::extension_sql_file!(
+    "../sql/enrich.sql",
+    name = "enrich",
+    requires = ["registry", enrich::_enrich_row, enrich::_enrich_statement, enrich::enrichment_counters, classify::classify_batch]
 );
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 

@@ -58,14 +58,14 @@ pub fn last_load_ms() -> Option<f64> {
     CURRENT.with(|c| c.borrow().as_ref().map(|c| c.load_ms))
 }
 
-fn wanted() -> (Source, u64) {
+fn wanted() -> Result<(Source, u64), Error> {
     match settings::pinned_model_dir() {
-        Ok(Some(p)) => (Source::Pinned(p), registry::token()),
-        Ok(None) => match registry::active() {
+        Ok(Some(p)) => Ok((Source::Pinned(p), registry::token())),
+        Ok(None) => Ok(match registry::active() {
             (Some(a), token) => (Source::Registry(a), token),
             (None, token) => (Source::Default, token),
-        },
-        Err(settings::BadModelSetting(msg)) => crate::errors::raise(Error::config(
+        }),
+        Err(settings::BadModelSetting(msg)) => Err(Error::config(
             msg,
             "set txclass.model to a bundled model name (e.g. txclass-merchants-v1) or an absolute directory path, \
              or RESET txclass.model to serve the registry's active model",
@@ -75,21 +75,25 @@ fn wanted() -> (Source, u64) {
 
 /// Loads the model `source` names, checking a registered model's files against its checksum.
 pub fn load(source: &Source) -> Classifier {
+    try_load(source).or_raise()
+}
+
+fn try_load(source: &Source) -> Result<Classifier, Error> {
     let dir = match source {
         Source::Pinned(p) => p.clone(),
         Source::Registry(a) => PathBuf::from(&a.directory),
         Source::Default => settings::bundled_model_dir(settings::DEFAULT_MODEL),
     };
-    let loaded = Classifier::load(&dir, &settings::options()).or_raise();
+    let loaded = Classifier::load(&dir, &settings::options())?;
     for w in &loaded.warnings {
         pgrx::warning!("{w}");
     }
     let mut c = loaded.classifier;
     if let Source::Registry(a) = source {
-        check_registered(&c, a).or_raise();
+        check_registered(&c, a)?;
         c.model.name = a.name.clone();
     }
-    c
+    Ok(c)
 }
 
 /// A registered model's files must still be the ones registered.
@@ -111,8 +115,14 @@ pub fn check_registered(c: &Classifier, a: &registry::Active) -> Result<(), Erro
 }
 
 /// Runs `f` with this backend's model and rules, loading them first if needed (or again, when
-/// the settings or the registry changed since).
+/// the settings or the registry changed since). A model that cannot be loaded is an ERROR.
 pub fn with_serving<R>(f: impl FnOnce(&mut Serving) -> R) -> R {
+    try_with_serving(f).or_raise()
+}
+
+/// [`with_serving`], with a model that cannot be loaded returned as an error (for the write
+/// path, which must keep the row).
+pub fn try_with_serving<R>(f: impl FnOnce(&mut Serving) -> R) -> Result<R, Error> {
     CURRENT.with(|cell| {
         let fresh = cell
             .borrow()
@@ -121,7 +131,7 @@ pub fn with_serving<R>(f: impl FnOnce(&mut Serving) -> R) -> R {
             .unwrap_or(false);
         if !fresh {
             let fingerprint = settings::Fingerprint::now();
-            let (source, token) = wanted();
+            let (source, token) = wanted()?;
             let keep = {
                 let mut guard = cell.borrow_mut();
                 match guard.as_mut() {
@@ -138,7 +148,7 @@ pub fn with_serving<R>(f: impl FnOnce(&mut Serving) -> R) -> R {
                 // drop the old session first: never hold two models' memory at once
                 *cell.borrow_mut() = None;
                 let t = std::time::Instant::now();
-                let classifier = load(&source);
+                let classifier = try_load(&source)?;
                 let load_ms = t.elapsed().as_secs_f64() * 1e3;
                 let rules = rules::load();
                 *cell.borrow_mut() = Some(Current {
@@ -152,7 +162,7 @@ pub fn with_serving<R>(f: impl FnOnce(&mut Serving) -> R) -> R {
         let mut guard = cell.borrow_mut();
         let current = guard.as_mut().expect("classifier was just loaded");
         current.serving.classifier.batch_size = settings::BATCH_SIZE.get().max(1) as usize;
-        f(&mut current.serving)
+        Ok(f(&mut current.serving))
     })
 }
 

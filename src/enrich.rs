@@ -1,0 +1,475 @@
+//! Enrichment in the write path: the triggers `txclass.attach()` installs.
+//!
+//! * `_enrich_row` — BEFORE INSERT OR UPDATE OF <descriptor>, per row. Rules and the result
+//!   cache answer in place (about the cost of `md5()` per row). A miss is not sent to the model
+//!   one row at a time: the row is written with NULL outputs and its key is queued for the
+//!   statement. Tables without a single-column primary key classify misses in place instead.
+//! * `_enrich_statement` — AFTER INSERT OR UPDATE OF <descriptor>, per statement: classifies
+//!   the queued misses of the statement in length-bucketed batches (one model call per batch,
+//!   not per row), fills the cache, and writes the outputs with one UPDATE ... FROM unnest(...),
+//!   run as the table's owner (like a foreign-key check) inside a subtransaction.
+//!
+//! A classification that fails (no model, a broken model) never loses the row: the row keeps
+//! NULL outputs, the failure is counted (`txclass.enrichment_stats`) and reported with one
+//! WARNING per statement. With `on_error => 'error'` the statement fails instead.
+use crate::errors::raise;
+use crate::session::{try_with_serving, Serving};
+use crate::{cache, intern};
+use pgrx::heap_tuple::PgHeapTupleError;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::AllocatedByRust;
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use txclass_core::{normalize, Answer, Error};
+
+fn check_interrupts() {
+    pg_sys::check_for_interrupts!();
+}
+
+// ---- counters (shared memory when preloaded, else this backend's) ---------------------------
+
+#[repr(C)]
+#[derive(Default)]
+pub struct Counters {
+    /// Rows given outputs in place by the row trigger (a rule or a cache hit).
+    in_place: AtomicU64,
+    /// Rows classified one at a time in the row trigger (tables without a usable key).
+    row_by_row: AtomicU64,
+    /// Rows queued by the row trigger and classified in the statement's batch.
+    batched: AtomicU64,
+    /// Statement batches run.
+    batches: AtomicU64,
+    /// Rows left with NULL outputs because classification or the output update failed.
+    failed: AtomicU64,
+    last_failure_at: AtomicI64,
+}
+
+static mut SHARED: *mut Counters = std::ptr::null_mut();
+thread_local! {
+    static LOCAL: Counters = Counters::default();
+}
+
+pub fn shmem_size() -> usize {
+    std::mem::size_of::<Counters>()
+}
+
+/// From the shmem startup hook (AddinShmemInitLock held).
+pub unsafe fn shmem_startup() {
+    unsafe {
+        let mut found = false;
+        let p = pg_sys::ShmemInitStruct(c"txclass enrichment counters".as_ptr(), shmem_size(), &mut found) as *mut Counters;
+        if !found {
+            std::ptr::write_bytes(p as *mut u8, 0, shmem_size());
+        }
+        SHARED = p;
+    }
+}
+
+fn count(mut f: impl FnMut(&Counters)) {
+    unsafe {
+        if let Some(c) = SHARED.as_ref() {
+            return f(c);
+        }
+    }
+    LOCAL.with(f);
+}
+
+fn failed(n: u64) {
+    count(|c| {
+        c.failed.fetch_add(n, Relaxed);
+        c.last_failure_at.store(unsafe { pg_sys::GetCurrentTimestamp() }, Relaxed);
+    });
+}
+
+/// The enrichment counters since server start (all tables; this backend's alone when txclass
+/// is not preloaded). Read through the view txclass.enrichment_stats.
+#[pg_extern(volatile, parallel_safe)]
+fn enrichment_counters() -> TableIterator<
+    'static,
+    (
+        name!(shared, bool),
+        name!(in_place, i64),
+        name!(row_by_row, i64),
+        name!(batched, i64),
+        name!(batches, i64),
+        name!(failed, i64),
+        name!(last_failure_at, Option<pgrx::datum::TimestampWithTimeZone>),
+    ),
+> {
+    let shared = unsafe { !SHARED.is_null() };
+    let mut row = None;
+    count(|c| {
+        let at = c.last_failure_at.load(Relaxed);
+        row = Some((
+            shared,
+            c.in_place.load(Relaxed) as i64,
+            c.row_by_row.load(Relaxed) as i64,
+            c.batched.load(Relaxed) as i64,
+            c.batches.load(Relaxed) as i64,
+            c.failed.load(Relaxed) as i64,
+            (at != 0).then(|| pgrx::datum::TimestampWithTimeZone::try_from(at).ok()).flatten(),
+        ))
+    });
+    TableIterator::once(row.expect("counters read"))
+}
+
+// ---- the statement's queue of misses ----------------------------------------------------------
+
+struct Queued {
+    relid: pg_sys::Oid,
+    subxact: pg_sys::SubTransactionId,
+    key: String,
+    descriptor: String,
+}
+
+thread_local! {
+    static QUEUE: RefCell<Vec<Queued>> = const { RefCell::new(Vec::new()) };
+    /// (relid, statement) pairs already warned about.
+    static WARNED: RefCell<Option<(pg_sys::Oid, i64)>> = const { RefCell::new(None) };
+}
+
+static mut CALLBACKS_REGISTERED: bool = false;
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    if matches!(event, pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_COMMIT
+        | pg_sys::XactEvent::XACT_EVENT_PREPARE | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT)
+    {
+        QUEUE.with(|q| q.borrow_mut().clear());
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    my_subid: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    // rows queued in an aborted subtransaction (or its children) were never written
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        QUEUE.with(|q| q.borrow_mut().retain(|e| e.subxact < my_subid));
+    }
+}
+
+fn register_callbacks() {
+    unsafe {
+        if !CALLBACKS_REGISTERED {
+            pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
+            CALLBACKS_REGISTERED = true;
+        }
+    }
+}
+
+// ---- trigger arguments ----------------------------------------------------------------------
+
+struct RowArgs {
+    descriptor: String,
+    label: String,
+    category: String,
+    confidence: String,
+    model: String,
+    strict: bool,
+    /// The single-column primary key, when misses are batched per statement.
+    key: Option<String>,
+}
+
+fn row_args(trigger: &PgTrigger) -> RowArgs {
+    let a = trigger.extra_args().unwrap_or_default();
+    if a.len() != 7 {
+        error!("txclass._enrich_row expects 7 trigger arguments, got {}; re-run txclass.attach() on the table", a.len());
+    }
+    RowArgs {
+        descriptor: a[0].clone(),
+        label: a[1].clone(),
+        category: a[2].clone(),
+        confidence: a[3].clone(),
+        model: a[4].clone(),
+        strict: a[5] == "error",
+        key: (!a[6].is_empty()).then(|| a[6].clone()),
+    }
+}
+
+/// The text form of a column of `tuple` (NULL → None).
+unsafe fn column_text(tuple: *mut pg_sys::HeapTupleData, desc: pg_sys::TupleDesc, column: &str) -> Option<String> {
+    unsafe {
+        let name = CString::new(column).ok()?;
+        let n = pg_sys::SPI_fnumber(desc, name.as_ptr());
+        if n <= 0 {
+            error!("txclass: column \"{column}\" named by the enrichment trigger does not exist; re-run txclass.attach()");
+        }
+        let v = pg_sys::SPI_getvalue(tuple, desc, n);
+        if v.is_null() {
+            None
+        } else {
+            let s = CStr::from_ptr(v).to_string_lossy().into_owned();
+            pg_sys::pfree(v.cast());
+            Some(s)
+        }
+    }
+}
+
+enum Outcome {
+    Known { label: &'static str, category: Option<&'static str>, confidence: f32, model: &'static str },
+    Nothing,
+    Queue,
+}
+
+fn answer(s: &mut Serving, n: &str, batch_misses: bool) -> Result<Outcome, Error> {
+    let model = intern::text(&s.classifier.model.identity());
+    if let Some(i) = s.rules.find_index(n) {
+        let r = s.rules.get(i);
+        let names = intern::names(&s.classifier);
+        let category = match &r.category {
+            Some(c) => Some(intern::text(c)),
+            None => s.classifier.model.labels.iter().position(|l| *l == r.label).and_then(|k| names.categories[k]),
+        };
+        count(|c| {
+            c.in_place.fetch_add(1, Relaxed);
+        });
+        return Ok(Outcome::Known { label: intern::text(&r.label), category, confidence: 1.0, model });
+    }
+    let c = &mut s.classifier;
+    let key = txclass_core::cache::key(c.cache_model_id(), n);
+    let hit = cache::with_cache(|cache| cache.and_then(|cache| cache.get(&key))).filter(|p| p.label < c.model.labels.len());
+    let p = match hit {
+        Some(p) => {
+            count(|c| {
+                c.in_place.fetch_add(1, Relaxed);
+            });
+            p
+        }
+        None if batch_misses => return Ok(Outcome::Queue),
+        None => {
+            let p = cache::with_cache(|cache| c.classify_one(n, cache, &mut check_interrupts))?;
+            count(|c| {
+                c.row_by_row.fetch_add(1, Relaxed);
+            });
+            p
+        }
+    };
+    let names = intern::names(c);
+    Ok(Outcome::Known { label: names.labels[p.label], category: names.categories[p.label], confidence: p.confidence, model })
+}
+
+fn set_outputs(t: &mut PgHeapTuple<'_, AllocatedByRust>, a: &RowArgs, o: &Outcome) {
+    fn set<T: pgrx::IntoDatum>(t: &mut PgHeapTuple<'_, AllocatedByRust>, column: &str, v: T) {
+        if let Err(e) = t.set_by_name(column, v) {
+            error!(
+                "txclass: cannot set the enrichment column \"{column}\": {e}; label, category and model must be text and \
+                 confidence real (re-run txclass.attach())"
+            )
+        }
+    }
+    match o {
+        Outcome::Known { label, category, confidence, model } => {
+            set(t, &a.label, *label);
+            set(t, &a.category, *category);
+            set(t, &a.confidence, *confidence);
+            set(t, &a.model, *model);
+        }
+        Outcome::Nothing | Outcome::Queue => {
+            set(t, &a.label, Option::<&str>::None);
+            set(t, &a.category, Option::<&str>::None);
+            set(t, &a.confidence, Option::<f32>::None);
+            set(t, &a.model, Option::<&str>::None);
+        }
+    }
+}
+
+fn warn_once(relid: pg_sys::Oid, e: &Error) {
+    let statement = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
+    let first = WARNED.with(|w| {
+        let mut w = w.borrow_mut();
+        let first = *w != Some((relid, statement));
+        *w = Some((relid, statement));
+        first
+    });
+    if first {
+        pgrx::warning!(
+            "txclass could not classify rows of {}: {}; they are written with NULL outputs (txclass.backfill() fills them later; \
+             see txclass.enrichment_stats)",
+            rel_name(relid),
+            e.message
+        );
+    }
+}
+
+fn rel_name(relid: pg_sys::Oid) -> String {
+    unsafe {
+        let n = pg_sys::get_rel_name(relid);
+        if n.is_null() {
+            format!("relation {}", relid.to_u32())
+        } else {
+            CStr::from_ptr(n).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// BEFORE INSERT OR UPDATE OF <descriptor> FOR EACH ROW (installed by txclass.attach).
+#[pg_trigger]
+fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, PgHeapTupleError> {
+    let a = row_args(trigger);
+    let td = trigger.trigger_data();
+    let is_update = matches!(trigger.op(), Ok(PgTriggerOperation::Update));
+    let Some(new) = trigger.new() else { return Ok(None) };
+    let mut new = new.into_owned();
+    let (relid, desc, new_tuple) = unsafe {
+        let rel = td.tg_relation;
+        ((*rel).rd_id, (*rel).rd_att, if is_update { td.tg_newtuple } else { td.tg_trigtuple })
+    };
+    let descriptor = unsafe { column_text(new_tuple, desc, &a.descriptor) };
+    if is_update {
+        let old = unsafe { column_text(td.tg_trigtuple, desc, &a.descriptor) };
+        if old == descriptor {
+            return Ok(Some(new)); // the descriptor did not change: keep the outputs
+        }
+    }
+    let n = descriptor.as_deref().map(normalize).unwrap_or_default();
+    let outcome = if n.is_empty() {
+        Outcome::Nothing
+    } else {
+        match try_with_serving(|s| answer(s, &n, a.key.is_some())).and_then(|r| r) {
+            Ok(o) => o,
+            Err(e) if a.strict => raise(e),
+            Err(e) => {
+                failed(1);
+                warn_once(relid, &e);
+                Outcome::Nothing
+            }
+        }
+    };
+    if let (Outcome::Queue, Some(key)) = (&outcome, &a.key) {
+        let key_text = unsafe { column_text(new_tuple, desc, key) };
+        if let (Some(k), Some(d)) = (key_text, descriptor) {
+            register_callbacks();
+            let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
+            QUEUE.with(|q| q.borrow_mut().push(Queued { relid, subxact, key: k, descriptor: d }));
+        }
+    }
+    set_outputs(&mut new, &a, &outcome);
+    Ok(Some(new))
+}
+
+/// AFTER INSERT OR UPDATE OF <descriptor> FOR EACH STATEMENT (installed by txclass.attach for
+/// tables with a single-column primary key): classifies the statement's queued misses in
+/// batches and writes their outputs.
+#[pg_trigger]
+fn _enrich_statement<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, PgHeapTupleError> {
+    let args = trigger.extra_args().unwrap_or_default();
+    if args.len() != 2 {
+        error!("txclass._enrich_statement expects 2 trigger arguments, got {}; re-run txclass.attach() on the table", args.len());
+    }
+    let (strict, update_sql) = (args[0] == "error", args[1].clone());
+    let (relid, owner) = unsafe {
+        let rel = trigger.trigger_data().tg_relation;
+        ((*rel).rd_id, (*(*rel).rd_rel).relowner)
+    };
+    let queued: Vec<Queued> = QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        let (mine, rest): (Vec<_>, Vec<_>) = q.drain(..).partition(|e| e.relid == relid);
+        *q = rest;
+        mine
+    });
+    if queued.is_empty() {
+        return Ok(None);
+    }
+    let raw: Vec<Option<&str>> = queued.iter().map(|e| Some(e.descriptor.as_str())).collect();
+    let result = try_with_serving(|s| {
+        let rules = s.rules.clone();
+        let rules = (!rules.is_empty()).then_some(&*rules);
+        let c = &mut s.classifier;
+        let answers = cache::with_cache(|cache| c.answer_descriptors(&raw, rules, cache, &mut check_interrupts))?;
+        let names = intern::names(&s.classifier);
+        let model = s.classifier.model.identity();
+        let mut out = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (e, a) in queued.iter().zip(answers) {
+            let Some(a) = a else { continue };
+            let (label, category, confidence) = match a {
+                Answer::Model(p) => (names.labels[p.label].to_string(), names.categories[p.label].map(str::to_string), p.confidence),
+                Answer::Rule(i) => {
+                    let r = s.rules.get(i);
+                    (r.label.clone(), r.category.clone(), 1.0)
+                }
+            };
+            out.0.push(e.key.clone());
+            out.1.push(label);
+            out.2.push(category);
+            out.3.push(confidence);
+            out.4.push(model.clone());
+        }
+        Ok::<_, Error>(out)
+    })
+    .and_then(|r| r);
+    let (keys, labels, categories, confidences, models) = match result {
+        Ok(v) => v,
+        Err(e) if strict => raise(e),
+        Err(e) => {
+            failed(queued.len() as u64);
+            warn_once(relid, &e);
+            return Ok(None);
+        }
+    };
+    count(|c| {
+        c.batched.fetch_add(keys.len() as u64, Relaxed);
+        c.batches.fetch_add(1, Relaxed);
+    });
+    if let Err(message) = update_as_owner(owner, &update_sql, keys, labels, categories, confidences, models) {
+        if strict {
+            error!("txclass could not write the outputs of {}: {message}", rel_name(relid));
+        }
+        failed(queued.len() as u64);
+        pgrx::warning!(
+            "txclass could not write the outputs of {} rows of {}: {message}; they keep NULL outputs (txclass.backfill() fills them later)",
+            queued.len(),
+            rel_name(relid)
+        );
+    }
+    Ok(None)
+}
+
+/// Runs the outputs UPDATE as the table's owner (the owner attached the table; the inserting
+/// role need not have UPDATE on it), in a subtransaction so that a failure leaves the rows as
+/// written instead of failing the statement.
+fn update_as_owner(
+    owner: pg_sys::Oid,
+    sql: &str,
+    keys: Vec<String>,
+    labels: Vec<String>,
+    categories: Vec<Option<String>>,
+    confidences: Vec<f32>,
+    models: Vec<String>,
+) -> Result<(), String> {
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let resowner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let (mut saved_user, mut saved_sec) = (pg_sys::InvalidOid, 0);
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_sec);
+        pg_sys::SetUserIdAndSecContext(owner, saved_sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        let outcome = PgTryBuilder::new(|| {
+            Spi::run_with_args(
+                sql,
+                &[keys.clone().into(), labels.clone().into(), categories.clone().into(), confidences.clone().into(), models.clone().into()],
+            )
+            .map_err(|e| e.to_string())
+        })
+        .catch_others(|e| match e {
+            pg_sys::panic::CaughtError::PostgresError(r) | pg_sys::panic::CaughtError::ErrorReport(r) => Err(r.message().to_string()),
+            other => Err(format!("{other:?}")),
+        })
+        .execute();
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_sec);
+        match outcome {
+            Ok(()) => pg_sys::ReleaseCurrentSubTransaction(),
+            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = resowner;
+        outcome
+    }
+}

@@ -1,0 +1,94 @@
+-- Write-path enrichment: attach, triggers on insert and on update of the descriptor only,
+-- batched misses, the failure path, detach.
+SET search_path = public, txclass;
+CREATE TABLE card_txns (id bigserial PRIMARY KEY, descriptor text, amount numeric, note text);
+SELECT relid, descriptor_column, label_column, key_column, on_error FROM attach('card_txns', 'descriptor');
+SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = 'card_txns'::regclass AND attnum > 0 ORDER BY attnum;
+-- one row: outputs at once
+INSERT INTO card_txns (descriptor, amount) VALUES ('STARBUCKS STORE 01234 SEATTLE WA', 4.5);
+SELECT id, txclass_label, txclass_category, txclass_confidence > 0.5 AS confident, txclass_model LIKE 'v1@%' AS model
+FROM card_txns;
+-- multi-row insert, NULL and empty descriptors, repeats
+INSERT INTO card_txns (descriptor) VALUES ('TESCO STORES 6292'), (NULL), (''), ('TESCO STORES 1111'),
+    ('UBER *TRIP HELP.UBER.COM'), ('SHELL OIL 57444 HOUSTON TX'), ('TESCO STORES 6292');
+SELECT id, descriptor, txclass_label, txclass_category FROM card_txns ORDER BY id;
+-- every enriched row equals the function's answer
+SELECT count(*) AS disagreements FROM card_txns t
+WHERE t.txclass_label IS DISTINCT FROM classify_transaction(t.descriptor);
+-- update of another column: no re-classification (outputs written by hand stay)
+UPDATE card_txns SET txclass_label = 'hand-set' WHERE id = 1;
+UPDATE card_txns SET amount = 5, note = 'edited' WHERE id = 1;
+SELECT txclass_label FROM card_txns WHERE id = 1;
+-- update of the descriptor to the same value: kept; to a new value: re-classified
+UPDATE card_txns SET descriptor = descriptor WHERE id = 1;
+SELECT txclass_label FROM card_txns WHERE id = 1;
+UPDATE card_txns SET descriptor = 'NETFLIX.COM 866-579-7172 CA' WHERE id = 1;
+SELECT txclass_label, txclass_category FROM card_txns WHERE id = 1;
+-- rules apply in the write path too
+INSERT INTO rules (pattern, label, category, note) VALUES ('^oxford city council', 'Oxford City Council', 'Government', 'enrich test');
+INSERT INTO card_txns (descriptor) VALUES ('OXFORD CITY COUNCIL PARKING');
+SELECT txclass_label, txclass_category, txclass_confidence FROM card_txns WHERE descriptor LIKE 'OXFORD%';
+DELETE FROM rules WHERE note = 'enrich test';
+-- misses are classified per statement in batches: 500 new distinct descriptors, one statement
+SELECT batched AS batched_before, batches AS batches_before FROM enrichment_stats \gset
+INSERT INTO card_txns (descriptor)
+SELECT b || ' ' || translate(md5(g::text), '0123456789', 'ghijklmnop')
+FROM generate_series(1, 500) g, LATERAL (SELECT (ARRAY['STARBUCKS STORE','TESCO STORES','UBER TRIP','SHELL OIL'])[1 + g % 4]) x(b);
+SELECT batched - :batched_before AS batched, batches - :batches_before AS batches FROM enrichment_stats;
+SELECT count(*) FILTER (WHERE txclass_label IS NULL) AS without_label, count(*) AS rows FROM card_txns WHERE id > 9;
+SELECT count(*) AS disagreements FROM card_txns t
+WHERE t.txclass_label IS DISTINCT FROM classify_transaction(t.descriptor) AND descriptor NOT LIKE 'OXFORD%';
+-- an insert that fails after the rows were queued leaves nothing behind
+BEGIN;
+SAVEPOINT s;
+INSERT INTO card_txns (descriptor) VALUES ('STARBUCKS NEW ONE XQ'), (repeat('x', 10)), (NULL::text || 1/0);
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO card_txns (descriptor) VALUES ('WALMART SUPERCENTER QQ');
+COMMIT;
+SELECT descriptor, txclass_label FROM card_txns WHERE descriptor LIKE 'WALMART%' OR descriptor LIKE 'STARBUCKS NEW%';
+-- failure path: a broken model keeps the row, NULL outputs, counted, one WARNING per statement
+SELECT failed AS failed_before FROM enrichment_stats \gset
+SET txclass.model = '/tmp/txclass-fixtures/corrupt_onnx';
+INSERT INTO card_txns (descriptor) VALUES ('STARBUCKS 1 FAIL'), ('STARBUCKS 2 FAIL'), ('STARBUCKS 3 FAIL');
+SELECT count(*) AS kept, count(txclass_label) AS labelled FROM card_txns WHERE descriptor LIKE '%FAIL';
+SELECT failed - :failed_before AS failed FROM enrichment_stats;
+SELECT rows, enriched, without_outputs FROM enrichment_status('card_txns');
+-- strict: the statement fails instead, nothing written
+SELECT on_error FROM attach('card_txns', 'descriptor', on_error => 'error');
+INSERT INTO card_txns (descriptor) VALUES ('STARBUCKS 4 STRICT');
+SELECT count(*) FROM card_txns WHERE descriptor LIKE '%STRICT';
+RESET txclass.model;
+SELECT on_error FROM attach('card_txns', 'descriptor');
+-- attach refuses what it cannot serve
+SELECT attach('card_txns', 'nope');
+SELECT attach('card_txns', 'amount');
+CREATE TABLE bad_types (id int PRIMARY KEY, d text, txclass_label integer);
+SELECT attach('bad_types', 'd');
+SELECT attach('card_txns', 'descriptor', on_error => 'ignore');
+-- no primary key: row by row, with a NOTICE
+CREATE TABLE nokey (d text);
+SELECT key_column FROM attach('nokey', 'd');
+INSERT INTO nokey VALUES ('STARBUCKS STORE 77'), ('UBER TRIP ZZ QQ');
+SELECT d, txclass_label FROM nokey ORDER BY d;
+-- detach: triggers and record gone, data kept
+SELECT detach('card_txns');
+SELECT count(*) FROM monitored WHERE relid = 'card_txns'::regclass;
+SELECT count(*) FROM pg_trigger WHERE tgrelid = 'card_txns'::regclass AND NOT tgisinternal;
+INSERT INTO card_txns (descriptor) VALUES ('STARBUCKS AFTER DETACH');
+SELECT txclass_label FROM card_txns WHERE descriptor = 'STARBUCKS AFTER DETACH';
+SELECT count(txclass_label) > 500 AS data_kept FROM card_txns;
+-- backfill fills what detach left, in batches
+SELECT relid FROM attach('card_txns', 'descriptor');
+SET client_min_messages = warning;   -- the per-batch NOTICEs carry timings
+CALL backfill('card_txns', batch_size => 200);
+RESET client_min_messages;
+SELECT status, rows_done, batches, last_key IS NOT NULL AS has_key FROM backfill_progress WHERE relid = 'card_txns'::regclass;
+SELECT txclass_label FROM card_txns WHERE descriptor IN ('STARBUCKS AFTER DETACH', 'STARBUCKS 1 FAIL');
+SELECT without_outputs FROM enrichment_status('card_txns');
+-- a plain user cannot attach a table it does not own
+CREATE ROLE txclass_enrich_plain;
+SET ROLE txclass_enrich_plain;
+SELECT attach('card_txns', 'descriptor');
+RESET ROLE;
+DROP ROLE txclass_enrich_plain;
