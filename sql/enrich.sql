@@ -42,6 +42,7 @@ DECLARE
     want record;
     key_col name;
     key_type text;
+    update_sql text;
     m txclass.monitored;
 BEGIN
     IF NOT pg_has_role(caller, (SELECT relowner FROM pg_class WHERE oid = tbl), 'USAGE') THEN
@@ -86,18 +87,20 @@ BEGIN
         RAISE NOTICE '% has no single-column primary key: cache misses are classified one row at a time, and txclass.backfill needs a key', tbl;
     END IF;
     PERFORM txclass._drop_enrich_triggers(tbl);
+    IF key_col IS NOT NULL THEN
+        update_sql := format('UPDATE %s AS t SET %I = u.l, %I = u.c, %I = u.f, %I = u.m '
+                             'FROM unnest($1::text[], $2::text[], $3::text[], $4::real[], $5::text[]) AS u(k, l, c, f, m) '
+                             'WHERE t.%I = u.k::%s',
+                             tbl, label_column, category_column, confidence_column, model_column, key_col, key_type);
+    END IF;
     EXECUTE format('CREATE TRIGGER txclass_enrich BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW '
-                   'EXECUTE FUNCTION txclass._enrich_row(%L, %L, %L, %L, %L, %L, %L)',
+                   'EXECUTE FUNCTION txclass._enrich_row(%L, %L, %L, %L, %L, %L, %L, %L)',
                    descriptor_column, tbl, descriptor_column, label_column, category_column,
-                   confidence_column, model_column, on_error, coalesce(key_col, ''));
+                   confidence_column, model_column, on_error, coalesce(key_col, ''), coalesce(update_sql, ''));
     IF key_col IS NOT NULL THEN
         EXECUTE format('CREATE TRIGGER txclass_enrich_batch AFTER INSERT OR UPDATE OF %I ON %s FOR EACH STATEMENT '
                        'EXECUTE FUNCTION txclass._enrich_statement(%L, %L)',
-                       descriptor_column, tbl, on_error,
-                       format('UPDATE %s AS t SET %I = u.l, %I = u.c, %I = u.f, %I = u.m '
-                              'FROM unnest($1::text[], $2::text[], $3::text[], $4::real[], $5::text[]) AS u(k, l, c, f, m) '
-                              'WHERE t.%I = u.k::%s',
-                              tbl, label_column, category_column, confidence_column, model_column, key_col, key_type));
+                       descriptor_column, tbl, on_error, update_sql);
     END IF;
     INSERT INTO txclass.monitored VALUES (tbl, descriptor_column, label_column, category_column, confidence_column,
                                           model_column, key_col, on_error, caller)
@@ -188,6 +191,11 @@ BEGIN
         pending := format('(%I IS NULL OR %I IS DISTINCT FROM %L)', m.label_column, m.model_column, model);
     END IF;
     pending := format('%I IS NOT NULL AND %s', m.descriptor_column, pending);
+    -- a table loaded moments ago has no statistics yet, and the batch plan needs them (without,
+    -- each batch may join the whole table instead of looking the keys up)
+    IF (SELECT s.last_analyze IS NULL AND s.last_autoanalyze IS NULL FROM pg_catalog.pg_stat_user_tables s WHERE s.relid = tbl) THEN
+        EXECUTE format('ANALYZE %s', tbl);
+    END IF;
     SELECT * INTO p FROM txclass.backfill_progress WHERE relid = tbl;
     IF FOUND AND p.status <> 'done' AND p.last_key IS NOT NULL THEN
         last_key := p.last_key;
@@ -212,10 +220,12 @@ BEGIN
                 WHERE %4$s AND ($1 IS NULL OR %1$I > $1::%5$s)
                 ORDER BY %1$I LIMIT $2),
             agg AS (SELECT array_agg(k ORDER BY k) AS ks, array_agg(d ORDER BY k) AS ds FROM batch),
-            res AS (SELECT agg.ks[b.ordinality] AS k, b.label, b.category, b.confidence, b.model
-                    FROM agg, txclass.classify_batch(agg.ds) b),
+            -- materialized: rows of (key, outputs) only; otherwise a plan may carry both whole
+            -- arrays along every row into a sort (gigabytes on disk for a 10,000-row batch)
+            res AS MATERIALIZED (SELECT agg.ks[b.ordinality] AS k, b.label, b.category, b.confidence, b.model
+                    FROM agg, txclass.classify_batch(agg.ds) b WHERE b.label IS NOT NULL),
             upd AS (UPDATE %3$s AS t SET %6$I = res.label, %7$I = res.category, %8$I = res.confidence, %9$I = res.model
-                    FROM res WHERE t.%1$I = res.k AND res.label IS NOT NULL RETURNING 1)
+                    FROM res WHERE t.%1$I = res.k RETURNING 1)
             SELECT (SELECT count(*) FROM batch), (SELECT max(k)::text FROM batch), (SELECT count(*) FROM upd)
             $q$, m.key_column, m.descriptor_column, tbl, pending, key_type,
             m.label_column, m.category_column, m.confidence_column, m.model_column)

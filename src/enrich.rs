@@ -175,12 +175,14 @@ struct RowArgs {
     strict: bool,
     /// The single-column primary key, when misses are batched per statement.
     key: Option<String>,
+    /// The UPDATE that writes queued outputs (see sql/enrich.sql).
+    update_sql: String,
 }
 
 fn row_args(trigger: &PgTrigger) -> RowArgs {
     let a = trigger.extra_args().unwrap_or_default();
-    if a.len() != 7 {
-        error!("txclass._enrich_row expects 7 trigger arguments, got {}; re-run txclass.attach() on the table", a.len());
+    if a.len() != 8 {
+        error!("txclass._enrich_row expects 8 trigger arguments, got {}; re-run txclass.attach() on the table", a.len());
     }
     RowArgs {
         descriptor: a[0].clone(),
@@ -190,6 +192,7 @@ fn row_args(trigger: &PgTrigger) -> RowArgs {
         model: a[4].clone(),
         strict: a[5] == "error",
         key: (!a[6].is_empty()).then(|| a[6].clone()),
+        update_sql: a[7].clone(),
     }
 }
 
@@ -346,6 +349,12 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
         let key_text = unsafe { column_text(new_tuple, desc, key) };
         if let (Some(k), Some(d)) = (key_text, descriptor) {
             register_callbacks();
+            // flush what is queued (rows already written) before queueing this row, which is
+            // not written until the trigger returns
+            if queued_for(relid) >= FLUSH_ROWS {
+                let owner = unsafe { (*(*td.tg_relation).rd_rel).relowner };
+                flush(relid, owner, a.strict, &a.update_sql);
+            }
             let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
             QUEUE.with(|q| q.borrow_mut().push(Queued { relid, subxact, key: k, descriptor: d }));
         }
@@ -363,11 +372,23 @@ fn _enrich_statement<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
     if args.len() != 2 {
         error!("txclass._enrich_statement expects 2 trigger arguments, got {}; re-run txclass.attach() on the table", args.len());
     }
-    let (strict, update_sql) = (args[0] == "error", args[1].clone());
-    let (relid, owner) = unsafe {
-        let rel = trigger.trigger_data().tg_relation;
-        ((*rel).rd_id, (*(*rel).rd_rel).relowner)
-    };
+    let rel = trigger.trigger_data().tg_relation;
+    let (relid, owner) = unsafe { ((*rel).rd_id, (*(*rel).rd_rel).relowner) };
+    flush(relid, owner, args[0] == "error", &args[1]);
+    Ok(None)
+}
+
+/// Rows a statement queues before the row trigger classifies and writes them itself: bounds
+/// the memory of a huge COPY and lets later repeats hit the cache. (SQL run in a BEFORE ROW
+/// trigger sees the rows the same statement wrote before.)
+const FLUSH_ROWS: usize = 10_000;
+
+fn queued_for(relid: pg_sys::Oid) -> usize {
+    QUEUE.with(|q| q.borrow().iter().filter(|e| e.relid == relid).count())
+}
+
+/// Classifies the queued misses of `relid` in batches and writes their outputs.
+fn flush(relid: pg_sys::Oid, owner: pg_sys::Oid, strict: bool, update_sql: &str) {
     let queued: Vec<Queued> = QUEUE.with(|q| {
         let mut q = q.borrow_mut();
         let (mine, rest): (Vec<_>, Vec<_>) = q.drain(..).partition(|e| e.relid == relid);
@@ -375,7 +396,7 @@ fn _enrich_statement<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
         mine
     });
     if queued.is_empty() {
-        return Ok(None);
+        return;
     }
     let raw: Vec<Option<&str>> = queued.iter().map(|e| Some(e.descriptor.as_str())).collect();
     let result = try_with_serving(|s| {
@@ -410,14 +431,14 @@ fn _enrich_statement<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
         Err(e) => {
             failed(queued.len() as u64);
             warn_once(relid, &e);
-            return Ok(None);
+            return;
         }
     };
     count(|c| {
         c.batched.fetch_add(keys.len() as u64, Relaxed);
         c.batches.fetch_add(1, Relaxed);
     });
-    if let Err(message) = update_as_owner(owner, &update_sql, keys, labels, categories, confidences, models) {
+    if let Err(message) = update_as_owner(owner, update_sql, keys, labels, categories, confidences, models) {
         if strict {
             error!("txclass could not write the outputs of {}: {message}", rel_name(relid));
         }
@@ -428,7 +449,6 @@ fn _enrich_statement<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
             rel_name(relid)
         );
     }
-    Ok(None)
 }
 
 /// Runs the outputs UPDATE as the table's owner (the owner attached the table; the inserting

@@ -71,6 +71,17 @@ CREATE TABLE nokey (d text);
 SELECT key_column FROM attach('nokey', 'd');
 INSERT INTO nokey VALUES ('STARBUCKS STORE 77'), ('UBER TRIP ZZ QQ');
 SELECT d, txclass_label FROM nokey ORDER BY d;
+-- a role that may only INSERT: batched misses are written as the table owner
+CREATE ROLE txclass_inserter;
+GRANT INSERT, SELECT ON card_txns TO txclass_inserter;
+GRANT USAGE ON SEQUENCE card_txns_id_seq TO txclass_inserter;
+SET ROLE txclass_inserter;
+INSERT INTO card_txns (descriptor) VALUES ('STARBUCKS INSERT ONLY QX'), ('TESCO STORES INSERT ONLY QY');
+UPDATE card_txns SET txclass_label = 'x' WHERE descriptor LIKE '%INSERT ONLY%';
+RESET ROLE;
+SELECT descriptor, txclass_label FROM card_txns WHERE descriptor LIKE '%INSERT ONLY%' ORDER BY 1;
+DROP OWNED BY txclass_inserter;
+DROP ROLE txclass_inserter;
 -- detach: triggers and record gone, data kept
 SELECT detach('card_txns');
 SELECT count(*) FROM monitored WHERE relid = 'card_txns'::regclass;
