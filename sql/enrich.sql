@@ -10,7 +10,13 @@ CREATE TABLE monitored (
     key_column        name,
     on_error          text NOT NULL CHECK (on_error IN ('null', 'error')),
     attached_by       text NOT NULL,
-    attached_at       timestamptz NOT NULL DEFAULT now()
+    attached_at       timestamptz NOT NULL DEFAULT now(),
+    -- drift monitoring (sql/drift.sql)
+    time_column       name NOT NULL,
+    drift_unit        text NOT NULL DEFAULT 'day' CHECK (drift_unit IN ('hour', 'day', 'week', 'month')),
+    thresholds        jsonb NOT NULL DEFAULT '{"psi_warn": 0.1, "psi_alert": 0.25, "js_warn": 0.1, "js_alert": 0.2,
+                                                "new_warn": 0.3, "new_alert": 0.6, "low_confidence": 0.5}',
+    watermark         text
 );
 COMMENT ON TABLE monitored IS 'txclass: tables enriched on write (txclass.attach); the drift views read this list';
 COMMENT ON COLUMN monitored.key_column IS 'Single-column primary key through which misses are classified per statement in batches (NULL: row by row)';
@@ -33,7 +39,9 @@ CREATE FUNCTION attach(tbl regclass, descriptor_column name,
                        category_column name DEFAULT 'txclass_category',
                        confidence_column name DEFAULT 'txclass_confidence',
                        model_column name DEFAULT 'txclass_model',
-                       on_error text DEFAULT 'null')
+                       on_error text DEFAULT 'null',
+                       time_column name DEFAULT NULL,
+                       drift_unit text DEFAULT 'day')
 RETURNS monitored LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -79,6 +87,22 @@ BEGIN
                 HINT = 'name other output columns in txclass.attach(..., label_column => ...), or change the column type';
         END IF;
     END LOOP;
+    -- the time the drift views bucket by: the caller's column, or txclass_at (insert time)
+    IF time_column IS NULL THEN
+        time_column := 'txclass_at';
+        IF NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = 'txclass_at' AND NOT a.attisdropped) THEN
+            EXECUTE format('ALTER TABLE %s ADD COLUMN txclass_at timestamptz DEFAULT now()', tbl);
+        END IF;
+    END IF;
+    SELECT format_type(a.atttypid, a.atttypmod) AS type INTO col
+    FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = time_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND OR col.type NOT IN ('timestamp with time zone', 'timestamp without time zone', 'date') THEN
+        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+            MESSAGE = format('time column %I of %s must exist and be timestamptz, timestamp or date', time_column, tbl);
+    END IF;
+    IF drift_unit NOT IN ('hour', 'day', 'week', 'month') THEN
+        RAISE EXCEPTION 'drift_unit must be hour, day, week or month, not %', drift_unit;
+    END IF;
     -- a single-column primary key lets misses be classified per statement in batches
     SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO key_col, key_type
     FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
@@ -102,12 +126,15 @@ BEGIN
                        'EXECUTE FUNCTION txclass._enrich_statement(%L, %L)',
                        descriptor_column, tbl, on_error, update_sql);
     END IF;
-    INSERT INTO txclass.monitored VALUES (tbl, descriptor_column, label_column, category_column, confidence_column,
-                                          model_column, key_col, on_error, caller)
+    INSERT INTO txclass.monitored (relid, descriptor_column, label_column, category_column, confidence_column,
+                                   model_column, key_column, on_error, attached_by, time_column, drift_unit)
+    VALUES (tbl, descriptor_column, label_column, category_column, confidence_column,
+            model_column, key_col, on_error, caller, time_column, drift_unit)
     ON CONFLICT (relid) DO UPDATE SET descriptor_column = EXCLUDED.descriptor_column, label_column = EXCLUDED.label_column,
         category_column = EXCLUDED.category_column, confidence_column = EXCLUDED.confidence_column,
         model_column = EXCLUDED.model_column, key_column = EXCLUDED.key_column, on_error = EXCLUDED.on_error,
-        attached_by = EXCLUDED.attached_by, attached_at = now()
+        attached_by = EXCLUDED.attached_by, attached_at = now(), time_column = EXCLUDED.time_column,
+        drift_unit = EXCLUDED.drift_unit
     RETURNING * INTO m;
     RETURN m;
 END
@@ -269,5 +296,5 @@ $$;
 
 GRANT SELECT ON monitored, backfill_progress, enrichment_stats TO PUBLIC;
 GRANT INSERT, UPDATE ON backfill_progress TO PUBLIC;
-REVOKE ALL ON FUNCTION attach(regclass, name, name, name, name, name, text), detach(regclass), _drop_enrich_triggers(regclass) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION attach(regclass, name, name, name, name, name, text), detach(regclass) TO PUBLIC;
+REVOKE ALL ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text), detach(regclass), _drop_enrich_triggers(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text), detach(regclass) TO PUBLIC;

@@ -4,7 +4,7 @@
 //! `cache` (the shared-memory result cache and its SQL), `registry` (the active model, published
 //! to every backend through shared memory), `rules` (the decision table ahead of the model),
 //! `inspect` (validating a model directory), `evaluate` (gold-set evaluation and A/B),
-//! `enrich` (the write-path triggers), `catalog` (reads of txclass's tables at the latest snapshot), `errors` (core errors →
+//! `enrich` (the write-path triggers), `drift` (drift statistics and math for sql/drift.sql), `catalog` (reads of txclass's tables at the latest snapshot), `errors` (core errors →
 //! ereport), `intern` (label strings for set-returning functions), `classify` (the SQL
 //! classification functions).
 #![deny(ffi_unwind_calls)]
@@ -14,6 +14,7 @@
 mod cache;
 mod catalog;
 mod classify;
+mod drift;
 mod enrich;
 mod errors;
 mod evaluate;
@@ -44,6 +45,18 @@ pgrx::extension_sql_file!(
     "../sql/enrich.sql",
     name = "enrich",
     requires = ["registry", enrich::_enrich_row, enrich::_enrich_statement, enrich::enrichment_counters, classify::classify_batch]
+);
+pgrx::extension_sql_file!(
+    "../sql/drift.sql",
+    name = "drift_sql",
+    requires = [
+        "enrich",
+        drift::_input_stats,
+        drift::_compare_distribution,
+        drift::_histogram_psi,
+        drift::_status,
+        drift::_model_baseline
+    ]
 );
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 

@@ -241,6 +241,18 @@ impl Classifier {
             .map_err(|e| Error::runtime(format!("tokenizer {} failed: {e}", self.model.tokenizer_path().display()), None))
     }
 
+    /// Input statistics of one normalized descriptor, for drift monitoring: (word-piece tokens,
+    /// of which unknown to the vocabulary), special tokens excluded, truncated like the model input.
+    pub fn token_stats(&self, text: &str) -> Result<(usize, usize)> {
+        let e = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::runtime(format!("tokenizer {} failed: {e}", self.model.tokenizer_path().display()), None))?;
+        let unk = self.tokenizer.token_to_id("[UNK]");
+        let ids = e.get_ids();
+        Ok((ids.len(), unk.map(|u| ids.iter().filter(|&&i| i == u).count()).unwrap_or(0)))
+    }
+
     /// Runs the model over `texts` (normalized), calling `visit(rows, logits)` once per distinct
     /// text with every row that holds it, in an unspecified order. Identical texts are computed
     /// (and post-processed by `visit`) once; rows are bucketed by token length.

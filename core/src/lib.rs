@@ -8,6 +8,7 @@
 //! * [`cache`] — the result-cache table (keys, probing, usage-decay eviction).
 //! * [`rules`] — the decision table that answers ahead of the model.
 //! * [`metrics`] — gold-standard evaluation (accuracy, macro-F1, per class).
+//! * [`drift`] — PSI, Jensen–Shannon distance, top movers, status thresholds.
 //!
 //! The pgrx extension (`src/`) and the standalone benchmark (`bench/`) both call this crate, so
 //! they run the same inference code.
@@ -16,6 +17,7 @@
 pub mod batching;
 pub mod cache;
 pub mod classifier;
+pub mod drift;
 pub mod error;
 pub mod metrics;
 pub mod model;

@@ -1,0 +1,326 @@
+-- Drift monitoring for analysts (see src/drift.rs for the math, README "Drift").
+--
+-- Summaries: txclass.refresh_drift(table) folds rows added since its last run (by primary
+-- key) into per-bucket, per-label counts: rows, confidence sum and 10-bin histogram, word-piece
+-- tokens and [UNK] tokens, and rows whose normalized descriptor was never seen before in the
+-- table. The views read only the summaries, so they answer in milliseconds however large the
+-- table; schedule the refresh (pg_cron: SELECT cron.schedule('*/10 * * * *', $$SELECT txclass.refresh_drift_all()$$)).
+
+CREATE TABLE drift_counts (
+    relid      regclass NOT NULL,
+    bucket     timestamptz NOT NULL,
+    label      text NOT NULL,
+    rows       bigint NOT NULL,
+    conf_sum   float8 NOT NULL DEFAULT 0,
+    conf_hist  bigint[] NOT NULL,
+    tokens     bigint NOT NULL DEFAULT 0,
+    unk        bigint NOT NULL DEFAULT 0,
+    new_rows   bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (relid, bucket, label)
+);
+COMMENT ON TABLE drift_counts IS 'txclass drift summaries: per monitored table, bucket (drift_unit of txclass.monitored) and predicted label';
+
+CREATE TABLE drift_seen (
+    relid regclass NOT NULL,
+    h     bigint NOT NULL,
+    PRIMARY KEY (relid, h)
+);
+COMMENT ON TABLE drift_seen IS 'txclass drift: hashes of the normalized descriptors seen so far per table (for the share of never-seen descriptors)';
+
+CREATE TABLE drift_baseline (
+    relid                regclass PRIMARY KEY,
+    kind                 text NOT NULL CHECK (kind IN ('training', 'window')),
+    source               text NOT NULL,
+    label_shares         jsonb NOT NULL,
+    confidence_histogram float8[],
+    unk_share            float8,
+    mean_tokens          float8,
+    window_from          timestamptz,
+    window_to            timestamptz,
+    set_at               timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE drift_baseline IS 'txclass drift: what each monitored table is compared with (the model''s training distribution, or a reference window)';
+
+SELECT pg_catalog.pg_extension_config_dump('txclass.drift_counts', '');
+SELECT pg_catalog.pg_extension_config_dump('txclass.drift_seen', '');
+SELECT pg_catalog.pg_extension_config_dump('txclass.drift_baseline', '');
+
+-- Summaries reveal a table's label mix: a role sees the rows of tables it may SELECT.
+ALTER TABLE drift_counts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE drift_baseline ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readers ON drift_counts FOR SELECT USING (has_table_privilege(relid, 'SELECT'));
+CREATE POLICY readers ON drift_baseline FOR SELECT USING (has_table_privilege(relid, 'SELECT'));
+GRANT SELECT ON drift_counts, drift_baseline TO PUBLIC;
+
+CREATE FUNCTION _check_reader(tbl regclass) RETURNS txclass.monitored LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE m txclass.monitored;
+BEGIN
+    SELECT * INTO m FROM txclass.monitored WHERE relid = tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('%s is not monitored', tbl),
+            HINT = format('attach it first: SELECT txclass.attach(%L, descriptor_column, time_column => ...)', tbl::text);
+    END IF;
+    IF NOT has_table_privilege(txclass._caller(), tbl, 'SELECT') THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE = format('permission denied for table %s', tbl);
+    END IF;
+    RETURN m;
+END
+$$;
+
+-- The model's training distribution as the baseline (the default).
+CREATE FUNCTION set_baseline(tbl regclass) RETURNS drift_baseline LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE b jsonb; r txclass.drift_baseline;
+BEGIN
+    PERFORM txclass._check_reader(tbl);
+    b := txclass._model_baseline();
+    INSERT INTO txclass.drift_baseline (relid, kind, source, label_shares, confidence_histogram, unk_share, mean_tokens)
+    VALUES (tbl, 'training', coalesce(b->>'model', '') || ': ' || coalesce(b->>'source', 'training set'), b->'label_shares',
+            (SELECT array_agg(x::float8) FROM jsonb_array_elements_text(b->'confidence_histogram') x),
+            (b->>'unk_token_share')::float8, (b->>'mean_tokens')::float8)
+    ON CONFLICT (relid) DO UPDATE SET kind = EXCLUDED.kind, source = EXCLUDED.source, label_shares = EXCLUDED.label_shares,
+        confidence_histogram = EXCLUDED.confidence_histogram, unk_share = EXCLUDED.unk_share,
+        mean_tokens = EXCLUDED.mean_tokens, window_from = NULL, window_to = NULL, set_at = now()
+    RETURNING * INTO r;
+    RETURN r;
+END
+$$;
+
+-- A reference window the analyst chooses: [from, to) of the table's time column.
+CREATE FUNCTION set_baseline(tbl regclass, "from" timestamptz, "to" timestamptz) RETURNS drift_baseline
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r txclass.drift_baseline; total bigint;
+BEGIN
+    PERFORM txclass._check_reader(tbl);
+    PERFORM txclass.refresh_drift(tbl);
+    SELECT sum(c.rows) INTO total FROM txclass.drift_counts c
+    WHERE c.relid = tbl AND c.bucket >= set_baseline."from" AND c.bucket < set_baseline."to";
+    IF coalesce(total, 0) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found',
+            MESSAGE = format('no rows of %s fall in [%s, %s)', tbl, set_baseline."from", set_baseline."to");
+    END IF;
+    INSERT INTO txclass.drift_baseline (relid, kind, source, label_shares, confidence_histogram, unk_share, mean_tokens,
+                                        window_from, window_to)
+    SELECT tbl, 'window', format('%s rows from %s to %s', total, set_baseline."from", set_baseline."to"),
+           (SELECT jsonb_object_agg(l.label, l.n::float8 / total) FROM (
+                SELECT c.label, sum(c.rows) n FROM txclass.drift_counts c
+                WHERE c.relid = tbl AND c.bucket >= set_baseline."from" AND c.bucket < set_baseline."to" GROUP BY c.label) l),
+           txclass._hist_sum(array_agg(c.conf_hist)),
+           sum(c.unk)::float8 / nullif(sum(c.tokens), 0), sum(c.tokens)::float8 / nullif(sum(c.rows), 0),
+           set_baseline."from", set_baseline."to"
+    FROM txclass.drift_counts c
+    WHERE c.relid = tbl AND c.bucket >= set_baseline."from" AND c.bucket < set_baseline."to"
+    ON CONFLICT (relid) DO UPDATE SET kind = EXCLUDED.kind, source = EXCLUDED.source, label_shares = EXCLUDED.label_shares,
+        confidence_histogram = EXCLUDED.confidence_histogram, unk_share = EXCLUDED.unk_share,
+        mean_tokens = EXCLUDED.mean_tokens, window_from = EXCLUDED.window_from, window_to = EXCLUDED.window_to, set_at = now()
+    RETURNING * INTO r;
+    RETURN r;
+END
+$$;
+
+-- Element-wise sum of 10-bin histograms.
+CREATE FUNCTION _hist_sum(hists bigint[]) RETURNS float8[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT array_agg(s ORDER BY i) FROM (
+        SELECT i, sum(hists[k][i])::float8 AS s
+        FROM generate_subscripts(hists, 1) k, generate_series(1, 10) i GROUP BY i) x
+$$;
+
+-- Folds rows added since the last refresh into the summaries; returns how many rows it read.
+CREATE FUNCTION refresh_drift(tbl regclass) RETURNS bigint LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE m txclass.monitored; key_type text; upto text; n bigint;
+BEGIN
+    m := txclass._check_reader(tbl);
+    IF m.key_column IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('%s has no single-column primary key; drift summaries are folded in key order', tbl);
+    END IF;
+    -- one refresh per table at a time
+    PERFORM pg_advisory_xact_lock('txclass.monitored'::regclass::oid::int, tbl::oid::int);
+    SELECT watermark INTO m.watermark FROM txclass.monitored WHERE relid = tbl;
+    SELECT format_type(a.atttypid, a.atttypmod) INTO key_type FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = m.key_column;
+    IF NOT EXISTS (SELECT FROM txclass.drift_baseline WHERE relid = tbl) THEN
+        PERFORM txclass.set_baseline(tbl);
+    END IF;
+    EXECUTE format('SELECT max(%I)::text FROM %s', m.key_column, tbl) INTO upto;
+    IF upto IS NULL THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format($q$
+        WITH inc AS MATERIALIZED (
+            SELECT date_trunc(%1$L, %2$I::timestamptz) AS b, coalesce(%3$I, '(none)') AS label, %4$I::float8 AS conf,
+                   least(floor(%4$I * 10), 9)::int AS bin, txclass._input_stats(%5$I) AS s
+            FROM %6$s WHERE ($1 IS NULL OR %7$I > $1::%8$s) AND %7$I <= $2::%8$s AND %2$I IS NOT NULL),
+        fresh AS (
+            INSERT INTO txclass.drift_seen (relid, h) SELECT DISTINCT %9$L::regclass, s[3] FROM inc WHERE s[3] <> 0
+            ON CONFLICT DO NOTHING RETURNING h),
+        -- a descriptor is new in the first bucket it appears in, if no earlier refresh saw it
+        firsts AS (SELECT s[3] AS h, min(b) AS first_b FROM inc WHERE s[3] <> 0 GROUP BY s[3]),
+        agg AS (
+            SELECT inc.b, inc.label, count(*) AS rows, coalesce(sum(inc.conf), 0) AS conf_sum,
+                   ARRAY[count(*) FILTER (WHERE bin = 0), count(*) FILTER (WHERE bin = 1), count(*) FILTER (WHERE bin = 2), count(*) FILTER (WHERE bin = 3), count(*) FILTER (WHERE bin = 4), count(*) FILTER (WHERE bin = 5), count(*) FILTER (WHERE bin = 6), count(*) FILTER (WHERE bin = 7), count(*) FILTER (WHERE bin = 8), count(*) FILTER (WHERE bin = 9)] AS conf_hist,
+                   sum(inc.s[1]) AS tokens, sum(inc.s[2]) AS unk,
+                   count(f.h) FILTER (WHERE fi.first_b = inc.b) AS new_rows
+            FROM inc LEFT JOIN fresh f ON f.h = inc.s[3] LEFT JOIN firsts fi ON fi.h = inc.s[3]
+            GROUP BY inc.b, inc.label),
+        ins AS (
+            INSERT INTO txclass.drift_counts AS d (relid, bucket, label, rows, conf_sum, conf_hist, tokens, unk, new_rows)
+            SELECT %9$L::regclass, b, label, rows, conf_sum, conf_hist, tokens, unk, new_rows FROM agg
+            ON CONFLICT (relid, bucket, label) DO UPDATE SET rows = d.rows + EXCLUDED.rows,
+                conf_sum = d.conf_sum + EXCLUDED.conf_sum,
+                conf_hist = ARRAY(SELECT x + y FROM unnest(d.conf_hist, EXCLUDED.conf_hist) WITH ORDINALITY u(x, y, o) ORDER BY o),
+                tokens = d.tokens + EXCLUDED.tokens, unk = d.unk + EXCLUDED.unk, new_rows = d.new_rows + EXCLUDED.new_rows
+            RETURNING 1)
+        SELECT (SELECT count(*) FROM inc) + 0 * (SELECT count(*) FROM ins)
+        $q$, m.drift_unit, m.time_column, m.label_column, m.confidence_column, m.descriptor_column, tbl,
+             m.key_column, key_type, tbl::oid::text)
+    INTO n USING m.watermark, upto;
+    UPDATE txclass.monitored SET watermark = upto WHERE relid = tbl;
+    RETURN n;
+END
+$$;
+
+-- Every monitored table with a key (for one pg_cron job).
+CREATE FUNCTION refresh_drift_all() RETURNS TABLE (tbl regclass, rows bigint) LANGUAGE plpgsql VOLATILE AS $$
+DECLARE t regclass;
+BEGIN
+    FOR t IN SELECT relid FROM txclass.monitored WHERE key_column IS NOT NULL ORDER BY relid::text LOOP
+        tbl := t;
+        rows := txclass.refresh_drift(t);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION set_drift_thresholds(tbl regclass, thresholds jsonb) RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r jsonb; k text;
+BEGIN
+    IF NOT pg_has_role(txclass._caller(), (SELECT relowner FROM pg_class WHERE oid = tbl), 'USAGE') THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE = format('must be owner of table %s', tbl);
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(thresholds) LOOP
+        IF k NOT IN ('psi_warn', 'psi_alert', 'js_warn', 'js_alert', 'new_warn', 'new_alert', 'low_confidence') THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = format('unknown drift threshold %L', k),
+                HINT = 'thresholds: psi_warn, psi_alert, js_warn, js_alert, new_warn, new_alert, low_confidence (a multiple of 0.1)';
+        END IF;
+    END LOOP;
+    UPDATE txclass.monitored SET thresholds = monitored.thresholds || set_drift_thresholds.thresholds WHERE relid = tbl
+    RETURNING monitored.thresholds INTO r;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not monitored', tbl;
+    END IF;
+    RETURN r;
+END
+$$;
+
+-- The overall status is the worst of the metrics' statuses.
+CREATE FUNCTION drift_status(VARIADIC statuses text[]) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN 'alert' = ANY(statuses) THEN 'alert' WHEN 'warn' = ANY(statuses) THEN 'warn'
+                WHEN 'ok' = ANY(statuses) THEN 'ok' ELSE 'n/a' END
+$$;
+
+-- One row per bucket: the bucket compared with the table's baseline.
+--   label_psi, label_js        predicted-label distribution vs the baseline (smoothed; JS distance, base 2)
+--   top_movers                 labels whose share moved most: [{label, share, baseline_share}]
+--   confidence_*               mean, share below thresholds->low_confidence, PSI over 10 bins
+--   new_descriptor_share       rows whose normalized descriptor was never seen before in the table
+--                              (n/a for the first bucket and inside a reference window)
+--   unk_token_share, mean_tokens   input drift under the model's tokenizer
+--   *_status, status           ok / warn / alert (n/a where there is nothing to compare with)
+CREATE FUNCTION drift(tbl regclass, unit text DEFAULT NULL)
+RETURNS TABLE (bucket timestamptz, rows bigint, label_psi float8, label_js float8, top_movers jsonb,
+               confidence_mean float8, low_confidence_share float8, confidence_psi float8,
+               new_descriptor_share float8, unk_token_share float8, mean_tokens float8,
+               label_psi_status text, label_js_status text, confidence_psi_status text, new_descriptor_status text,
+               status text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    m txclass.monitored;
+    bl txclass.drift_baseline;
+    u text;
+    th jsonb;
+    base_labels text[];
+    base_shares float8[];
+    first_bucket timestamptz;
+    low_bins int;
+BEGIN
+    m := txclass._check_reader(tbl);
+    u := coalesce(unit, m.drift_unit);
+    IF u NOT IN ('hour', 'day', 'week', 'month', 'quarter', 'year') THEN
+        RAISE EXCEPTION 'unit must be hour, day, week, month, quarter or year, not %', u;
+    END IF;
+    SELECT * INTO bl FROM txclass.drift_baseline b WHERE b.relid = tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('%s has no drift summaries yet', tbl),
+            HINT = format('run SELECT txclass.refresh_drift(%L) (and schedule it)', tbl::text);
+    END IF;
+    th := m.thresholds;
+    low_bins := round((th->>'low_confidence')::numeric * 10)::int;
+    SELECT array_agg(key ORDER BY key), array_agg(value::float8 ORDER BY key) INTO base_labels, base_shares
+    FROM jsonb_each_text(bl.label_shares);
+    SELECT min(date_trunc(u, c.bucket)) INTO first_bucket FROM txclass.drift_counts c WHERE c.relid = tbl;
+    RETURN QUERY
+    WITH per_label AS (
+        SELECT date_trunc(u, c.bucket) AS b, c.label, sum(c.rows) AS n, sum(c.conf_sum) AS conf_sum,
+               sum(c.tokens) AS tokens, sum(c.unk) AS unk, sum(c.new_rows) AS new_rows,
+               txclass._hist_sum(array_agg(c.conf_hist)) AS hist
+        FROM txclass.drift_counts c WHERE c.relid = tbl
+        GROUP BY 1, 2),
+    per_bucket AS (
+        SELECT p.b, sum(p.n)::bigint AS n, array_agg(p.label ORDER BY p.label) AS labels,
+               array_agg(p.n::float8 ORDER BY p.label) FILTER (WHERE true) AS counts,
+               sum(p.conf_sum) AS conf_sum, sum(p.tokens) AS tokens, sum(p.unk) AS unk, sum(p.new_rows) AS new_rows,
+               txclass._hist_sum(array_agg(p.hist::bigint[])) AS hist
+        FROM per_label p GROUP BY p.b),
+    scored AS (
+        SELECT pb.*, d.psi, d.js_distance, d.top_movers,
+               (SELECT sum(x) FROM unnest(pb.hist) x) AS classified,
+               (SELECT sum(x) FROM unnest(pb.hist[1:low_bins]) x) AS low
+        FROM per_bucket pb,
+             LATERAL txclass._compare_distribution(
+                 -- rows without a label are not part of the predicted-label distribution
+                 ARRAY(SELECT l FROM unnest(pb.labels, pb.counts) z(l, c) WHERE l <> '(none)'),
+                 ARRAY(SELECT c FROM unnest(pb.labels, pb.counts) z(l, c) WHERE l <> '(none)'),
+                 base_labels, base_shares, 5) d)
+    SELECT q.*, txclass.drift_status(q.s1, q.s2, q.s3, q.s4) FROM (
+        SELECT s.b, s.n, s.psi, s.js_distance, s.top_movers,
+               s.conf_sum / nullif(s.classified, 0),
+               s.low / nullif(s.classified, 0),
+               s.conf_psi,
+               s.new_share,
+               s.unk::float8 / nullif(s.tokens, 0),
+               s.tokens::float8 / nullif(s.n, 0),
+               txclass._status(s.psi, (th->>'psi_warn')::float8, (th->>'psi_alert')::float8) AS s1,
+               txclass._status(s.js_distance, (th->>'js_warn')::float8, (th->>'js_alert')::float8) AS s2,
+               txclass._status(s.conf_psi, (th->>'psi_warn')::float8, (th->>'psi_alert')::float8) AS s3,
+               txclass._status(s.new_share, (th->>'new_warn')::float8, (th->>'new_alert')::float8) AS s4
+        FROM (SELECT sc.*,
+                     CASE WHEN bl.confidence_histogram IS NOT NULL AND sc.classified > 0
+                          THEN txclass._histogram_psi(sc.hist, bl.confidence_histogram) END AS conf_psi,
+                     -- nothing to be new against: the first bucket, and the reference window itself
+                     CASE WHEN sc.b > first_bucket AND (bl.kind = 'training' OR sc.b >= bl.window_to)
+                          THEN sc.new_rows::float8 / nullif(sc.n, 0) END AS new_share
+              FROM scored sc) s) q
+    ORDER BY 1;
+END
+$$;
+
+-- Every monitored table's latest bucket at a glance.
+CREATE VIEW drift_summary AS
+SELECT m.relid AS "table", b.kind AS baseline, d.bucket, d.rows, round(d.label_psi::numeric, 4) AS label_psi,
+       round(d.label_js::numeric, 4) AS label_js, round(d.confidence_mean::numeric, 4) AS confidence_mean,
+       round(d.new_descriptor_share::numeric, 4) AS new_descriptor_share,
+       d.label_psi_status, d.label_js_status, d.confidence_psi_status, d.new_descriptor_status,
+       d.status
+FROM txclass.monitored m
+JOIN txclass.drift_baseline b ON b.relid = m.relid
+CROSS JOIN LATERAL (SELECT * FROM txclass.drift(m.relid) x ORDER BY x.bucket DESC LIMIT 1) d
+WHERE has_table_privilege(m.relid, 'SELECT');
+
+REVOKE ALL ON FUNCTION _check_reader(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _check_reader(regclass) TO PUBLIC;
+GRANT SELECT ON drift_summary TO PUBLIC;

@@ -1,0 +1,82 @@
+//! Drift monitoring glue: per-row input statistics for the summaries, the comparison math of
+//! `txclass_core::drift` as SQL functions, and the serving model's training baseline.
+//! The summaries, baselines and views themselves are SQL (sql/drift.sql).
+use crate::errors::OrRaise;
+use crate::session::with_serving;
+use pgrx::prelude::*;
+use serde_json::{json, Value};
+use txclass_core::{drift, normalize, Error};
+
+/// [word-piece tokens, of which [UNK], 64-bit hash of the normalized descriptor] for one
+/// descriptor, under the serving model's tokenizer. A descriptor that normalizes to nothing
+/// gives [0, 0, 0].
+#[pg_extern(stable, strict, parallel_safe)]
+fn _input_stats(descriptor: &str) -> Vec<i64> {
+    let n = normalize(descriptor);
+    if n.is_empty() {
+        return vec![0, 0, 0];
+    }
+    let (tokens, unk) = with_serving(|s| s.classifier.token_stats(&n)).or_raise();
+    let h = txclass_core::cache::key(0, &n).text[0] as i64;
+    vec![tokens as i64, unk as i64, if h == 0 { 1 } else { h }]
+}
+
+/// PSI and Jensen–Shannon distance of a bucket's label counts against baseline shares, and the
+/// `top` labels whose share moved most (JSON: label, share, baseline_share).
+#[pg_extern(immutable, parallel_safe)]
+fn _compare_distribution(
+    labels: Vec<Option<String>>,
+    counts: Vec<Option<f64>>,
+    baseline_labels: Vec<Option<String>>,
+    baseline_shares: Vec<Option<f64>>,
+    top: default!(i32, 5),
+) -> TableIterator<'static, (name!(psi, f64), name!(js_distance, f64), name!(top_movers, pgrx::JsonB))> {
+    let pairs = |l: Vec<Option<String>>, c: Vec<Option<f64>>| -> Vec<(String, f64)> {
+        l.into_iter().zip(c).map(|(l, c)| (l.unwrap_or_else(|| "(none)".into()), c.unwrap_or(0.0))).collect()
+    };
+    let c = drift::compare(&pairs(labels, counts), &pairs(baseline_labels, baseline_shares), top.max(0) as usize);
+    let movers: Vec<Value> = c
+        .movers
+        .iter()
+        .map(|m| json!({"label": m.label, "share": m.share, "baseline_share": m.baseline_share}))
+        .collect();
+    TableIterator::once((c.psi, c.js_distance, pgrx::JsonB(Value::Array(movers))))
+}
+
+/// PSI between two histograms over the same bins.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn _histogram_psi(current: Vec<Option<f64>>, baseline: Vec<Option<f64>>) -> Option<f64> {
+    if current.len() != baseline.len() || current.is_empty() {
+        return None;
+    }
+    let f = |v: Vec<Option<f64>>| v.into_iter().map(|x| x.unwrap_or(0.0)).collect::<Vec<_>>();
+    Some(drift::histogram_psi(&f(current), &f(baseline)))
+}
+
+/// ok / warn / alert (n/a for NULL).
+#[pg_extern(immutable, parallel_safe)]
+fn _status(score: Option<f64>, warn: f64, alert: f64) -> &'static str {
+    drift::status(score, warn, alert)
+}
+
+/// The training baseline the serving model ships: `drift_baseline.json` (label shares,
+/// confidence histogram, [UNK] share, mean tokens) or at least `label_frequencies.json`.
+#[pg_extern(stable, parallel_unsafe)]
+fn _model_baseline() -> pgrx::JsonB {
+    let (dir, identity) = with_serving(|s| (s.classifier.model.path.clone(), s.classifier.model.identity()));
+    let read = |name: &str| -> Option<Value> {
+        let text = std::fs::read_to_string(dir.join(name)).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+    if let Some(mut v) = read("drift_baseline.json") {
+        v["model"] = json!(identity);
+        return pgrx::JsonB(v);
+    }
+    match read("label_frequencies.json") {
+        Some(freq) => pgrx::JsonB(json!({"model": identity, "label_shares": freq, "source": "label_frequencies.json"})),
+        None => crate::errors::raise(Error::config(
+            format!("model {identity} ({}) ships no training distribution (drift_baseline.json or label_frequencies.json)", dir.display()),
+            "set a reference window instead: SELECT txclass.set_baseline(table, from, to)",
+        )),
+    }
+}
