@@ -5,7 +5,16 @@ use crate::errors::OrRaise;
 use crate::session::with_serving;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use txclass_core::{drift, normalize, Error};
+
+thread_local! {
+    /// (model cache id, descriptor hash) -> (tokens, [UNK] tokens): descriptors repeat, so a
+    /// refresh tokenizes each distinct one once per backend. Bounded: cleared when full.
+    static TOKEN_STATS: RefCell<HashMap<(u64, u64), (u32, u32)>> = RefCell::new(HashMap::new());
+}
+const TOKEN_STATS_MAX: usize = 1 << 20;
 
 /// [word-piece tokens, of which [UNK], 64-bit hash of the normalized descriptor] for one
 /// descriptor, under the serving model's tokenizer. A descriptor that normalizes to nothing
@@ -16,8 +25,25 @@ fn _input_stats(descriptor: &str) -> Vec<i64> {
     if n.is_empty() {
         return vec![0, 0, 0];
     }
-    let (tokens, unk) = with_serving(|s| s.classifier.token_stats(&n)).or_raise();
-    let h = txclass_core::cache::key(0, &n).text[0] as i64;
+    let h = txclass_core::cache::key(0, &n).text[0];
+    let (tokens, unk) = with_serving(|s| {
+        let key = (s.classifier.cache_model_id(), h);
+        if let Some(v) = TOKEN_STATS.with(|m| m.borrow().get(&key).copied()) {
+            return Ok(v);
+        }
+        let (t, u) = s.classifier.token_stats(&n)?;
+        let v = (t as u32, u as u32);
+        TOKEN_STATS.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.len() >= TOKEN_STATS_MAX {
+                m.clear();
+            }
+            m.insert(key, v);
+        });
+        Ok::<_, Error>(v)
+    })
+    .or_raise();
+    let h = h as i64;
     vec![tokens as i64, unk as i64, if h == 0 { 1 } else { h }]
 }
 
