@@ -213,11 +213,12 @@ BEGIN
     SELECT format_type(a.atttypid, a.atttypmod) INTO key_type
     FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = m.key_column;
     SELECT i.model INTO model FROM txclass.model_info() i;
-    pending := format('%I IS NULL', m.label_column);
+    -- rows still without outputs; with reclassify, also every row another model answered (its
+    -- outputs are rewritten, to NULL where the descriptor gives nothing to classify)
+    pending := format('%I IS NOT NULL AND %I IS NULL', m.descriptor_column, m.label_column);
     IF reclassify THEN
-        pending := format('(%I IS NULL OR %I IS DISTINCT FROM %L)', m.label_column, m.model_column, model);
+        pending := format('(%s OR %I IS DISTINCT FROM %L)', pending, m.model_column, model);
     END IF;
-    pending := format('%I IS NOT NULL AND %s', m.descriptor_column, pending);
     -- a table loaded moments ago has no statistics yet, and the batch plan needs them (without,
     -- each batch may join the whole table instead of looking the keys up)
     IF (SELECT s.last_analyze IS NULL AND s.last_autoanalyze IS NULL FROM pg_catalog.pg_stat_user_tables s WHERE s.relid = tbl) THEN
@@ -250,7 +251,7 @@ BEGIN
             -- materialized: rows of (key, outputs) only; otherwise a plan may carry both whole
             -- arrays along every row into a sort (gigabytes on disk for a 10,000-row batch)
             res AS MATERIALIZED (SELECT agg.ks[b.ordinality] AS k, b.label, b.category, b.confidence, b.model
-                    FROM agg, txclass.classify_batch(agg.ds) b WHERE b.label IS NOT NULL),
+                    FROM agg, txclass.classify_batch(agg.ds) b),
             upd AS (UPDATE %3$s AS t SET %6$I = res.label, %7$I = res.category, %8$I = res.confidence, %9$I = res.model
                     FROM res WHERE t.%1$I = res.k RETURNING 1)
             SELECT (SELECT count(*) FROM batch), (SELECT max(k)::text FROM batch), (SELECT count(*) FROM upd)

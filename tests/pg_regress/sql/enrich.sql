@@ -97,6 +97,15 @@ RESET client_min_messages;
 SELECT status, rows_done, batches, last_key IS NOT NULL AS has_key FROM backfill_progress WHERE relid = 'card_txns'::regclass;
 SELECT txclass_label FROM card_txns WHERE descriptor IN ('STARBUCKS AFTER DETACH', 'STARBUCKS 1 FAIL');
 SELECT without_outputs FROM enrichment_status('card_txns');
+-- reclassify: rows from another model than the active one are classified again
+UPDATE card_txns SET txclass_model = 'older-model@000000000000', txclass_label = 'stale' WHERE id <= 5;
+SET client_min_messages = warning;
+CALL backfill('card_txns', reclassify => false);
+SELECT count(*) AS still_stale FROM card_txns WHERE txclass_label = 'stale';
+CALL backfill('card_txns', batch_size => 2, reclassify => true);
+RESET client_min_messages;
+SELECT count(*) AS still_stale FROM card_txns WHERE txclass_label = 'stale';
+SELECT count(*) AS from_older_model FROM card_txns WHERE txclass_model LIKE 'older-model%';
 -- a plain user cannot attach a table it does not own
 CREATE ROLE txclass_enrich_plain;
 SET ROLE txclass_enrich_plain;
