@@ -2,6 +2,7 @@
 # A throwaway PostgreSQL cluster run by an unprivileged OS user (Postgres refuses root).
 #   scripts/cluster.sh start NAME [PORT]   initdb (if needed) + start; prints the psql connection flags
 #   scripts/cluster.sh restart NAME [PORT] restart it (shared memory starts empty)
+#   scripts/cluster.sh standby NAME PORT PRIMARY   a hot standby of the running cluster PRIMARY
 #   scripts/cluster.sh stop NAME           stop and delete it
 # Environment: TXCLASS_NO_PRELOAD=1 starts it without shared_preload_libraries;
 # TXCLASS_CLUSTER_CONF holds extra postgresql.conf lines (e.g. "txclass.cache_entries = 64").
@@ -40,6 +41,21 @@ CONF
     as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start >/dev/null || { tail -30 "$data/server.log"; exit 1; }
     echo "-h $sock -p $port -U postgres"
     ;;
+  standby)
+    # a hot standby of the running cluster PRIMARY (argument 4) listening on PORT
+    primary="${4:?primary cluster name}"; psock="/tmp/txclass.$primary"
+    rm -rf "$data"; mkdir -p "$sock"; [ "$(id -u)" = 0 ] && chown "$PGUSER_OS" "$sock"
+    pport="$(awk -F'= *' '/^port *=/{print $2}' "$base/$primary/postgresql.conf" | tail -1)"
+    as_pg "$PG_BIN/pg_basebackup" -h "$psock" -p "$pport" -U postgres -D "$data" -R -X stream >/dev/null
+    cat >>"$data/postgresql.conf" <<CONF
+port = $port
+unix_socket_directories = '$sock'
+hot_standby = on
+CONF
+    unset RUST_BACKTRACE
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start >/dev/null || { tail -30 "$data/server.log"; exit 1; }
+    echo "-h $sock -p $port -U postgres"
+    ;;
   restart)
     as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -m fast -w -t 60 restart >/dev/null || { tail -30 "$data/server.log"; exit 1; }
     echo "-h $sock -p $port -U postgres"
@@ -48,5 +64,5 @@ CONF
     if [ -f "$data/postmaster.pid" ]; then as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true; fi
     rm -rf "$data" "$sock"
     ;;
-  *) echo "usage: $0 start|restart|stop NAME [PORT]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|restart|standby|stop NAME [PORT] [PRIMARY]" >&2; exit 2 ;;
 esac

@@ -79,7 +79,9 @@ pub unsafe fn shmem_startup(lock: *mut pg_sys::LWLock) {
 
 fn shared() -> Option<&'static Shared> {
     unsafe {
-        if SHARED.is_null() || LOCK.is_null() {
+        // a hot standby replays activations without running the primary's commit callback:
+        // there, read the registry once per transaction, as without shared_preload_libraries
+        if SHARED.is_null() || LOCK.is_null() || pg_sys::RecoveryInProgress() {
             None
         } else {
             Some(&*SHARED)

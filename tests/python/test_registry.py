@@ -14,7 +14,9 @@
   7. pgbench, 16 clients, switching models every 2 s for 20 s: zero errors, zero results
      attributed to the wrong model;
   8. pg_dump / restore into a new database keeps models, deployments, the active model, rules
-     and stored evaluations, and the restored database serves its active model.
+     and stored evaluations, and the restored database serves its active model;
+  9. a hot standby serves the primary's active model, and switches after an activation on the
+     primary is replayed.
 
     test_registry.py <repo root>
 Prints 'registry: N passed, M failed'.
@@ -284,6 +286,31 @@ def test_dump_restore(ci, flags):
     check("and its log continues (rollback works there)", nxt[1] and served(ci2) == nxt[0], str(nxt))
 
 
+def test_standby(ci, port):
+    one(ci, "SELECT txclass.activate_model('relabelled')")
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), "standby", "reg-standby", "54375", "reg"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        check("a hot standby starts", False, (r.stdout + r.stderr)[-300:])
+        return
+    flags = r.stdout.strip().split()
+    sci = f"host={flags[1]} port={flags[3]} user={flags[5]} dbname=postgres"
+    try:
+        with psycopg.connect(sci, autocommit=True) as s:
+            q = "SELECT split_part(d.model, '@', 1) FROM txclass.classify_transaction_detail('STARBUCKS STORE 1') d"
+            first = s.execute(q).fetchone()[0]
+            one(ci, "SELECT txclass.activate_model('wide')")
+            lsn = one(ci, "SELECT pg_current_wal_insert_lsn()::text")[0]
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not s.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[0]:
+                time.sleep(0.1)
+            second = s.execute(q).fetchone()[0]
+        check("a hot standby serves the primary's active model, and the next one after replay", (first, second) == ("relabelled", "wide"),
+              f"{first} -> {second}")
+    finally:
+        cluster("stop", "reg-standby", 54375)
+
+
 def main():
     py = os.path.join(ROOT, "build", "venv", "bin", "python")
     subprocess.run([py if os.path.exists(py) else sys.executable, os.path.join(ROOT, "tests", "python", "make_fixtures.py"),
@@ -297,6 +324,7 @@ def main():
             test_restart("reg", 54371, ci)
             test_pgbench_switching(ci, flags)
             test_dump_restore(ci, flags)
+            test_standby(ci, 54371)
         test_no_preload()
     except Exception as e:  # noqa: BLE001
         check("registry tests ran to the end", False, repr(e))
