@@ -12,6 +12,7 @@
 #   8. drift           — the real Oxford months replayed: per-month drift, both baselines, HTML report
 #   9. faults          — model files truncated/deleted under live backends, cancel of a 1M batch,
 #                        restart (own cluster)
+#  10. fuzz            — 100,000 generated descriptors through every SQL function; SQL_ASCII bytes
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 bash scripts/setup.sh
@@ -32,13 +33,13 @@ count_plain() {  # adds a "<prefix>: N passed, M failed" summary line of a log; 
 }
 tier() { log "── $1"; }
 
-tier "1/9 cargo test (txclass-core)"
+tier "1/10 cargo test (txclass-core)"
 if cargo test -p txclass-core 2>&1 | tee "$BUILD/test-core.log" | grep -E "^test |test result" ; then :; fi
 count_cargo "$BUILD/test-core.log"
 grep -q "test result: FAILED\|error\[" "$BUILD/test-core.log" && failures+=("cargo test")
 grep -q "test result" "$BUILD/test-core.log" || { failed=$((failed + 1)); failures+=("cargo test did not run"); }
 
-tier "2/9 #[pg_test] (cargo pgrx test pg15)"
+tier "2/10 #[pg_test] (cargo pgrx test pg15)"
 pgdata="/tmp/txclass-pgrx-test"; rm -rf "$pgdata"
 if [ "$(id -u)" = 0 ]; then runas=(--runas "$PGUSER_OS"); else runas=(); fi
 cargo pgrx test pg15 "${runas[@]}" --pgdata "$pgdata" >"$BUILD/test-pg.log" 2>&1 || true
@@ -49,7 +50,7 @@ grep -q "test result" "$BUILD/test-pg.log" || failed=$((failed + 1))
 # cargo pgrx test installed a debug build: put the release build back
 bash scripts/install.sh
 
-tier "3/9 pg_regress"
+tier "3/10 pg_regress"
 if bash scripts/pg_regress.sh >"$BUILD/test-regress.log" 2>&1; then :; else failures+=("pg_regress"); fi
 cat "$BUILD/test-regress.log"
 ok=$(grep -Ec '^ok |^test .* \.\.\. ok' "$BUILD/test-regress.log" || true)
@@ -57,7 +58,7 @@ bad=$(grep -Ec 'FAILED|failed \(ignored\)' "$BUILD/test-regress.log" || true)
 [ "$ok" -gt 0 ] || bad=$((bad + 1))
 passed=$((passed + ok)); failed=$((failed + bad))
 
-tier "4/9 parity with Python onnxruntime"
+tier "4/10 parity with Python onnxruntime"
 trap 'bash "$ROOT/scripts/cluster.sh" stop test >/dev/null 2>&1 || true' EXIT
 conn="$(bash scripts/cluster.sh start test "${TXCLASS_TEST_PORT:-54341}")"
 psql $conn -d postgres -X -q -c "CREATE EXTENSION txclass" >/dev/null
@@ -65,25 +66,29 @@ if "$PYVENV/bin/python" tests/python/test_parity.py "$conn" "$ROOT/models/$BUNDL
     | tee "$BUILD/test-parity.log"; then :; else failures+=("parity"); fi
 count_plain "$BUILD/test-parity.log" parity
 
-tier "5/9 result cache (eviction, concurrency, no-preload fallback)"
+tier "5/10 result cache (eviction, concurrency, no-preload fallback)"
 if "$PYVENV/bin/python" tests/python/test_cache.py "$ROOT" | tee "$BUILD/test-cache.log"; then :; else failures+=("cache"); fi
 count_plain "$BUILD/test-cache.log" cache
 
-tier "6/9 model registry (busy backends, concurrency, restart, pgbench with switches)"
+tier "6/10 model registry (busy backends, concurrency, restart, pgbench with switches)"
 if "$PYVENV/bin/python" tests/python/test_registry.py "$ROOT" | tee "$BUILD/test-registry.log"; then :; else failures+=("registry"); fi
 count_plain "$BUILD/test-registry.log" registry
 
-tier "7/9 write-path enrichment (COPY through the trigger, backfill cancel and resume)"
+tier "7/10 write-path enrichment (COPY through the trigger, backfill cancel and resume)"
 if "$PYVENV/bin/python" tests/python/test_enrich.py "$ROOT" | tee "$BUILD/test-enrich.log"; then :; else failures+=("enrich"); fi
 count_plain "$BUILD/test-enrich.log" enrich
 
-tier "8/9 drift (the Oxford months replayed)"
+tier "8/10 drift (the Oxford months replayed)"
 if "$PYVENV/bin/python" tests/python/test_drift.py "$ROOT" | tee "$BUILD/test-drift.log"; then :; else failures+=("drift"); fi
 count_plain "$BUILD/test-drift.log" drift
 
-tier "9/9 faults (files under live backends, cancel, restart)"
+tier "9/10 faults (files under live backends, cancel, restart)"
 if "$PYVENV/bin/python" tests/python/test_faults.py "$ROOT" | tee "$BUILD/test-faults.log"; then :; else failures+=("faults"); fi
 count_plain "$BUILD/test-faults.log" faults
+
+tier "10/10 fuzz (generated input through every SQL function)"
+if "$PYVENV/bin/python" tests/python/test_fuzz.py "$ROOT" | tee "$BUILD/test-fuzz.log"; then :; else failures+=("fuzz"); fi
+count_plain "$BUILD/test-fuzz.log" fuzz
 
 if [ ${#failures[@]} -gt 0 ]; then log "failing tiers: ${failures[*]}"; fi
 echo "tests: $passed passed, $failed failed"
