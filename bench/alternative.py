@@ -15,8 +15,6 @@ over the table with and without parallel workers.
 """
 import json
 import os
-import re
-import subprocess
 import sys
 import threading
 import time
@@ -26,6 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import onnxruntime as ort
 import psycopg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sections  # noqa: E402
+from sections import write_section  # noqa: E402
 from tokenizers import Tokenizer
 
 ROOT = sys.argv[1]
@@ -100,10 +102,7 @@ def client(ci, table):
 
 
 def cluster(cmd):
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), cmd, NAME, str(PORT)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(r.stdout + r.stderr)
-    return r.stdout.strip()
+    return sections.cluster(ROOT, cmd, NAME, PORT)
 
 
 def main():
@@ -176,14 +175,7 @@ all-distinct rows.
 off: {o['par_0']:.1f} s without workers, {o['par_2']:.1f} s with 2 (**{o['par_0'] / o['par_2']:.2f}×** on 2 cores;
 each worker loads its own session).
 <!-- alternative:end -->"""
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read()
-    if "<!-- alternative:begin" in text:
-        text = re.sub(r"<!-- alternative:begin.*?<!-- alternative:end -->", lambda _: md, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + md + "\n"
-    open(path, "w").write(text)
-    print(md)
+    write_section(ROOT, "alternative", md)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ itself on every look).
     bench/drift.py <repo root> [rows]        (bench/drift.sh runs set-up first)
 """
 import os
-import re
-import subprocess
 import sys
 import time
 
 import psycopg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sections  # noqa: E402
+from sections import write_section  # noqa: E402
 
 ROOT = sys.argv[1]
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000_000
@@ -21,10 +23,7 @@ NAME, PORT = "benchdrift", int(os.environ.get("TXCLASS_BENCH_PORT", "54348"))
 
 
 def cluster(cmd):
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), cmd, NAME, str(PORT)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(r.stdout + r.stderr)
-    return r.stdout.strip()
+    return sections.cluster(ROOT, cmd, NAME, PORT)
 
 
 def timed(c, sql, params=None):
@@ -90,14 +89,7 @@ drift machinery, not the model). The views read per-day, per-label summaries tha
 Scheduling: `refresh_drift_all()` is one statement, so pg_cron (Debian: `postgresql-15-cron`)
 can run it every few minutes; each run reads only the rows added since the last one.
 <!-- drift:end -->"""
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read()
-    if "<!-- drift:begin" in text:
-        text = re.sub(r"<!-- drift:begin.*?<!-- drift:end -->", lambda _: md, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + md + "\n"
-    open(path, "w").write(text)
-    print(md)
+    write_section(ROOT, "drift", md)
 
 
 if __name__ == "__main__":

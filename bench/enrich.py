@@ -12,12 +12,15 @@
 """
 import os
 import random
-import re
 import subprocess
 import sys
 import time
 
 import psycopg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sections  # noqa: E402
+from sections import write_section  # noqa: E402
 
 ROOT = sys.argv[1]
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
@@ -28,11 +31,7 @@ BRANDS = ["STARBUCKS STORE", "TESCO STORES", "UBER TRIP", "SHELL OIL", "NETFLIX.
 
 
 def cluster(cmd, env=None):
-    e = dict(os.environ, **(env or {}))
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), cmd, NAME, str(PORT)], capture_output=True, text=True, env=e)
-    if r.returncode != 0:
-        raise RuntimeError(r.stdout + r.stderr)
-    return r.stdout.strip()
+    return sections.cluster(ROOT, cmd, NAME, PORT, env)
 
 
 def word(rng):
@@ -153,14 +152,7 @@ each): `classify_batch` over the whole array {200000 / o['classify_batch_s']:,.0
 commits every batch — {200000 / o['backfill_s']:,.0f} rows/s
 (**{o['classify_batch_s'] / o['backfill_s']:.2f}** of `classify_batch`; {o['bf_labelled']:,} rows labelled).
 <!-- enrich:end -->"""
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read()
-    if "<!-- enrich:begin" in text:
-        text = re.sub(r"<!-- enrich:begin.*?<!-- enrich:end -->", lambda _: md, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + md + "\n"
-    open(path, "w").write(text)
-    print(md)
+    write_section(ROOT, "enrich", md)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,16 @@
     bench/registry.py <repo root>        (bench/registry.sh runs set-up first)
 """
 import os
-import re
 import statistics
 import subprocess
 import sys
 import time
 
 import psycopg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sections  # noqa: E402
+from sections import write_section  # noqa: E402
 
 ROOT = sys.argv[1]
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
@@ -27,10 +30,7 @@ NAME, PORT = "benchregistry", int(os.environ.get("TXCLASS_BENCH_PORT", "54344"))
 
 
 def cluster(cmd):
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), cmd, NAME, str(PORT)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(r.stdout + r.stderr)
-    return r.stdout.strip()
+    return sections.cluster(ROOT, cmd, NAME, PORT)
 
 
 def timeit(conn, sql, repeat=3):
@@ -146,14 +146,7 @@ scattered into 5,000 columns; cache off, `classify_batch` over 20,000 distinct d
 | `classify_batch` (rules run once per distinct descriptor) | {o['batch_0']:.3f} s | {o['batch_1000']:.3f} s | {o['batch_1000'] / o['batch_0']:.2f} |
 | `md5()` per row, for scale | {o['md5']:.3f} s | | |
 <!-- registry:end -->"""
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read()
-    if "<!-- registry:begin" in text:
-        text = re.sub(r"<!-- registry:begin.*?<!-- registry:end -->", lambda _: md, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + md + "\n"
-    open(path, "w").write(text)
-    print(md)
+    write_section(ROOT, "registry", md)
 
 
 if __name__ == "__main__":
