@@ -38,18 +38,7 @@ pub fn read_latest(sql: &CStr, ncols: usize) -> (Vec<Vec<Option<String>>>, Snaps
             let desc = (*table).tupdesc;
             for i in 0..n {
                 let tuple = *(*table).vals.add(i);
-                let row = (1..=ncols as i32)
-                    .map(|c| {
-                        let v = pg_sys::SPI_getvalue(tuple, desc, c);
-                        if v.is_null() {
-                            None
-                        } else {
-                            let s = CStr::from_ptr(v).to_string_lossy().into_owned();
-                            pg_sys::pfree(v.cast());
-                            Some(s)
-                        }
-                    })
-                    .collect();
+                let row = (1..=ncols as i32).map(|c| value_text(tuple, desc, c)).collect();
                 rows.push(row);
             }
         }
@@ -58,6 +47,22 @@ pub fn read_latest(sql: &CStr, ncols: usize) -> (Vec<Vec<Option<String>>>, Snaps
         }
         pg_sys::SPI_finish();
         (rows, if parallel { Snapshot::Statement } else { Snapshot::Latest })
+    }
+}
+
+/// The text form (output function) of column `attnum` (1-based) of `tuple`; NULL → None.
+///
+/// # Safety
+/// `tuple` and `desc` must be a valid heap tuple and its descriptor.
+pub unsafe fn value_text(tuple: *mut pg_sys::HeapTupleData, desc: pg_sys::TupleDesc, attnum: i32) -> Option<String> {
+    unsafe {
+        let v = pg_sys::SPI_getvalue(tuple, desc, attnum);
+        if v.is_null() {
+            return None;
+        }
+        let s = CStr::from_ptr(v).to_string_lossy().into_owned();
+        pg_sys::pfree(v.cast());
+        Some(s)
     }
 }
 

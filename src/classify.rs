@@ -36,7 +36,7 @@ fn answer_one(s: &mut Serving, descriptor: &str) -> Option<Answer> {
 
 /// Label and category of an answer, as interned strings. A rule without a category takes the
 /// model's category for its label, when the model has that label.
-fn label_and_category(s: &Serving, names: &intern::Names, a: Answer) -> (&'static str, Option<&'static str>) {
+pub(crate) fn label_and_category(s: &Serving, names: &intern::Names, a: Answer) -> (&'static str, Option<&'static str>) {
     match a {
         Answer::Model(p) => (names.labels[p.label], names.categories[p.label]),
         Answer::Rule(i) => {

@@ -204,14 +204,7 @@ unsafe fn column_text(tuple: *mut pg_sys::HeapTupleData, desc: pg_sys::TupleDesc
         if n <= 0 {
             error!("txclass: column \"{column}\" named by the enrichment trigger does not exist; re-run txclass.attach()");
         }
-        let v = pg_sys::SPI_getvalue(tuple, desc, n);
-        if v.is_null() {
-            None
-        } else {
-            let s = CStr::from_ptr(v).to_string_lossy().into_owned();
-            pg_sys::pfree(v.cast());
-            Some(s)
-        }
+        crate::catalog::value_text(tuple, desc, n)
     }
 }
 
@@ -222,40 +215,40 @@ enum Outcome {
 }
 
 fn answer(s: &mut Serving, n: &str, batch_misses: bool) -> Result<Outcome, Error> {
-    let model = intern::text(&s.classifier.model.identity());
-    if let Some(i) = s.rules.find_index(n) {
-        let r = s.rules.get(i);
-        let names = intern::names(&s.classifier);
-        let category = match &r.category {
-            Some(c) => Some(intern::text(c)),
-            None => s.classifier.model.labels.iter().position(|l| *l == r.label).and_then(|k| names.categories[k]),
-        };
-        count(|c| {
-            c.in_place.fetch_add(1, Relaxed);
-        });
-        return Ok(Outcome::Known { label: intern::text(&r.label), category, confidence: 1.0, model });
-    }
-    let c = &mut s.classifier;
-    let key = txclass_core::cache::key(c.cache_model_id(), n);
-    let hit = cache::with_cache(|cache| cache.and_then(|cache| cache.get(&key))).filter(|p| p.label < c.model.labels.len());
-    let p = match hit {
-        Some(p) => {
-            count(|c| {
-                c.in_place.fetch_add(1, Relaxed);
-            });
-            p
-        }
-        None if batch_misses => return Ok(Outcome::Queue),
+    let a = match s.rules.find_index(n) {
+        Some(i) => Answer::Rule(i),
         None => {
-            let p = cache::with_cache(|cache| c.classify_one(n, cache, &mut check_interrupts))?;
-            count(|c| {
-                c.row_by_row.fetch_add(1, Relaxed);
-            });
-            p
+            let c = &mut s.classifier;
+            let key = txclass_core::cache::key(c.cache_model_id(), n);
+            let hit = cache::with_cache(|cache| cache.and_then(|cache| cache.get(&key))).filter(|p| p.label < c.model.labels.len());
+            match hit {
+                Some(p) => Answer::Model(p),
+                None if batch_misses => return Ok(Outcome::Queue),
+                None => {
+                    let p = cache::with_cache(|cache| c.classify_one(n, cache, &mut check_interrupts))?;
+                    count(|c| {
+                        c.row_by_row.fetch_add(1, Relaxed);
+                    });
+                    return Ok(known(s, Answer::Model(p)));
+                }
+            }
         }
     };
-    let names = intern::names(c);
-    Ok(Outcome::Known { label: names.labels[p.label], category: names.categories[p.label], confidence: p.confidence, model })
+    count(|c| {
+        c.in_place.fetch_add(1, Relaxed);
+    });
+    Ok(known(s, a))
+}
+
+/// The outputs of an answer: the SQL functions' label and category, confidence 1 for a rule.
+fn known(s: &Serving, a: Answer) -> Outcome {
+    let names = intern::names(&s.classifier);
+    let (label, category) = crate::classify::label_and_category(s, &names, a);
+    let confidence = match a {
+        Answer::Model(p) => p.confidence,
+        Answer::Rule(_) => 1.0,
+    };
+    Outcome::Known { label, category, confidence, model: intern::text(&s.classifier.model.identity()) }
 }
 
 fn set_outputs(t: &mut PgHeapTuple<'_, AllocatedByRust>, a: &RowArgs, o: &Outcome) {
