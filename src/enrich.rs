@@ -397,23 +397,15 @@ fn flush(relid: pg_sys::Oid, owner: pg_sys::Oid, strict: bool, update_sql: &str)
         let rules = (!rules.is_empty()).then_some(&*rules);
         let c = &mut s.classifier;
         let answers = cache::with_cache(|cache| c.answer_descriptors(&raw, rules, cache, &mut check_interrupts))?;
-        let names = intern::names(&s.classifier);
-        let model = s.classifier.model.identity();
         let mut out = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (e, a) in queued.iter().zip(answers) {
             let Some(a) = a else { continue };
-            let (label, category, confidence) = match a {
-                Answer::Model(p) => (names.labels[p.label].to_string(), names.categories[p.label].map(str::to_string), p.confidence),
-                Answer::Rule(i) => {
-                    let r = s.rules.get(i);
-                    (r.label.clone(), r.category.clone(), 1.0)
-                }
-            };
+            let Outcome::Known { label, category, confidence, model } = known(s, a) else { continue };
             out.0.push(e.key.clone());
-            out.1.push(label);
-            out.2.push(category);
+            out.1.push(label.to_string());
+            out.2.push(category.map(str::to_string));
             out.3.push(confidence);
-            out.4.push(model.clone());
+            out.4.push(model.to_string());
         }
         Ok::<_, Error>(out)
     })
