@@ -11,13 +11,16 @@
 #                        another connection inserts (own cluster)
 #   8. drift           — the real Oxford months replayed: per-month drift, both baselines, HTML report
 #   9. faults          — model files truncated/deleted under live backends, cancel of a 1M batch,
-#                        restart (own cluster)
+#                        disk full under the trigger, restart (own cluster)
 #  10. fuzz            — 100,000 generated descriptors through every SQL function; SQL_ASCII bytes
+#  11. security        — superuser-only settings, paths, `..` and symlinks, registry and monitoring
+#                        tables, SECURITY DEFINER functions (own cluster)
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 bash scripts/setup.sh
 export TXCLASS_ONNXRUNTIME="$ORT_LIB"
 export CARGO_PROFILE_DEV_DEBUG=0   # halves the debug build's disk and time
+TIERS=11
 passed=0; failed=0; failures=()
 count_cargo() {  # sums "test result: ok. N passed; M failed" lines of a log
   local p f
@@ -33,13 +36,13 @@ count_plain() {  # adds a "<prefix>: N passed, M failed" summary line of a log; 
 }
 tier() { log "── $1"; }
 
-tier "1/10 cargo test (txclass-core)"
+tier "1/$TIERS cargo test (txclass-core)"
 if cargo test -p txclass-core 2>&1 | tee "$BUILD/test-core.log" | grep -E "^test |test result" ; then :; fi
 count_cargo "$BUILD/test-core.log"
 grep -q "test result: FAILED\|error\[" "$BUILD/test-core.log" && failures+=("cargo test")
 grep -q "test result" "$BUILD/test-core.log" || { failed=$((failed + 1)); failures+=("cargo test did not run"); }
 
-tier "2/10 #[pg_test] (cargo pgrx test pg15)"
+tier "2/$TIERS #[pg_test] (cargo pgrx test pg15)"
 pgdata="/tmp/txclass-pgrx-test"; rm -rf "$pgdata"
 if [ "$(id -u)" = 0 ]; then runas=(--runas "$PGUSER_OS"); else runas=(); fi
 cargo pgrx test pg15 "${runas[@]}" --pgdata "$pgdata" >"$BUILD/test-pg.log" 2>&1 || true
@@ -50,7 +53,7 @@ grep -q "test result" "$BUILD/test-pg.log" || failed=$((failed + 1))
 # cargo pgrx test installed a debug build: put the release build back
 bash scripts/install.sh
 
-tier "3/10 pg_regress"
+tier "3/$TIERS pg_regress"
 if bash scripts/pg_regress.sh >"$BUILD/test-regress.log" 2>&1; then :; else failures+=("pg_regress"); fi
 cat "$BUILD/test-regress.log"
 ok=$(grep -Ec '^ok |^test .* \.\.\. ok' "$BUILD/test-regress.log" || true)
@@ -58,7 +61,7 @@ bad=$(grep -Ec 'FAILED|failed \(ignored\)' "$BUILD/test-regress.log" || true)
 [ "$ok" -gt 0 ] || bad=$((bad + 1))
 passed=$((passed + ok)); failed=$((failed + bad))
 
-tier "4/10 parity with Python onnxruntime"
+tier "4/$TIERS parity with Python onnxruntime"
 trap 'bash "$ROOT/scripts/cluster.sh" stop test >/dev/null 2>&1 || true' EXIT
 conn="$(bash scripts/cluster.sh start test "${TXCLASS_TEST_PORT:-54341}")"
 psql $conn -d postgres -X -q -c "CREATE EXTENSION txclass" >/dev/null
@@ -66,29 +69,18 @@ if "$PYVENV/bin/python" tests/python/test_parity.py "$conn" "$ROOT/models/$BUNDL
     | tee "$BUILD/test-parity.log"; then :; else failures+=("parity"); fi
 count_plain "$BUILD/test-parity.log" parity
 
-tier "5/10 result cache (eviction, concurrency, no-preload fallback)"
-if "$PYVENV/bin/python" tests/python/test_cache.py "$ROOT" | tee "$BUILD/test-cache.log"; then :; else failures+=("cache"); fi
-count_plain "$BUILD/test-cache.log" cache
-
-tier "6/10 model registry (busy backends, concurrency, restart, pgbench with switches)"
-if "$PYVENV/bin/python" tests/python/test_registry.py "$ROOT" | tee "$BUILD/test-registry.log"; then :; else failures+=("registry"); fi
-count_plain "$BUILD/test-registry.log" registry
-
-tier "7/10 write-path enrichment (COPY through the trigger, backfill cancel and resume)"
-if "$PYVENV/bin/python" tests/python/test_enrich.py "$ROOT" | tee "$BUILD/test-enrich.log"; then :; else failures+=("enrich"); fi
-count_plain "$BUILD/test-enrich.log" enrich
-
-tier "8/10 drift (the Oxford months replayed)"
-if "$PYVENV/bin/python" tests/python/test_drift.py "$ROOT" | tee "$BUILD/test-drift.log"; then :; else failures+=("drift"); fi
-count_plain "$BUILD/test-drift.log" drift
-
-tier "9/10 faults (files under live backends, cancel, restart)"
-if "$PYVENV/bin/python" tests/python/test_faults.py "$ROOT" | tee "$BUILD/test-faults.log"; then :; else failures+=("faults"); fi
-count_plain "$BUILD/test-faults.log" faults
-
-tier "10/10 fuzz (generated input through every SQL function)"
-if "$PYVENV/bin/python" tests/python/test_fuzz.py "$ROOT" | tee "$BUILD/test-fuzz.log"; then :; else failures+=("fuzz"); fi
-count_plain "$BUILD/test-fuzz.log" fuzz
+py_tier() {  # py_tier NAME TITLE: tests/python/test_NAME.py on clusters of its own
+  tier "$2"
+  if "$PYVENV/bin/python" "tests/python/test_$1.py" "$ROOT" | tee "$BUILD/test-$1.log"; then :; else failures+=("$1"); fi
+  count_plain "$BUILD/test-$1.log" "$1"
+}
+py_tier cache "5/$TIERS result cache (eviction, concurrency, no-preload fallback)"
+py_tier registry "6/$TIERS model registry (busy backends, concurrency, restart, pgbench with switches)"
+py_tier enrich "7/$TIERS write-path enrichment (COPY through the trigger, backfill cancel and resume)"
+py_tier drift "8/$TIERS drift (the Oxford months replayed)"
+py_tier faults "9/$TIERS faults (files under live backends, cancel, disk full, restart)"
+py_tier fuzz "10/$TIERS fuzz (generated input through every SQL function)"
+py_tier security "11/$TIERS security (settings, paths and symlinks, tables, definer functions)"
 
 if [ ${#failures[@]} -gt 0 ]; then log "failing tiers: ${failures[*]}"; fi
 echo "tests: $passed passed, $failed failed"

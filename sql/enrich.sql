@@ -297,5 +297,13 @@ $$;
 
 GRANT SELECT ON monitored, backfill_progress, enrichment_stats TO PUBLIC;
 GRANT INSERT, UPDATE ON backfill_progress TO PUBLIC;
+-- backfill runs as its caller, who records progress; a row may only be written by a role that
+-- may UPDATE the table it describes (else anyone could make someone's backfill skip rows by
+-- moving last_key), and read by one that may SELECT it.
+ALTER TABLE backfill_progress ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readers ON backfill_progress FOR SELECT USING (has_table_privilege(relid, 'SELECT'));
+CREATE POLICY writers_insert ON backfill_progress FOR INSERT WITH CHECK (has_table_privilege(relid, 'UPDATE'));
+CREATE POLICY writers_update ON backfill_progress FOR UPDATE
+    USING (has_table_privilege(relid, 'UPDATE')) WITH CHECK (has_table_privilege(relid, 'UPDATE'));
 REVOKE ALL ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text), detach(regclass), _drop_enrich_triggers(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text), detach(regclass) TO PUBLIC;

@@ -9,6 +9,7 @@
 //! * [`rules`] — the decision table that answers ahead of the model.
 //! * [`metrics`] — gold-standard evaluation (accuracy, macro-F1, per class).
 //! * [`drift`] — PSI, Jensen–Shannon distance, top movers, status thresholds.
+//! * [`fuzz`] — the pre-inference pipeline with its invariants checked (the fuzz target's body).
 //!
 //! The pgrx extension (`src/`) and the standalone benchmark (`bench/`) both call this crate, so
 //! they run the same inference code.
@@ -19,6 +20,7 @@ pub mod cache;
 pub mod classifier;
 pub mod drift;
 pub mod error;
+pub mod fuzz;
 pub mod metrics;
 pub mod model;
 pub mod normalize;

@@ -70,7 +70,8 @@ def normalize(text: str) -> str:
             continue
         tokens.append(tok)
     result = " ".join(tokens)[:MAX_CHARS]
-    return result.rstrip(" ")
+    # the cut may end the text in a "." that was kept only because a letter followed it
+    return result.rstrip(" .")
 
 
 def rewrite_vectors(path):

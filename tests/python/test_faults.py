@@ -7,7 +7,10 @@
   2. pg_cancel_backend during a 1,000,000-element classify_batch returns within 1 s;
   3. a server restart: the result cache comes back empty and every answer equals the one
      before;
-  4. a backend never crashes: after all of it, the postmaster never restarted its backends
+  4. disk full (a tablespace on a small tmpfs) while the enrichment trigger writes its outputs:
+     the insert commits with NULL outputs and one WARNING, nothing is half-written; an INSERT
+     that cannot extend the table fails cleanly; after space is freed, backfill fills the gaps;
+  5. a backend never crashes: after all of it, the postmaster never restarted its backends
      (pg_postmaster_start_time unchanged, no "terminated by signal" in the log).
 
     test_faults.py <repo root>
@@ -25,6 +28,7 @@ import psycopg
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MODEL = os.path.join(ROOT, "models", "txclass-merchants-v1")
 COPY = "/tmp/txclass-faults-model"
+FULL = "/tmp/txclass-faults-full"
 results = []
 
 
@@ -50,6 +54,76 @@ def fresh_error(ci):
             return "served " + str(label(c))
     except psycopg.Error as e:
         return str(e).splitlines()[0]
+
+
+def disk_full(ci):
+    """A monitored table in a tablespace on an 8 MB tmpfs. The INSERT's rows are written, then
+    (while the statement sleeps in its last row) the file system is filled, so the trigger's
+    end-of-statement UPDATE of the outputs cannot extend the table."""
+    os.makedirs(FULL, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", FULL], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"skip disk-full checks: cannot mount a tmpfs here ({r.stderr.strip()})", flush=True)
+        return
+    filler = os.path.join(FULL, "filler")
+    try:
+        shutil.chown(FULL, "postgres", "postgres")
+        with psycopg.connect(ci, autocommit=True) as c:
+            notices = []
+            c.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+            c.execute(f"CREATE TABLESPACE txclass_full LOCATION '{FULL}'")
+            c.execute("CREATE TABLE full_t (id bigserial PRIMARY KEY USING INDEX TABLESPACE txclass_full, "
+                      "descriptor text, pad text) TABLESPACE txclass_full")
+            c.execute("SELECT txclass.attach('full_t', 'descriptor')")
+            c.execute("SET txclass.cache = off")  # every row a miss: all outputs come from the UPDATE
+
+            def fill():
+                time.sleep(1.0)
+                with open(filler, "wb") as f:
+                    try:
+                        while True:
+                            f.write(b"\0" * 65536)
+                            f.flush()
+                    except OSError:
+                        pass
+            t = threading.Thread(target=fill)
+            t.start()
+            err = None
+            try:
+                c.execute("INSERT INTO full_t (descriptor, pad) SELECT 'SHOP ' || g || ' ' || md5(g::text), "
+                          "repeat('x', 900) || CASE WHEN g = 400 THEN pg_sleep(3)::text ELSE '' END "
+                          "FROM generate_series(1, 400) g")
+            except psycopg.Error as e:
+                err = str(e).splitlines()[0]
+            t.join()
+            n, unlabelled, torn = c.execute(
+                "SELECT count(*), count(*) FILTER (WHERE txclass_label IS NULL), "
+                "count(*) FILTER (WHERE (txclass_label IS NULL) <> (txclass_model IS NULL) OR (txclass_label IS NULL) <> (txclass_confidence IS NULL)) "
+                "FROM full_t").fetchone()
+            warned = [x for x in notices if "No space left" in x or "could not extend" in x]
+            check("disk full while writing outputs: the INSERT commits, its rows keep NULL outputs, one WARNING names the cause",
+                  err is None and n == 400 and unlabelled > 0 and torn == 0 and len(warned) == 1,
+                  f"error {err}; {n} rows, {unlabelled} unlabelled, {torn} half-written; warnings {warned[:1]}")
+            before = c.execute("SELECT count(*) FROM full_t").fetchone()[0]
+            try:
+                c.execute("INSERT INTO full_t (descriptor, pad) SELECT 'MORE ' || g, repeat('y', 900) FROM generate_series(1, 200) g")
+                err2 = None
+            except psycopg.Error as e:
+                err2 = str(e).splitlines()[0]
+            after = c.execute("SELECT count(*) FROM full_t").fetchone()[0]
+            serving = c.execute("SELECT txclass.classify_transaction('TESCO STORES 6292')").fetchone()[0]
+            check("an INSERT that cannot extend the table fails with the file system's error and changes nothing",
+                  err2 is not None and "No space left" in err2 and after == before and serving == "Tesco", f"{err2}")
+            os.remove(filler)
+            c.execute("CALL txclass.backfill('full_t')")
+            left = c.execute("SELECT count(*) FILTER (WHERE txclass_label IS NULL) FROM full_t").fetchone()[0]
+            check("after space is freed, backfill labels every row", left == 0, f"{left} unlabelled")
+            c.execute("DROP TABLE full_t")
+            c.execute("DROP TABLESPACE txclass_full")
+    finally:
+        if os.path.exists(filler):
+            os.remove(filler)
+        subprocess.run(["umount", FULL], capture_output=True)
 
 
 def main():
@@ -109,6 +183,8 @@ def main():
               "cancelled" in out and took < 1.0, f"{took:.2f} s")
         check("and the backend serves the next call", label(runner)[0] == before[0])
         runner.close()
+        # 4. disk full while the trigger writes its outputs
+        disk_full(ci)
         # 3. restart: cache empty, answers equal
         probe = ["STARBUCKS STORE 1", "TESCO STORES 6292", "UBER *TRIP", "AMZN MKTP US*2K3L4M5N6"]
         with psycopg.connect(ci, autocommit=True) as c:
