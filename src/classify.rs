@@ -3,6 +3,7 @@
 use crate::cache;
 use crate::errors::OrRaise;
 use crate::intern;
+use crate::settings;
 use crate::session::{last_load_ms, with_classifier, with_serving, Serving};
 use pgrx::prelude::*;
 use pgrx::heap_tuple::PgHeapTuple;
@@ -135,6 +136,15 @@ fn classify_batch(
         name!(model, Option<&'static str>),
     ),
 > {
+    let limit = settings::MAX_BATCH.get().max(1) as usize;
+    if descriptors.len() > limit {
+        crate::errors::raise_code(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("classify_batch got {} descriptors; txclass.max_batch allows {limit}", descriptors.len()),
+            "split the array into smaller ones (or classify the table's rows with txclass.backfill); \
+             a superuser may raise txclass.max_batch (about 200 bytes of backend memory per element)",
+        );
+    }
     let raw: Vec<Option<&str>> = descriptors.iter().collect();
     let rows = with_serving(|s| {
         let answers = {

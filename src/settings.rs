@@ -29,6 +29,10 @@ pub static MAX_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(64);
 /// Entries of the shared result cache (40 bytes each), fixed at server start.
 pub static CACHE_ENTRIES: GucSetting<i32> = GucSetting::<i32>::new(100_000);
 pub static CACHE: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Most elements of one classify_batch array: the backend holds ~200 bytes per element while it
+/// works, and a Rust allocation failure would abort the backend (a crash restarts every backend),
+/// so an oversized batch is refused up front with an ERROR. Superuser only.
+pub static MAX_BATCH: GucSetting<i32> = GucSetting::<i32>::new(5_000_000);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -75,6 +79,17 @@ pub fn init() {
         1,
         4096,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"txclass.max_batch",
+        c"Most elements of one classify_batch array; larger arrays are refused with an ERROR.",
+        c"The backend holds about 200 bytes per element while it works (5,000,000 elements: about 1 GB). \
+          Split bigger inputs (classify a table with a LATERAL join over chunks, or txclass.backfill).",
+        &MAX_BATCH,
+        1,
+        i32::MAX,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

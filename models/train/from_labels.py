@@ -288,7 +288,12 @@ def main():
         tok = Tokenizer.from_file(os.path.join(args.base, "tokenizer.json"))
         model = BertForSequenceClassification.from_pretrained(args.base, num_labels=len(labels), ignore_mismatched_sizes=True)
         lr = args.lr or 5e-5
-        recipe = f"fine-tuned from {os.path.basename(os.path.normpath(args.base))}"
+        base_name = os.path.basename(os.path.normpath(args.base))
+        if base_name in ("model", "checkpoint", "") or base_name.startswith("checkpoint-"):
+            base_name = os.path.basename(os.path.dirname(os.path.normpath(args.base)))
+        c = model.config
+        recipe = (f"fine-tuned from {base_name} ({c.num_hidden_layers} layers, hidden {c.hidden_size}, "
+                  f"{c.num_attention_heads} heads; its tokenizer)")
     else:
         tok = build_tokenizer([normalize(d) for d, *_ in train], args.vocab)
         cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,

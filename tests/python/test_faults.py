@@ -4,7 +4,8 @@
   1. the active model's files truncated, then deleted, while backends use it: a backend that
      has the model loaded keeps serving from memory; a new backend gets an ERROR naming the
      file (no crash: the server's other backends live on); restoring the files recovers;
-  2. pg_cancel_backend during a 1,000,000-element classify_batch returns within 1 s;
+  2. pg_cancel_backend during a 1,000,000-element classify_batch returns within 1 s; a batch over
+     txclass.max_batch is refused with an ERROR before any work;
   3. a server restart: the result cache comes back empty and every answer equals the one
      before;
   4. disk full (a tablespace on a small tmpfs) while the enrichment trigger writes its outputs:
@@ -182,6 +183,19 @@ def main():
         check("pg_cancel_backend during a 1,000,000-element classify_batch returns within 1 s",
               "cancelled" in out and took < 1.0, f"{took:.2f} s")
         check("and the backend serves the next call", label(runner)[0] == before[0])
+        # 2b. an oversized batch is refused up front (a Rust allocation failure would abort the backend)
+        runner.execute("SET txclass.max_batch = 1000")
+        ok_n = runner.execute("SELECT count(*) FROM txclass.classify_batch(array_fill('TESCO'::text, ARRAY[1000]))").fetchone()[0]
+        try:
+            runner.execute("SELECT count(*) FROM txclass.classify_batch(array_fill('TESCO'::text, ARRAY[1001]))")
+            big = "no error"
+        except psycopg.errors.ProgramLimitExceeded as e:
+            big = str(e).splitlines()[0]
+        except psycopg.Error as e:
+            big = "other error: " + str(e).splitlines()[0]
+        runner.execute("RESET txclass.max_batch")
+        check("a batch over txclass.max_batch gets a clean ERROR naming the setting; one at the limit runs",
+              ok_n == 1000 and "txclass.max_batch allows 1000" in big, big)
         runner.close()
         # 4. disk full while the trigger writes its outputs
         disk_full(ci)

@@ -111,7 +111,7 @@ def main():
         suset = [r[0] for r in plain.execute(
             "SELECT name FROM pg_settings WHERE name LIKE 'txclass.%' AND context IN ('superuser', 'postmaster', 'sighup') ORDER BY 1")]
         for name in ["txclass.model", "txclass.onnxruntime_library", "txclass.execution_provider",
-                     "txclass.intra_op_threads", "txclass.max_length"]:
+                     "txclass.intra_op_threads", "txclass.max_length", "txclass.max_batch"]:
             value = "/tmp" if name in ("txclass.model", "txclass.onnxruntime_library") else (
                 "cuda" if name == "txclass.execution_provider" else "8")
             attempts = [f"SET {name} = '{value}'", f"SELECT set_config('{name}', '{value}', false)",
