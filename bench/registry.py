@@ -11,7 +11,6 @@
 """
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -44,18 +43,13 @@ def timeit(conn, sql, repeat=3):
 
 
 def main():
-    subprocess.run([os.path.join(ROOT, "build", "venv", "bin", "python"), os.path.join(ROOT, "tests", "python", "make_fixtures.py"),
-                    os.path.join(ROOT, "models", "txclass-merchants-v1"), FIX], check=True, capture_output=True)
     flags = cluster("start").split()
     ci = f"host={flags[1]} port={flags[3]} user={flags[5]} dbname=postgres"
     out = {}
     try:
         with psycopg.connect(ci, autocommit=True) as c:
             c.execute("CREATE EXTENSION txclass")
-            c.execute("SELECT txclass.register_model('v1', 'txclass-merchants-v1')")
-            c.execute(f"SELECT txclass.register_model('relabelled', '{FIX}/relabelled')")
-            c.execute(f"SELECT txclass.register_model('wide', '{FIX}/wide5000')")
-            c.execute("SELECT txclass.activate_model('v1')")
+            sections.three_models(ROOT, c, FIX)
         # 1. switch latency
         steps = [("activate", f"SELECT txclass.activate_model('{m}')", m) for m in ["relabelled", "wide", "v1"] * 3]
         steps += [("rollback", "SELECT txclass.rollback_model()", m) for m in ["wide", "relabelled", "v1"]]

@@ -4,16 +4,15 @@ section of BENCHMARKS.md between its `<!-- name:begin ... -->` / `<!-- name:end 
 import os
 import re
 import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+import harness  # noqa: E402
 
 
 def cluster(root, cmd, name, port, env=None):
     """Runs `scripts/cluster.sh cmd name port`; returns what it prints (the psql flags)."""
-    e = dict(os.environ, **(env or {}))
-    r = subprocess.run(["bash", os.path.join(root, "scripts", "cluster.sh"), cmd, name, str(port)],
-                       capture_output=True, text=True, env=e)
-    if r.returncode != 0:
-        raise RuntimeError(r.stdout + r.stderr)
-    return r.stdout.strip()
+    return harness.cluster(cmd, name, port, env=env, root=root)
 
 
 def write_section(root, name, md):
@@ -26,3 +25,15 @@ def write_section(root, name, md):
         text = text.rstrip("\n") + "\n\n" + md + "\n"
     open(path, "w").write(text)
     print(md)
+
+
+def three_models(root, conn, fix):
+    """Builds the test fixtures into `fix` and registers three models that answer differently —
+    'v1' (bundled, 372 classes), 'relabelled' (same graph, renamed labels), 'wide' (5,000 classes)
+    — then activates v1. `conn`: a superuser connection to a database with the extension."""
+    subprocess.run([os.path.join(root, "build", "venv", "bin", "python"), os.path.join(root, "tests", "python", "make_fixtures.py"),
+                    os.path.join(root, "models", "txclass-merchants-v1"), fix], check=True, capture_output=True)
+    conn.execute("SELECT txclass.register_model('v1', 'txclass-merchants-v1')")
+    conn.execute(f"SELECT txclass.register_model('relabelled', '{fix}/relabelled')")
+    conn.execute(f"SELECT txclass.register_model('wide', '{fix}/wide5000')")
+    conn.execute("SELECT txclass.activate_model('v1')")

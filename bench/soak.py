@@ -66,8 +66,6 @@ def oxford_names():
 
 
 def main():
-    subprocess.run([os.path.join(ROOT, "build", "venv", "bin", "python"), os.path.join(ROOT, "tests", "python", "make_fixtures.py"),
-                    os.path.join(ROOT, "models", "txclass-merchants-v1"), FIX], check=True, capture_output=True)
     os.makedirs(WORK, exist_ok=True)
     files = []
     for name, (body, weight) in SCRIPTS.items():
@@ -82,10 +80,7 @@ def main():
     try:
         with psycopg.connect(ci, autocommit=True) as c:
             c.execute("CREATE EXTENSION txclass")
-            c.execute("SELECT txclass.register_model('v1', 'txclass-merchants-v1')")
-            c.execute(f"SELECT txclass.register_model('relabelled', '{FIX}/relabelled')")
-            c.execute(f"SELECT txclass.register_model('wide', '{FIX}/wide5000')")
-            c.execute("SELECT txclass.activate_model('v1')")
+            sections.three_models(ROOT, c, FIX)
             c.execute("CREATE TABLE pool (id int PRIMARY KEY, d text)")
             with c.cursor().copy("COPY pool FROM STDIN") as cp:
                 for i in range(1, 200_001):
@@ -137,7 +132,7 @@ def main():
         stop.set()
         for t in threads:
             t.join()
-        wall = time.monotonic() - t0
+
         open(os.path.join(WORK, "pgbench.out"), "w").write(r.stdout + r.stderr)
         with psycopg.connect(ci, autocommit=True) as c:
             inserted, unlabelled = c.execute("SELECT count(*), count(*) FILTER (WHERE txclass_label IS NULL) FROM txns").fetchone()
@@ -199,12 +194,12 @@ def main():
          if anon_g else "| RssAnon growth | – | – | – |"),
         (f"| VmRSS growth (incl. touched shared pages) | {min(vm_g):+.1%} | {statistics.median(vm_g):+.1%} | {max(vm_g):+.1%} |"
          if vm_g else "| VmRSS growth | – | – | – |"),
+        (f"| RssAnon at ~60 s / at the end (MB, median) | {statistics.median([g[1] for g in growth]) / 1024:.0f} | "
+         f"{statistics.median([g[2] for g in growth]) / 1024:.0f} | |" if growth else ""),
         "",
         "VmRSS counts every page of shared memory (256 MB of shared_buffers, the shared result cache) a backend has "
         "touched so far, so it climbs as backends visit more of the growing tables and the cache; it is not memory the "
         "backend owns. RssAnon is the backend's own memory (ONNX sessions, tokenizer, queues): where a leak would show.",
-        (f"| RssAnon at ~60 s / at the end (MB, median) | {statistics.median([g[1] for g in growth]) / 1024:.0f} | "
-         f"{statistics.median([g[2] for g in growth]) / 1024:.0f} | |" if growth else ""),
         "",
         "Per script (pgbench):",
         "",

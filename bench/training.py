@@ -11,7 +11,6 @@ inference costs. The baseline's rows/s: scikit-learn predict in one Python proce
     training.py <repo root> <minilm checkpoint dir> [scratch minutes] [finetune minutes]
 Writes section "training" of BENCHMARKS.md.
 """
-import csv
 import json
 import os
 import subprocess
@@ -22,11 +21,13 @@ import psycopg
 
 import sections
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+import harness  # noqa: E402
+
 ROOT, BASE = sys.argv[1], sys.argv[2]
 MIN_SCRATCH = sys.argv[3] if len(sys.argv) > 3 else "5"
 MIN_FINETUNE = sys.argv[4] if len(sys.argv) > 4 else "10"
 NAME, PORT = "benchtraining", 54396
-CSV = os.path.join(ROOT, "..", "shared", "data", "oxford-pcard", "procurement-card-spending-jan-mar-2017.csv")
 OUT = "/tmp/txclass-bench-training"
 
 
@@ -38,12 +39,7 @@ def main():
     try:
         with psycopg.connect(ci, autocommit=True) as c:
             c.execute("CREATE EXTENSION txclass")
-            c.execute("CREATE TABLE oxford_labels (id serial PRIMARY KEY, descriptor text, label text, time date)")
-            with open(CSV, newline="", encoding="utf-8-sig") as fh, \
-                    c.cursor().copy("COPY oxford_labels (descriptor, label, time) FROM STDIN") as cp:
-                for r in csv.DictReader(fh):
-                    d, m, y = r["Date"].split("/")
-                    cp.write_row((r["Merchant"], r["Transaction description"] or None, f"{y}-{m}-{d}"))
+            harness.load_oxford_labels(c)
         for name, extra, minutes in [("oxford-scratch", ["--mode", "scratch"], MIN_SCRATCH),
                                      ("oxford-minilm", ["--mode", "finetune", "--base", BASE], MIN_FINETUNE)]:
             out = os.path.join(OUT, name)

@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from normalize import VERSION as NORM_VERSION, normalize  # noqa: E402
-from train import build_tokenizer, pad, quantize  # noqa: E402
+from train import build_tokenizer, export_onnx, pad, quantize  # noqa: E402
 
 # The extension truncates at txclass.max_length (default 64), capped at max_position_embeddings.
 SERVE_MAX_LENGTH = 64
@@ -342,22 +342,8 @@ def main():
     print(f"trained {step} steps in {train_s:.0f}s", flush=True)
 
     # export + quantize
-    model.eval()
-
-    class Wrap(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__(); self.m = m
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
-
     fp32 = os.path.join(args.out, "model_fp32.onnx")
-    a, m = pad(ids[:4], pad_id)
-    dyn = {k: {0: "batch", 1: "sequence"} for k in ("input_ids", "attention_mask", "token_type_ids")}
-    dyn["logits"] = {0: "batch"}
-    torch.onnx.export(Wrap(model).eval(), (torch.from_numpy(a), torch.from_numpy(m), torch.zeros_like(torch.from_numpy(a))), fp32,
-                      input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["logits"],
-                      dynamic_axes=dyn, opset_version=17, dynamo=False)
+    export_onnx(model, fp32, ids[:4], pad_id)
     onnx_path = os.path.join(args.out, "model.onnx")
     if args.fp32:
         shutil.move(fp32, onnx_path)

@@ -58,6 +58,25 @@ def pad(batch_ids, pad_id=0):
     return ids, mask
 
 
+def export_onnx(model, path, sample_ids, pad_id=0):
+    """The classifier as ONNX (opset 17): inputs input_ids, attention_mask, token_type_ids with
+    dynamic batch and sequence axes, output logits. The wrapper must be in eval mode (dropout)."""
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__(); self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+    model.eval()
+    a, m = pad(sample_ids, pad_id)
+    dyn = {k: {0: "batch", 1: "sequence"} for k in ("input_ids", "attention_mask", "token_type_ids")}
+    dyn["logits"] = {0: "batch"}
+    torch.onnx.export(Wrap(model).eval(), (torch.from_numpy(a), torch.from_numpy(m), torch.zeros_like(torch.from_numpy(a))), path,
+                      input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["logits"],
+                      dynamic_axes=dyn, opset_version=17, dynamo=False)
+
+
 def quantize(fp32, out, calib_ids, mode):
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
     if mode == "dynamic":
@@ -197,21 +216,8 @@ def main():
     # ---- export -------------------------------------------------------------------------
     model.eval()
 
-    class Wrap(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__(); self.m = m
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
-
-    w = Wrap(model).eval()
     fp32 = os.path.join(args.out, "model_fp32.onnx")
-    a, m = pad(te_ids[:4])
-    dyn = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-           "token_type_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}}
-    torch.onnx.export(w, (torch.from_numpy(a), torch.from_numpy(m), torch.zeros_like(torch.from_numpy(a))), fp32,
-                      input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["logits"],
-                      dynamic_axes=dyn, opset_version=17, dynamo=False)
+    export_onnx(model, fp32, te_ids[:4])
     int8 = os.path.join(args.out, "model.onnx")
     quantize(fp32, int8, tr_ids[:args.calibration_rows], args.quantization)
 

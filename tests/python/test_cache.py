@@ -18,17 +18,10 @@ import sys
 import threading
 import time
 
+from harness import cluster
+
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 results = []
-
-
-def cluster(cmd, name, port, env=None):
-    e = dict(os.environ, **(env or {}))
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), cmd, name, str(port)],
-                       capture_output=True, text=True, env=e)
-    if r.returncode != 0:
-        raise RuntimeError(r.stdout + r.stderr)
-    return r.stdout.strip()
 
 
 @contextlib.contextmanager

@@ -26,23 +26,18 @@ import time
 
 import psycopg
 
+import harness
+from harness import Checks
+
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MODEL = os.path.join(ROOT, "models", "txclass-merchants-v1")
 COPY = "/tmp/txclass-faults-model"
 FULL = "/tmp/txclass-faults-full"
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail else ''}", flush=True)
+check = Checks("faults")
 
 
 def cluster(cmd, port=54374):
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), cmd, "faults", str(port)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(r.stdout + r.stderr)
-    return r.stdout.strip()
+    return harness.cluster(cmd, "faults", port)
 
 
 def label(conn, d="STARBUCKS STORE 01234 SEATTLE WA"):
@@ -132,7 +127,7 @@ def main():
     shutil.copytree(MODEL, COPY)
     os.chmod(COPY, 0o755)
     flags = cluster("start").split()
-    ci = f"host={flags[1]} port={flags[3]} user={flags[5]} dbname=postgres"
+    ci = harness.conninfo(" ".join(flags))
     try:
         with psycopg.connect(ci, autocommit=True) as c:
             c.execute("CREATE EXTENSION txclass")
@@ -211,11 +206,7 @@ def main():
         check("after a restart the cache starts empty and answers are unchanged", entries == 0 and got == want,
               f"{entries} entries before the first call")
         # 4. no crash restarts before the deliberate one
-        log = ""
-        for base in [os.path.join(ROOT, "build", "clusters"), "/tmp/txclass-clusters"]:
-            p = os.path.join(base, "faults", "server.log")
-            if os.path.exists(p):
-                log = open(p, errors="replace").read()
+        log = harness.server_log("faults")
         check("no backend crashed (no 'terminated by signal' in the server log)",
               "terminated by signal" not in log and restarted > started, f"{len(log)} bytes of log")
     except Exception as e:  # noqa: BLE001
@@ -223,9 +214,7 @@ def main():
     finally:
         cluster("stop")
         shutil.rmtree(COPY, ignore_errors=True)
-    failed = results.count(False)
-    print(f"faults: {len(results) - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    check.finish()
 
 
 if __name__ == "__main__":

@@ -15,25 +15,19 @@ Prints 'fuzz: N passed, M failed'.
 """
 import os
 import random
-import subprocess
 import sys
 
 import psycopg
 
+import harness
+from harness import Checks
+
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail else ''}", flush=True)
+check = Checks("fuzz")
 
 
 def cluster(cmd, port=54376):
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), cmd, "fuzz", str(port)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(r.stdout + r.stderr)
-    return r.stdout.strip()
+    return harness.cluster(cmd, "fuzz", port)
 
 
 def char(rng):
@@ -70,7 +64,7 @@ def main():
     rng = random.Random(7)
     data = descriptors(100_000, rng)
     flags = cluster("start").split()
-    ci = f"host={flags[1]} port={flags[3]} user={flags[5]} dbname=postgres"
+    ci = harness.conninfo(" ".join(flags))
     try:
         with psycopg.connect(ci, autocommit=True) as c:
             c.execute("CREATE EXTENSION txclass")
@@ -122,20 +116,14 @@ def main():
         check("SQL_ASCII database: ASCII descriptors classify", ok_ascii == "Starbucks", str(ok_ascii))
         check("SQL_ASCII database: bytes that are not UTF-8 get an ERROR, and the backend serves the next call",
               err is not None and "UTF-8" in err and after == "Tesco", f"{err} / then {after}")
-        log = ""
-        for base in [os.path.join(ROOT, "build", "clusters"), "/tmp/txclass-clusters"]:
-            p = os.path.join(base, "fuzz", "server.log")
-            if os.path.exists(p):
-                log = open(p, errors="replace").read()
+        log = harness.server_log("fuzz")
         check("no backend crashed or panicked (server log)", "terminated by signal" not in log and "panicked" not in log,
               f"{len(log)} bytes of log")
     except Exception as e:  # noqa: BLE001
         check("fuzz tests ran to the end", False, repr(e)[:300])
     finally:
         cluster("stop")
-    failed = results.count(False)
-    print(f"fuzz: {len(results) - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    check.finish()
 
 
 if __name__ == "__main__":

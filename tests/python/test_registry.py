@@ -31,6 +31,8 @@ import time
 
 import psycopg
 
+from harness import cluster, conninfo
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from busy import BusyBackends, activate  # noqa: E402
 
@@ -42,20 +44,6 @@ results = []
 def check(name, ok, detail=""):
     results.append(bool(ok))
     print(f"{'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail else ''}", flush=True)
-
-
-def cluster(cmd, name, port, env=None):
-    e = dict(os.environ, **(env or {}))
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), cmd, name, str(port)],
-                       capture_output=True, text=True, env=e)
-    if r.returncode != 0:
-        raise RuntimeError(r.stdout + r.stderr)
-    return r.stdout.strip()
-
-
-def conninfo(flags):
-    h, p, u = flags.split()[1], flags.split()[3], flags.split()[5]
-    return f"host={h} port={p} user={u} dbname=postgres"
 
 
 @contextlib.contextmanager

@@ -26,23 +26,17 @@ import sys
 
 import psycopg
 
+import harness
+from harness import Checks
+
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MODEL = os.path.join(ROOT, "models", "txclass-merchants-v1")
 TMP = "/tmp/txclass-security"
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail else ''}", flush=True)
+check = Checks("security")
 
 
 def cluster(cmd, port=54378):
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), cmd, "security", str(port)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(r.stdout + r.stderr)
-    return r.stdout.strip()
+    return harness.cluster(cmd, "security", port)
 
 
 def denied(conn, sql, params=None):
@@ -224,9 +218,7 @@ def main():
     finally:
         cluster("stop")
         shutil.rmtree(TMP, ignore_errors=True)
-    failed = results.count(False)
-    print(f"security: {len(results) - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    check.finish()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ The labeled real file ../shared/data/oxford-pcard/procurement-card-spending-jan-
     test_training.py <repo root> [minutes per training]
 Prints 'training: N passed, M failed'.
 """
-import csv
 import json
 import os
 import shutil
@@ -25,24 +24,18 @@ import sys
 
 import psycopg
 
+import harness
+from harness import Checks
+
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MINUTES = sys.argv[2] if len(sys.argv) > 2 else "0.75"
-CSV = os.path.join(ROOT, "..", "shared", "data", "oxford-pcard", "procurement-card-spending-jan-mar-2017.csv")
+CSV = harness.OXFORD_LABELED
 OUT = "/tmp/txclass-training"
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail else ''}", flush=True)
+check = Checks("training")
 
 
 def cluster(cmd, port=54380):
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), cmd, "training", str(port)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(r.stdout + r.stderr)
-    return r.stdout.strip()
+    return harness.cluster(cmd, "training", port)
 
 
 def train(*args):
@@ -61,16 +54,11 @@ def main():
     os.makedirs(OUT)
     os.chmod(OUT, 0o755)
     flags = cluster("start").split()
-    ci = f"host={flags[1]} port={flags[3]} user={flags[5]} dbname=postgres"
+    ci = harness.conninfo(" ".join(flags))
     try:
         with psycopg.connect(ci, autocommit=True) as c:
             c.execute("CREATE EXTENSION txclass")
-            c.execute("CREATE TABLE oxford_labels (id serial PRIMARY KEY, descriptor text, label text, time date)")
-            with open(CSV, newline="", encoding="utf-8-sig") as fh, \
-                    c.cursor().copy("COPY oxford_labels (descriptor, label, time) FROM STDIN") as cp:
-                for r in csv.DictReader(fh):
-                    d, m, y = r["Date"].split("/")
-                    cp.write_row((r["Merchant"], r["Transaction description"] or None, f"{y}-{m}-{d}"))
+            harness.load_oxford_labels(c)
             n, classes = c.execute("SELECT count(*), count(DISTINCT label) FROM oxford_labels").fetchone()
         check("the labeled Oxford file loads", n == 1141 and classes >= 70, f"{n} rows, {classes} classes")
 
@@ -141,9 +129,7 @@ def main():
         check("training tests ran to the end", False, repr(e)[-600:])
     finally:
         cluster("stop")
-    failed = results.count(False)
-    print(f"training: {len(results) - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    check.finish()
 
 
 if __name__ == "__main__":
