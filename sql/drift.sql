@@ -54,14 +54,8 @@ GRANT SELECT ON drift_counts, drift_baseline TO PUBLIC;
 
 CREATE FUNCTION _check_reader(tbl regclass) RETURNS txclass.monitored LANGUAGE plpgsql STABLE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE m txclass.monitored;
+DECLARE m txclass.monitored := txclass._monitored(tbl);
 BEGIN
-    SELECT * INTO m FROM txclass.monitored WHERE relid = tbl;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
-            MESSAGE = format('%s is not monitored', tbl),
-            HINT = format('attach it first: SELECT txclass.attach(%L, descriptor_column, time_column => ...)', tbl::text);
-    END IF;
     IF NOT has_table_privilege(txclass._caller(), tbl, 'SELECT') THEN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE = format('permission denied for table %s', tbl);
     END IF;
@@ -198,9 +192,7 @@ CREATE FUNCTION set_drift_thresholds(tbl regclass, thresholds jsonb) RETURNS jso
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE r jsonb; k text;
 BEGIN
-    IF NOT pg_has_role(txclass._caller(), (SELECT relowner FROM pg_class WHERE oid = tbl), 'USAGE') THEN
-        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE = format('must be owner of table %s', tbl);
-    END IF;
+    PERFORM txclass._check_owner(tbl, 'set its drift thresholds');
     FOR k IN SELECT jsonb_object_keys(thresholds) LOOP
         IF k NOT IN ('psi_warn', 'psi_alert', 'js_warn', 'js_alert', 'new_warn', 'new_alert', 'low_confidence') THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = format('unknown drift threshold %L', k),

@@ -32,6 +32,30 @@ BEGIN
 END
 $$;
 
+-- The checks every per-table function starts with: the caller (not a SECURITY DEFINER
+-- function's owner) owns the table; the table is attached (its txclass.monitored row).
+CREATE FUNCTION _check_owner(tbl regclass, action text) RETURNS void LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF NOT pg_has_role(txclass._caller(), (SELECT relowner FROM pg_class WHERE oid = tbl), 'USAGE') THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('must be owner of table %s to %s', tbl, action);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION _monitored(tbl regclass) RETURNS monitored LANGUAGE plpgsql STABLE AS $$
+DECLARE m txclass.monitored;
+BEGIN
+    SELECT * INTO m FROM txclass.monitored WHERE relid = tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('%s is not monitored', tbl),
+            HINT = format('attach it first: SELECT txclass.attach(%L, descriptor_column, time_column => ...)', tbl::text);
+    END IF;
+    RETURN m;
+END
+$$;
+
 -- attach(table, descriptor_column, ...): adds the output columns if missing, installs the
 -- triggers, records the table. The caller must own the table.
 CREATE FUNCTION attach(tbl regclass, descriptor_column name,
@@ -53,10 +77,7 @@ DECLARE
     update_sql text;
     m txclass.monitored;
 BEGIN
-    IF NOT pg_has_role(caller, (SELECT relowner FROM pg_class WHERE oid = tbl), 'USAGE') THEN
-        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
-            MESSAGE = format('must be owner of table %s to attach it', tbl);
-    END IF;
+    PERFORM txclass._check_owner(tbl, 'attach it');
     IF (SELECT relkind FROM pg_class WHERE oid = tbl) NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', tbl;
     END IF;
@@ -144,10 +165,7 @@ $$;
 CREATE FUNCTION detach(tbl regclass) RETURNS boolean LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF NOT pg_has_role(txclass._caller(), (SELECT relowner FROM pg_class WHERE oid = tbl), 'USAGE') THEN
-        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
-            MESSAGE = format('must be owner of table %s to detach it', tbl);
-    END IF;
+    PERFORM txclass._check_owner(tbl, 'detach it');
     PERFORM txclass._drop_enrich_triggers(tbl);
     DELETE FROM txclass.monitored WHERE relid = tbl;
     RETURN FOUND;
@@ -196,12 +214,7 @@ DECLARE
     total bigint;
     rate float8;
 BEGIN
-    SELECT * INTO m FROM txclass.monitored WHERE relid = tbl;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
-            MESSAGE = format('%s is not attached', tbl),
-            HINT = format('run SELECT txclass.attach(%L, descriptor_column) first', tbl::text);
-    END IF;
+    m := txclass._monitored(tbl);
     IF m.key_column IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('%s has no single-column primary key; backfill walks the table in key order', tbl),
@@ -284,10 +297,7 @@ RETURNS TABLE (rows bigint, enriched bigint, without_outputs bigint, models json
 LANGUAGE plpgsql STABLE AS $$
 DECLARE m txclass.monitored;
 BEGIN
-    SELECT * INTO m FROM txclass.monitored WHERE relid = tbl;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION '% is not attached (txclass.attach)', tbl;
-    END IF;
+    m := txclass._monitored(tbl);
     RETURN QUERY EXECUTE format(
         'SELECT count(*), count(%1$I), count(*) FILTER (WHERE %1$I IS NULL AND %2$I IS NOT NULL), '
         '(SELECT coalesce(jsonb_object_agg(coalesce(x.m, ''(none)''), x.n), ''{}'') FROM (SELECT %3$I AS m, count(*) AS n FROM %4$s GROUP BY 1) x) '
@@ -305,5 +315,6 @@ CREATE POLICY readers ON backfill_progress FOR SELECT USING (has_table_privilege
 CREATE POLICY writers_insert ON backfill_progress FOR INSERT WITH CHECK (has_table_privilege(relid, 'UPDATE'));
 CREATE POLICY writers_update ON backfill_progress FOR UPDATE
     USING (has_table_privilege(relid, 'UPDATE')) WITH CHECK (has_table_privilege(relid, 'UPDATE'));
+REVOKE ALL ON FUNCTION _check_owner(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text), detach(regclass), _drop_enrich_triggers(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text), detach(regclass) TO PUBLIC;
