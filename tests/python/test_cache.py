@@ -18,10 +18,10 @@ import sys
 import threading
 import time
 
-from harness import cluster
+from harness import Checks, cluster
 
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-results = []
+check = Checks("cache")
 
 
 @contextlib.contextmanager
@@ -41,11 +41,6 @@ def psql(conn, sql, want_stderr=False):
     if r.returncode != 0:
         raise RuntimeError(f"psql: {r.stderr.strip()}")
     return (r.stdout, r.stderr) if want_stderr else r.stdout
-
-
-def check(name, ok, detail=""):
-    results.append(ok)
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail else ''}", flush=True)
 
 
 DESCS = ("SELECT array_agg(b || ' ' || translate(md5((g + {off})::text), '0123456789', 'ghijklmnop') ORDER BY g) "
@@ -135,5 +130,4 @@ for t in (test_tiny_capacity, test_concurrent_connections, test_without_preload)
         t()
     except Exception as e:  # noqa: BLE001
         check(t.__name__, False, str(e)[:500])
-print(f"cache: {sum(results)} passed, {len(results) - sum(results)} failed")
-sys.exit(0 if all(results) else 1)
+check.finish()

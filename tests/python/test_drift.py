@@ -11,13 +11,10 @@ import re
 import subprocess
 import sys
 
+from harness import Checks
+
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail else ''}", flush=True)
+check = Checks("drift")
 
 
 def main():
@@ -39,9 +36,7 @@ def main():
     body = open(html).read() if os.path.exists(html) else ""
     check("the HTML report has both charts and a row per month", body.count("<svg") == 2 and body.count("<tr><td>20") == 14,
           f"{len(body)} bytes")
-    failed = results.count(False)
-    print(f"drift: {len(results) - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    check.finish()
 
 
 if __name__ == "__main__":

@@ -15,27 +15,16 @@
 Prints 'enrich: N passed, M failed'.
 """
 import os
-import subprocess
 import sys
 import threading
 import time
 
 import psycopg
 
+from harness import Checks, cluster
+
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail else ''}", flush=True)
-
-
-def cluster(cmd, name, port):
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "cluster.sh"), cmd, name, str(port)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(r.stdout + r.stderr)
-    return r.stdout.strip()
+check = Checks("enrich")
 
 
 DISTINCT = ("SELECT b || ' ' || translate(md5((g + {off})::text), '0123456789', 'ghijklmnop') "
@@ -147,9 +136,7 @@ def main():
             cluster("stop", "enrich", 54373)
     except Exception as e:  # noqa: BLE001
         check("enrich tests ran to the end", False, repr(e))
-    failed = results.count(False)
-    print(f"enrich: {len(results) - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    check.finish()
 
 
 if __name__ == "__main__":

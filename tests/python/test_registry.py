@@ -31,19 +31,14 @@ import time
 
 import psycopg
 
-from harness import cluster, conninfo
+from harness import Checks, cluster, conninfo
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from busy import BusyBackends, activate  # noqa: E402
 
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FIX = "/tmp/txclass-registry-fixtures"
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(bool(ok))
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail else ''}", flush=True)
+check = Checks("registry")
 
 
 @contextlib.contextmanager
@@ -316,9 +311,7 @@ def main():
         test_no_preload()
     except Exception as e:  # noqa: BLE001
         check("registry tests ran to the end", False, repr(e))
-    failed = results.count(False)
-    print(f"registry: {len(results) - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    check.finish()
 
 
 if __name__ == "__main__":
