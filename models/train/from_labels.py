@@ -165,18 +165,18 @@ def fingerprint(pairs):
 
 
 # ---- baseline ------------------------------------------------------------------------------------
-def tfidf_baseline(train, test):
+def tfidf_baseline(train, test, norm):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    x = [normalize(d) for d, *_ in train]
+    x = [norm[d] for d, *_ in train]
     y = [l for _, l, *_ in train]
     t0 = time.time()
     pipe = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1),
                          LogisticRegression(C=20.0, max_iter=3000))
     pipe.fit(x, y)
     train_s = time.time() - t0
-    tx = [normalize(d) for d, *_ in test]
+    tx = [norm[d] for d, *_ in test]
     pred = [p if t else None for p, t in zip(pipe.predict(tx), tx)] if tx else []
     m = evaluate([l for _, l, *_ in test], pred)
     probe = (tx or x) * max(1, 20000 // max(len(tx or x), 1))
@@ -188,11 +188,11 @@ def tfidf_baseline(train, test):
 
 
 # ---- model ---------------------------------------------------------------------------------------
-def soft_examples(train, label2id):
+def soft_examples(train, label2id, norm):
     """Distinct normalized strings, each with its label mix as a soft target; sampled ∝ count^0.5."""
     by = collections.defaultdict(collections.Counter)
     for d, l, *_ in train:
-        n = normalize(d)
+        n = norm[d]
         if n:
             by[n][label2id[l]] += 1
     texts = sorted(by)
@@ -252,6 +252,8 @@ def main():
     train, test, split_info = split(rows, args)
     if not train:
         sys.exit("the split left no training rows: lower --test-fraction")
+    # every step reads the normalized text: normalize each distinct descriptor once
+    norm = {d: normalize(d) for d in {r[0] for r in rows}}
     print(f"data: {len(rows)} rows ({dropped} without descriptor or label dropped); "
           f"{len(train)} train / {len(test)} test ({split_info})", flush=True)
 
@@ -295,7 +297,7 @@ def main():
         recipe = (f"fine-tuned from {base_name} ({c.num_hidden_layers} layers, hidden {c.hidden_size}, "
                   f"{c.num_attention_heads} heads; its tokenizer)")
     else:
-        tok = build_tokenizer([normalize(d) for d, *_ in train], args.vocab)
+        tok = build_tokenizer([norm[d] for d, *_ in train], args.vocab)
         cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=512, max_position_embeddings=64, type_vocab_size=2,
                          num_labels=len(labels), pad_token_id=0)
@@ -311,7 +313,7 @@ def main():
     tok.enable_truncation(min(args.max_length, max_pos))
     pad_id = tok.token_to_id("[PAD]") or 0
 
-    texts, targets, probs = soft_examples(train, label2id)
+    texts, targets, probs = soft_examples(train, label2id, norm)
     ids = [e.ids for e in tok.encode_batch(texts)]
     head = [p for n, p in model.named_parameters() if n.startswith("classifier")]
     body = [p for n, p in model.named_parameters() if not n.startswith("classifier")]
@@ -378,11 +380,10 @@ def main():
     serve.no_padding(); serve.enable_truncation(min(SERVE_MAX_LENGTH, max_pos))
     unk = serve.token_to_id("[UNK]")
 
-    def predict(descs):
-        norm = [normalize(d) for d in descs]
-        out, conf = [None] * len(norm), [None] * len(norm)
-        todo = [i for i, t in enumerate(norm) if t]
-        enc = serve.encode_batch([norm[i] for i in todo]) if todo else []
+    def predict(normalized):
+        out, conf = [None] * len(normalized), [None] * len(normalized)
+        todo = [i for i, t in enumerate(normalized) if t]
+        enc = serve.encode_batch([normalized[i] for i in todo]) if todo else []
         t0 = time.time()
         for i, e in zip(todo, enc):
             x = np.array([e.ids], dtype=np.int64)
@@ -392,11 +393,12 @@ def main():
         return out, conf, len(todo) / max(time.time() - t0, 1e-9)
 
     expected = [l for _, l, *_ in test]
-    pred, conf, rps = predict([d for d, *_ in test])
+    test_texts = [norm[d] for d, *_ in test]
+    pred, conf, rps = predict(test_texts)
     bert = evaluate(expected, pred)
     bert.update({"train_seconds": round(train_s, 1), "steps": step, "bytes": os.path.getsize(onnx_path),
                  "rows_per_s_onnxruntime_1_thread_batch_1": round(rps)})
-    base = tfidf_baseline(train, test)
+    base = tfidf_baseline(train, test, norm)
     print(f"test: BERT acc {bert['accuracy']:.4f} macro-F1 {bert['macro_f1']:.4f}; "
           f"TF-IDF+LR acc {base['accuracy']:.4f} macro-F1 {base['macro_f1']:.4f}", flush=True)
 
@@ -406,7 +408,7 @@ def main():
         if c is not None:
             hist[min(int(c * 10), 9)] += 1
     toks = unks = 0
-    for e in serve.encode_batch([normalize(d) for d, *_ in test], add_special_tokens=False):
+    for e in serve.encode_batch(test_texts, add_special_tokens=False):
         ids_ = e.ids[: min(SERVE_MAX_LENGTH, max_pos) - 2]
         toks += len(ids_); unks += sum(1 for i in ids_ if i == unk)
     json.dump({"source": f"training label shares; confidence and tokens on the {len(test)} test rows",
