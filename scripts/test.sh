@@ -15,6 +15,9 @@
 #  10. fuzz            — 100,000 generated descriptors through every SQL function; SQL_ASCII bytes
 #  11. security        — superuser-only settings, paths, `..` and symlinks, registry and monitoring
 #                        tables, SECURITY DEFINER functions (own cluster)
+#  13. worker          — shared inference workers: same answers as backend mode on every path, 16
+#                        clients, cancel/timeout, stopped/terminated/killed worker, model switches
+#                        under pgbench, full queue, no preload, privileges (own clusters)
 #  12. training        — scripts/train.sh on the labeled Oxford file: register, evaluate = the card,
 #                        warm start with new classes, CSV (own cluster; creates build/trainvenv)
 source "$(dirname "$0")/common.sh"
@@ -22,7 +25,7 @@ cd "$ROOT"
 bash scripts/setup.sh
 export TXCLASS_ONNXRUNTIME="$ORT_LIB"
 export CARGO_PROFILE_DEV_DEBUG=0   # halves the debug build's disk and time
-TIERS=12
+TIERS=13
 passed=0; failed=0; failures=()
 count_cargo() {  # sums "test result: ok. N passed; M failed" lines of a log
   local p f
@@ -83,6 +86,7 @@ py_tier drift "8/$TIERS drift (the Oxford months replayed)"
 py_tier faults "9/$TIERS faults (files under live backends, cancel, disk full, restart)"
 py_tier fuzz "10/$TIERS fuzz (generated input through every SQL function)"
 py_tier security "11/$TIERS security (settings, paths and symlinks, tables, definer functions)"
+py_tier worker "13/$TIERS shared inference workers (same answers, 16 clients, cancel, kill -9, switches, full queue)"
 py_tier training "12/$TIERS training from your own labels (the Oxford file: train, register, evaluate, warm start)"
 
 if [ ${#failures[@]} -gt 0 ]; then log "failing tiers: ${failures[*]}"; fi

@@ -7,8 +7,6 @@
 //! path, no torn reads. Entries are fixed-size plain data (`txclass_core::cache::Entry`); the
 //! probing and usage-decay eviction live in `txclass_core::cache`. Counters are atomics.
 //!
-//! The same hooks set up the registry's shared state (src/registry.rs), with one more lock.
-//!
 //! Without `shared_preload_libraries`, each backend gets a [`LocalCache`] of the same capacity
 //! and one NOTICE saying how to share it.
 use crate::settings;
@@ -20,7 +18,8 @@ use txclass_core::cache::{self as table, Entry, Key, LocalCache, Put, ResultCach
 use txclass_core::Prediction;
 
 pub const PARTITIONS: usize = 16;
-const TRANCHE: &CStr = c"txclass";
+/// One lock per partition.
+pub const TRANCHE: crate::shmem::Tranche = crate::shmem::Tranche { name: c"txclass cache", locks: PARTITIONS as i32 };
 const SHMEM_NAME: &CStr = c"txclass result cache";
 
 #[repr(C)]
@@ -41,70 +40,31 @@ const HEADER_BYTES: usize = std::mem::size_of::<Header>().div_ceil(64) * 64;
 static mut SHARED: *mut Header = std::ptr::null_mut();
 static mut LOCKS: *mut pg_sys::LWLockPadded = std::ptr::null_mut();
 static mut CAPACITY: usize = 0;
-static mut PREV_REQUEST: pg_sys::shmem_request_hook_type = None;
-static mut PREV_STARTUP: pg_sys::shmem_startup_hook_type = None;
 
-fn shmem_size(capacity: usize) -> usize {
-    HEADER_BYTES + capacity * std::mem::size_of::<Entry>()
+pub fn shmem_size() -> usize {
+    // SAFETY: CAPACITY is written once in _PG_init (postmaster, single-threaded).
+    HEADER_BYTES + unsafe { CAPACITY } * std::mem::size_of::<Entry>()
 }
 
-/// Called from `_PG_init`: installs the shmem hooks when loaded by shared_preload_libraries.
+/// Called from `_PG_init` when preloading: fixes the capacity from txclass.cache_entries.
 pub fn init() {
-    unsafe {
-        if !pg_sys::process_shared_preload_libraries_in_progress {
-            return;
-        }
-        CAPACITY = settings::CACHE_ENTRIES.get().max(0) as usize;
-        PREV_REQUEST = pg_sys::shmem_request_hook;
-        pg_sys::shmem_request_hook = Some(shmem_request);
-        PREV_STARTUP = pg_sys::shmem_startup_hook;
-        pg_sys::shmem_startup_hook = Some(shmem_startup);
-    }
+    // SAFETY: _PG_init runs single-threaded before shared memory is requested.
+    unsafe { CAPACITY = settings::CACHE_ENTRIES.get().max(0) as usize };
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn shmem_request() {
+/// From the shmem startup hook (AddinShmemInitLock held).
+pub unsafe fn shmem_startup() {
+    // SAFETY: the caller holds AddinShmemInitLock; the struct is ours, sized by shmem_size().
     unsafe {
-        if let Some(prev) = PREV_REQUEST {
-            // another extension's hook: C code that may longjmp (ERROR), never unwinds; the
-            // boundary turns a longjmp into a Rust panic that pgrx reports as the ERROR
-            #[allow(ffi_unwind_calls)]
-            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| prev());
-        }
-        pg_sys::RequestAddinShmemSpace(shmem_size(CAPACITY));
-        pg_sys::RequestAddinShmemSpace(crate::registry::shmem_size());
-        pg_sys::RequestAddinShmemSpace(crate::enrich::shmem_size());
-        // one lock per cache partition, and one for the registry's slots
-        pg_sys::RequestNamedLWLockTranche(TRANCHE.as_ptr(), PARTITIONS as i32 + 1);
-    }
-}
-
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn shmem_startup() {
-    unsafe {
-        if let Some(prev) = PREV_STARTUP {
-            // another extension's hook: C code that may longjmp (ERROR), never unwinds; the
-            // boundary turns a longjmp into a Rust panic that pgrx reports as the ERROR
-            #[allow(ffi_unwind_calls)]
-            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| prev());
-        }
-        let init_lock = std::ptr::addr_of_mut!((*pg_sys::MainLWLockArray.add(21)).lock); // AddinShmemInitLock
-        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
-        let mut found = false;
-        let size = shmem_size(CAPACITY);
-        let base = pg_sys::ShmemInitStruct(SHMEM_NAME.as_ptr(), size, &mut found) as *mut u8;
+        let (base, found) = crate::shmem::init_struct(SHMEM_NAME, shmem_size());
+        let h = base as *mut Header;
         if !found {
-            std::ptr::write_bytes(base, 0, size); // all entries empty (model 0), counters 0
-            let h = base as *mut Header;
             (*h).capacity = CAPACITY as u64;
             (*h).per_partition = (CAPACITY / PARTITIONS) as u64;
             (*h).stats_reset.store(pg_sys::GetCurrentTimestamp(), Relaxed);
         }
-        SHARED = base as *mut Header;
-        LOCKS = pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr());
-        crate::registry::shmem_startup(std::ptr::addr_of_mut!((*LOCKS.add(PARTITIONS)).lock));
-        crate::enrich::shmem_startup();
-        pg_sys::LWLockRelease(init_lock);
+        SHARED = h;
+        LOCKS = pg_sys::GetNamedLWLockTranche(TRANCHE.name.as_ptr());
     }
 }
 

@@ -215,6 +215,7 @@ fn model_info() -> TableIterator<
         name!(load_ms, Option<f64>),
         name!(source, String),
         name!(rules, i32),
+        name!(inference, String),
     ),
 > {
     let (source, rules) = with_serving(|s| (s.source.describe().to_string(), s.rules.len() as i32));
@@ -224,15 +225,16 @@ fn model_info() -> TableIterator<
             c.model.path.display().to_string(),
             c.model.checksum.clone(),
             c.model.labels.len() as i32,
-            match c.provider {
+            match c.engine().provider() {
                 txclass_core::ExecutionProvider::Cpu => "cpu".to_string(),
                 txclass_core::ExecutionProvider::Cuda => "cuda".to_string(),
             },
             c.max_length as i32,
             c.batch_size as i32,
             txclass_core::runtime::loaded_path().map(|p| p.display().to_string()),
+            c.engine().mode(),
         )
     });
-    let (a, b, c, d, e, f, g, h) = row;
-    TableIterator::once((a, b, c, d, e, f, g, h, last_load_ms(), source, rules))
+    let (a, b, c, d, e, f, g, h, mode) = row;
+    TableIterator::once((a, b, c, d, e, f, g, h, last_load_ms(), source, rules, mode))
 }

@@ -4,7 +4,7 @@ use crate::errors::OrRaise;
 use crate::settings;
 use pgrx::prelude::*;
 use std::path::PathBuf;
-use txclass_core::{normalize, Classifier, Error};
+use txclass_core::{normalize, Error};
 
 /// Descriptors of a smoke inference: every model must give each a finite distribution.
 const SMOKE: [&str; 4] = ["SQ *BLUE BOTTLE COF 8473 OAKLAND CA", "AMZN MKTP US*2K3L4M5N6", "TESCO STORES 6292", "x"];
@@ -63,7 +63,7 @@ fn _inspect_model(
     (name!(directory, String), name!(checksum, String), name!(num_labels, i32), name!(labels, Vec<String>)),
 > {
     let dir = resolve(directory, check_privileges);
-    let loaded = Classifier::load(&dir, &settings::options()).or_raise();
+    let loaded = crate::session::load_dir(&dir).or_raise();
     let mut c = loaded.classifier;
     let texts: Vec<String> = SMOKE.iter().map(|d| normalize(d)).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

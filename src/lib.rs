@@ -1,7 +1,8 @@
 //! txclass: the PostgreSQL glue around `txclass-core`.
 //!
 //! One module per concern: `settings` (GUCs), `session` (the per-backend classifier and rules),
-//! `cache` (the shared-memory result cache and its SQL), `registry` (the active model, published
+//! `shmem` (the shared-memory hooks every module's state goes through), `worker` (the shared
+//! inference workers and the engine that sends them work), `cache` (the shared-memory result cache and its SQL), `registry` (the active model, published
 //! to every backend through shared memory), `rules` (the decision table ahead of the model),
 //! `inspect` (validating a model directory), `evaluate` (gold-set evaluation and A/B),
 //! `enrich` (the write-path triggers), `drift` (drift statistics and math for sql/drift.sql), `catalog` (reads of txclass's tables at the latest snapshot), `errors` (core errors →
@@ -24,6 +25,8 @@ mod registry;
 mod rules;
 mod session;
 mod settings;
+mod shmem;
+mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -66,7 +69,8 @@ pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::init();
-    cache::init();
+    shmem::init();
+    worker::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -58,22 +58,25 @@ struct Shared {
 static mut SHARED: *mut Shared = std::ptr::null_mut();
 static mut LOCK: *mut pg_sys::LWLock = std::ptr::null_mut();
 
+/// The lock that guards the slots.
+pub const TRANCHE: crate::shmem::Tranche = crate::shmem::Tranche { name: c"txclass registry", locks: 1 };
+
 pub fn shmem_size() -> usize {
     std::mem::size_of::<Shared>()
 }
 
-/// From the shmem startup hook (AddinShmemInitLock held). `lock` is one of the txclass tranche.
-pub unsafe fn shmem_startup(lock: *mut pg_sys::LWLock) {
+/// From the shmem startup hook (AddinShmemInitLock held).
+pub unsafe fn shmem_startup() {
+    // SAFETY: the caller holds AddinShmemInitLock; the struct is ours, sized by shmem_size().
     unsafe {
-        let mut found = false;
-        let p = pg_sys::ShmemInitStruct(c"txclass registry".as_ptr(), shmem_size(), &mut found) as *mut Shared;
+        let (p, found) = crate::shmem::init_struct(c"txclass registry", shmem_size());
+        let p = p as *mut Shared;
         if !found {
-            std::ptr::write_bytes(p as *mut u8, 0, shmem_size());
             // 0 is the token of "valid for this statement only" (see active())
             (*p).generation.store(1, Ordering::Release);
         }
         SHARED = p;
-        LOCK = lock;
+        LOCK = crate::shmem::lock(TRANCHE.name, 0);
     }
 }
 
@@ -118,7 +121,11 @@ impl<'a> Locked<'a> {
         Locked { shared }
     }
     fn slots(&self) -> *mut Slot {
-        self.shared.slots.as_ptr() as *mut Slot
+        // SAFETY: SHARED is non-null whenever a Locked exists (shared() checked it); the slots
+        // are written only under the exclusive lock, through this pointer derived from the
+        // `*mut` that ShmemInitStruct returned (never through a shared reference).
+        let _ = self.shared;
+        unsafe { std::ptr::addr_of_mut!((*SHARED).slots) as *mut Slot }
     }
     fn find(&self, db: pg_sys::Oid) -> Option<*mut Slot> {
         (0..SLOTS).map(|i| unsafe { self.slots().add(i) }).find(|&s| unsafe { (*s).dboid == db })

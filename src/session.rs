@@ -84,7 +84,7 @@ fn try_load(source: &Source) -> Result<Classifier, Error> {
         Source::Registry(a) => PathBuf::from(&a.directory),
         Source::Default => settings::bundled_model_dir(settings::DEFAULT_MODEL),
     };
-    let loaded = Classifier::load(&dir, &settings::options())?;
+    let loaded = load_dir(&dir)?;
     for w in &loaded.warnings {
         pgrx::warning!("{w}");
     }
@@ -94,6 +94,20 @@ fn try_load(source: &Source) -> Result<Classifier, Error> {
         c.model.name = a.name.clone();
     }
     Ok(c)
+}
+
+/// Opens the model at `dir` with the engine `txclass.inference` asks for: a session in this
+/// backend, or the shared inference workers (then this backend never loads ONNX Runtime or the
+/// weights; it keeps the tokenizer and the labels).
+pub fn load_dir(dir: &std::path::Path) -> Result<txclass_core::classifier::Loaded, Error> {
+    let opts = settings::options();
+    if settings::INFERENCE.get() == settings::Inference::Worker {
+        if crate::worker::available() {
+            return Classifier::load_with(dir, &opts, &mut |m, pad| crate::worker::engine(m, &opts, pad));
+        }
+        crate::worker::notice_unavailable();
+    }
+    Classifier::load(dir, &opts)
 }
 
 /// A registered model's files must still be the ones registered.

@@ -13,6 +13,15 @@ pub enum Provider {
     Cuda,
 }
 
+/// Who runs the network: each backend (its own ONNX Runtime session) or the shared workers.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Inference {
+    #[name = c"backend"]
+    Backend,
+    #[name = c"worker"]
+    Worker,
+}
+
 /// Pins a model for the session: a bundled model name or an absolute model directory. Empty
 /// (the default): the database's active registered model, else the bundled default model.
 /// Superuser only.
@@ -34,7 +43,25 @@ pub static CACHE: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// so an oversized batch is refused up front with an ERROR. Superuser only.
 pub static MAX_BATCH: GucSetting<i32> = GucSetting::<i32>::new(5_000_000);
 
+/// `backend` (the default) or `worker`. Superuser only.
+pub static INFERENCE: GucSetting<Inference> = GucSetting::<Inference>::new(Inference::Backend);
+/// Inference worker processes started at server start (preloaded only).
+pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
+/// Intra-op threads of each worker's sessions; 0: the machine's cores divided by txclass.workers.
+pub static WORKER_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// Most tokens (real, not padded) one worker run takes from the queue.
+pub static WORKER_BATCH_TOKENS: GucSetting<i32> = GucSetting::<i32>::new(8192);
+/// Models (sessions) each worker keeps loaded; the least recently used goes first.
+pub static WORKER_MODELS: GucSetting<i32> = GucSetting::<i32>::new(2);
+/// Longest a backend waits for a worker's answer, in milliseconds.
+pub static WORKER_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+/// When no worker answers: classify in the backend with one WARNING (on) or raise an ERROR (off).
+pub static WORKER_FALLBACK: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Request slots of the shared queue (each about 100 kB of shared memory), fixed at server start.
+pub static WORKER_QUEUE_SLOTS: GucSetting<i32> = GucSetting::<i32>::new(64);
+
 pub fn init() {
+    define_worker_settings();
     GucRegistry::define_string_guc(
         c"txclass.model",
         c"Pins the model txclass uses, overriding the registry: a bundled model name or an absolute directory path.",
@@ -127,6 +154,90 @@ pub fn init() {
     unsafe { pg_sys::MarkGUCPrefixReserved(c"txclass".as_ptr()) };
 }
 
+fn define_worker_settings() {
+    // a postmaster setting cannot be created after start-up (loaded without preload, there
+    // are no workers and no queue anyway)
+    let at_start = || if unsafe { pg_sys::process_shared_preload_libraries_in_progress } { GucContext::Postmaster } else { GucContext::Sighup };
+    GucRegistry::define_enum_guc(
+        c"txclass.inference",
+        c"Who runs the model: each backend in its own ONNX Runtime session (backend), or the shared inference workers (worker).",
+        c"worker needs shared_preload_libraries = 'txclass' and txclass.workers > 0: one copy of the model per worker instead of \
+          one per connection, and misses from all backends batched together. Without it txclass says so once and uses backend.",
+        &INFERENCE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"txclass.workers",
+        c"Inference worker processes started with the server (shared_preload_libraries only).",
+        c"Each loads the models it is asked for; workers x txclass.worker_threads should not exceed the cores left to backends.",
+        &WORKERS,
+        0,
+        crate::worker::MAX_WORKERS as i32,
+        at_start(),
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"txclass.worker_threads",
+        c"ONNX Runtime intra-op threads of each inference worker's sessions; 0: the machine's cores divided by txclass.workers.",
+        c"Applies to sessions a worker loads after the change (reload the configuration, then the next model switch or worker restart).",
+        &WORKER_THREADS,
+        0,
+        256,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"txclass.worker_batch_tokens",
+        c"Most tokens an inference worker takes from the queue for one run (all backends' requests together).",
+        c"Rows are then grouped by token length into batches of at most txclass.batch_size rows. Larger values batch more under load; \
+          a lone request never waits for others.",
+        &WORKER_BATCH_TOKENS,
+        64,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"txclass.worker_models",
+        c"Models each inference worker keeps loaded; the least recently used is dropped first.",
+        c"Two lets a model switch or an A/B comparison run without reloading.",
+        &WORKER_MODELS,
+        1,
+        64,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"txclass.worker_timeout",
+        c"Longest a backend waits for an inference worker, in milliseconds.",
+        c"Past it the backend stops waiting (its requests are reclaimed) and follows txclass.worker_fallback.",
+        &WORKER_TIMEOUT,
+        10,
+        3_600_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"txclass.worker_fallback",
+        c"When no inference worker answers: classify in the backend with one WARNING (on) or raise an ERROR (off).",
+        c"The enrichment trigger keeps its rule either way: a failure never loses or rejects the row.",
+        &WORKER_FALLBACK,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"txclass.worker_queue_slots",
+        c"Request slots of the inference workers' shared queue (about 100 kB of shared memory each); fixed at server start.",
+        c"A full queue makes backends wait for a free slot (back-pressure), never fail.",
+        &WORKER_QUEUE_SLOTS,
+        4,
+        4096,
+        at_start(),
+        GucFlags::default(),
+    );
+}
+
 /// A string setting's current value, borrowed without copying (valid until it changes).
 fn raw(s: &GucSetting<Option<CString>>) -> &'static CStr {
     unsafe {
@@ -148,6 +259,7 @@ pub struct Fingerprint {
     provider: Provider,
     threads: i32,
     max_length: i32,
+    inference: Inference,
 }
 
 impl Fingerprint {
@@ -158,10 +270,12 @@ impl Fingerprint {
             provider: EXECUTION_PROVIDER.get(),
             threads: INTRA_OP_THREADS.get(),
             max_length: MAX_LENGTH.get(),
+            inference: INFERENCE.get(),
         }
     }
     pub fn is_current(&self) -> bool {
         self.threads == INTRA_OP_THREADS.get()
+            && self.inference == INFERENCE.get()
             && self.max_length == MAX_LENGTH.get()
             && self.provider == EXECUTION_PROVIDER.get()
             && self.model.as_c_str() == raw(&MODEL)
@@ -228,6 +342,17 @@ pub fn share_dir() -> PathBuf {
     unsafe {
         pg_sys::get_share_path(std::ptr::addr_of!(pg_sys::my_exec_path).cast(), buf.as_mut_ptr());
         PathBuf::from(CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned())
+    }
+}
+
+/// Intra-op threads of a worker's sessions (txclass.worker_threads, 0 = cores / workers).
+pub fn worker_threads() -> usize {
+    match WORKER_THREADS.get() {
+        t if t > 0 => t as usize,
+        _ => {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            (cores / WORKERS.get().max(1) as usize).max(1)
+        }
     }
 }
 

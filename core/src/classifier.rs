@@ -1,19 +1,13 @@
 //! Tokenize → ONNX session → softmax → top-k, in length-bucketed batches.
 //!
-//! One `Classifier` per process (per Postgres backend): ONNX Runtime sessions are not
-//! fork-safe, and `Session::run` takes `&mut self`.
-use crate::batching;
+//! One `Classifier` per process (per Postgres backend). It tokenizes and answers; its
+//! [`Engine`] runs the network (an ONNX Runtime session here, or a shared worker).
 use crate::cache::{self, ResultCache};
 use crate::error::{Error, Result};
 use crate::model::ModelDir;
 use crate::normalize::normalize;
 use crate::rules::RuleSet;
-use crate::runtime;
-use ort::ep::ExecutionProvider as _;
-use ort::session::builder::GraphOptimizationLevel;
-use ort::session::{Session, SessionInputValue};
-use ort::value::{Tensor, TensorElementType, ValueType};
-use std::borrow::Cow;
+use crate::engine::{Engine, OrtEngine};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use tokenizers::{Tokenizer, TruncationParams};
@@ -54,25 +48,15 @@ pub enum Answer {
 
 pub struct Classifier {
     pub model: ModelDir,
-    session: Session,
     tokenizer: Tokenizer,
-    /// Which of input_ids / attention_mask / token_type_ids the graph takes, in graph order.
-    inputs: Vec<InputKind>,
-    output_index: usize,
+    /// What runs the network: an ONNX Runtime session in this process, or a shared inference
+    /// worker (the pgrx layer's engine). The rest of the classifier does not care which.
+    engine: Box<dyn Engine>,
     pub max_length: usize,
     pub batch_size: usize,
-    /// The provider actually in use.
-    pub provider: ExecutionProvider,
     pad_id: i64,
     /// Identity in result-cache keys (content checksum + max_length), fixed at load.
     cache_model_id: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum InputKind {
-    Ids,
-    Mask,
-    TypeIds,
 }
 
 /// What loading produced besides the classifier: warnings for the caller to surface.
@@ -81,10 +65,23 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+/// Builds the engine for a model once the classifier has opened its directory and tokenizer:
+/// `(model, pad id)` → the engine and any warnings for the caller.
+pub type MakeEngine<'a> = &'a mut dyn FnMut(&ModelDir, i64) -> Result<(Box<dyn Engine>, Vec<String>)>;
+
 impl Classifier {
     /// Opens and validates `dir`, loads ONNX Runtime (first time only), creates the session,
     /// checks inputs and outputs against `config.json`, and runs a smoke inference.
     pub fn load(dir: &std::path::Path, opts: &Options) -> Result<Loaded> {
+        Self::load_with(dir, opts, &mut |m, pad| {
+            let (e, w) = OrtEngine::load(m, opts, pad)?;
+            Ok((Box::new(e) as Box<dyn Engine>, w))
+        })
+    }
+
+    /// [`Self::load`] with the engine `make` builds (the model directory is opened and its
+    /// tokenizer loaded here; the engine runs the network). The smoke inference runs through it.
+    pub fn load_with(dir: &std::path::Path, opts: &Options, make: MakeEngine<'_>) -> Result<Loaded> {
         tokenizers::utils::parallelism::set_parallelism(false);
         let model = ModelDir::open(dir)?;
         let mut warnings = Vec::new();
@@ -111,126 +108,31 @@ impl Classifier {
             .map_err(|e| Error::config(format!("tokenizer {}: {e}", tok_path.display()), "check txclass.max_length"))?;
         tokenizer.with_padding(None);
         let pad_id = tokenizer.token_to_id("[PAD]").map(|x| x as i64).unwrap_or(0);
-
-        let (env, _) = runtime::environment(&opts.onnxruntime_library)?;
-        let model_path = model.model_path();
-        let onnx_err = |e: ort::Error| {
-            Error::config(
-                format!("cannot load ONNX model {}: {e}", model_path.display()),
-                "the file must be an ONNX graph exported from the model (e.g. optimum-cli export onnx, or torch.onnx.export); re-export it",
-            )
-        };
-        let mut builder = Session::builder(&env)
-            .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level3)?))
-            .and_then(|b| Ok(b.with_intra_threads(opts.intra_op_threads.max(1))?))
-            .and_then(|b| Ok(b.with_inter_threads(1)?))
-            .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
-            .map_err(|e| Error::runtime(format!("cannot configure an ONNX Runtime session: {e}"), None))?;
-        let mut provider = ExecutionProvider::Cpu;
-        if opts.provider == ExecutionProvider::Cuda {
-            match ort::ep::CUDA::is_available() {
-                Ok(true) => {
-                    let ep = ort::ep::CUDA::default().build().error_on_failure();
-                    match builder.with_execution_providers([ep]) {
-                        Ok(b) => {
-                            builder = b;
-                            provider = ExecutionProvider::Cuda;
-                        }
-                        Err(e) => {
-                            warnings.push(format!(
-                                "txclass.execution_provider = 'cuda' but the CUDA execution provider failed to start ({e}); using CPU"
-                            ));
-                            builder = e.recover();
-                        }
-                    }
-                }
-                Ok(false) => warnings.push(
-                    "txclass.execution_provider = 'cuda' but the loaded ONNX Runtime library has no CUDA execution provider \
-                     (install the onnxruntime-gpu build with CUDA and cuDNN and point txclass.onnxruntime_library at it); using CPU"
-                        .to_string(),
-                ),
-                Err(e) => warnings.push(format!(
-                    "txclass.execution_provider = 'cuda' but ONNX Runtime cannot list its providers ({e}); using CPU"
-                )),
-            }
-        }
-        let session = builder.commit_from_file(&model_path).map_err(onnx_err)?;
-
-        // ---- inputs: the BERT-family triple, int64 ------------------------------------------
-        let mut inputs = Vec::new();
-        for outlet in session.inputs() {
-            let kind = match outlet.name() {
-                "input_ids" => InputKind::Ids,
-                "attention_mask" => InputKind::Mask,
-                "token_type_ids" => InputKind::TypeIds,
-                other => {
-                    return Err(Error::config(
-                        format!(
-                            "model {} has an input \"{other}\"; txclass feeds only input_ids, attention_mask and token_type_ids",
-                            model_path.display()
-                        ),
-                        "export a sequence-classification model whose inputs are input_ids [, attention_mask, token_type_ids]",
-                    ))
-                }
-            };
-            if outlet.dtype().tensor_type() != Some(TensorElementType::Int64) {
-                return Err(Error::config(
-                    format!("model {} input \"{}\" is {:?}, expected int64", model_path.display(), outlet.name(), outlet.dtype()),
-                    "export with int64 token inputs (the transformers / optimum default)",
-                ));
-            }
-            inputs.push(kind);
-        }
-        if !inputs.contains(&InputKind::Ids) {
-            return Err(Error::config(
-                format!("model {} has no input_ids input", model_path.display()),
-                "export a sequence-classification model whose inputs are input_ids [, attention_mask, token_type_ids]",
-            ));
-        }
-        // ---- output: logits [batch, n_labels] -----------------------------------------------
-        let outs = session.outputs();
-        let output_index = outs.iter().position(|o| o.name() == "logits").unwrap_or(0);
-        let n_labels = model.labels.len();
-        let out = outs.get(output_index).ok_or_else(|| {
-            Error::config(format!("model {} has no outputs", model_path.display()), "re-export the model")
-        })?;
-        match out.dtype() {
-            ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } if shape.len() == 2 => {
-                let width = shape[1];
-                if width >= 0 && width as usize != n_labels {
-                    return Err(mismatch(&model, width as usize));
-                }
-            }
-            other => {
-                return Err(Error::config(
-                    format!(
-                        "model {} output \"{}\" is {other:?}; expected float32 logits of shape [batch, {n_labels}]",
-                        model_path.display(),
-                        out.name()
-                    ),
-                    "export the sequence-classification head's logits",
-                ))
-            }
-        }
+        let (engine, w) = make(&model, pad_id)?;
+        warnings.extend(w);
         let mut c = Classifier {
             model,
-            session,
             tokenizer,
-            inputs,
-            output_index,
+            engine,
             max_length,
             batch_size: opts.batch_size.max(1),
-            provider,
             pad_id,
             cache_model_id: 0,
         };
         c.cache_model_id = cache::model_id(&c.model.checksum, c.max_length);
-        // Smoke inference: a dynamic output width is only known by running.
-        let smoke = c.logits(&["txclass smoke test"], &mut || {})?;
-        if smoke[0].len() != n_labels {
-            return Err(mismatch(&c.model, smoke[0].len()));
-        }
+        // Smoke inference through the engine (which checked the output width against the labels)
+        c.classify(&["txclass smoke test"], &mut || {})?;
         Ok(Loaded { classifier: c, warnings })
+    }
+
+    /// The engine that runs the network.
+    pub fn engine(&self) -> &dyn Engine {
+        &*self.engine
+    }
+
+    /// The padding token id the engine pads with.
+    pub fn pad_id(&self) -> i64 {
+        self.pad_id
     }
 
     /// Token ids for one normalized descriptor (special tokens included, truncated).
@@ -264,35 +166,41 @@ impl Classifier {
         between_batches: &mut dyn FnMut(),
         visit: &mut dyn FnMut(&[usize], &[f32]),
     ) -> Result<()> {
-        let mut uniq: HashMap<&str, usize> = HashMap::with_capacity(texts.len());
-        let mut uniq_texts: Vec<&str> = Vec::new();
-        // rows_of[u] lists the rows whose text is uniq_texts[u]
-        let mut rows_of: Vec<Vec<usize>> = Vec::new();
-        for (row, t) in texts.iter().enumerate() {
-            let u = *uniq.entry(t).or_insert_with(|| {
-                uniq_texts.push(t);
-                rows_of.push(Vec::new());
-                uniq_texts.len() - 1
-            });
-            rows_of[u].push(row);
-        }
-        let mut ids: Vec<Vec<u32>> = Vec::with_capacity(uniq_texts.len());
-        for (i, t) in uniq_texts.iter().enumerate() {
-            if i % CHECK_EVERY == CHECK_EVERY - 1 {
-                between_batches();
-            }
-            ids.push(self.encode(t)?);
-        }
-        let lengths: Vec<usize> = ids.iter().map(|x| x.len()).collect();
+        let (ids, rows_of) = self.encode_distinct(texts, between_batches)?;
+        let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
         let n_labels = self.model.labels.len();
-        for batch in batching::plan(&lengths, self.batch_size) {
-            between_batches();
-            let rows = self.run_batch(&batch, &ids)?;
-            for (k, &u) in batch.iter().enumerate() {
-                visit(&rows_of[u], &rows[k * n_labels..(k + 1) * n_labels]);
-            }
+        let flat = self.engine.logits(&refs, self.batch_size, between_batches)?;
+        for (u, rows) in rows_of.iter().enumerate() {
+            visit(rows, &flat[u * n_labels..(u + 1) * n_labels]);
         }
         Ok(())
+    }
+
+    /// Distinct texts and their token ids, with the rows holding each (see for_each_logits).
+    fn encode_distinct<'t>(
+        &self,
+        texts: &[&'t str],
+        between_batches: &mut dyn FnMut(),
+    ) -> Result<(Vec<Vec<u32>>, Vec<Vec<usize>>)> {
+        let mut uniq: HashMap<&str, usize> = HashMap::with_capacity(texts.len());
+        let mut rows_of: Vec<Vec<usize>> = Vec::new();
+        let mut ids: Vec<Vec<u32>> = Vec::new();
+        for (row, t) in texts.iter().enumerate() {
+            if row % CHECK_EVERY == CHECK_EVERY - 1 {
+                between_batches();
+            }
+            let u = match uniq.get(t) {
+                Some(&u) => u,
+                None => {
+                    ids.push(self.encode(t)?);
+                    rows_of.push(Vec::new());
+                    uniq.insert(t, ids.len() - 1);
+                    ids.len() - 1
+                }
+            };
+            rows_of[u].push(row);
+        }
+        Ok((ids, rows_of))
     }
 
     /// Raw logits for each normalized text, in input order.
@@ -304,50 +212,6 @@ impl Classifier {
             }
         })?;
         Ok(out)
-    }
-
-    fn run_batch(&mut self, batch: &[usize], ids: &[Vec<u32>]) -> Result<Vec<f32>> {
-        let b = batch.len();
-        let l = batch.iter().map(|&i| ids[i].len()).max().unwrap_or(1).max(1);
-        let mut input_ids = vec![self.pad_id; b * l];
-        let mut mask = vec![0i64; b * l];
-        for (r, &i) in batch.iter().enumerate() {
-            for (c, &t) in ids[i].iter().enumerate() {
-                input_ids[r * l + c] = t as i64;
-                mask[r * l + c] = 1;
-            }
-        }
-        let shape = [b as i64, l as i64];
-        let rt = |e: ort::Error| Error::runtime(format!("ONNX Runtime failed on model {}: {e}", self.model.model_path().display()), None);
-        let mut feed: Vec<(Cow<'static, str>, SessionInputValue<'static>)> = Vec::with_capacity(3);
-        for kind in &self.inputs {
-            let (name, data) = match kind {
-                InputKind::Ids => ("input_ids", input_ids.clone()),
-                InputKind::Mask => ("attention_mask", mask.clone()),
-                InputKind::TypeIds => ("token_type_ids", vec![0i64; b * l]),
-            };
-            let t = Tensor::from_array((shape, data)).map_err(rt)?;
-            feed.push((Cow::Borrowed(name), t.into()));
-        }
-        let n_labels = self.model.labels.len();
-        let model_path = self.model.model_path();
-        let outputs = self.session.run(feed).map_err(|e| {
-            Error::runtime(format!("ONNX Runtime failed on model {}: {e}", model_path.display()), None)
-        })?;
-        let (oshape, data) = outputs[self.output_index].try_extract_tensor::<f32>().map_err(|e| {
-            Error::runtime(format!("model {} output is not float32 logits: {e}", model_path.display()), None)
-        })?;
-        if oshape.len() != 2 || oshape[0] as usize != b || oshape[1] as usize != n_labels {
-            return Err(Error::config(
-                format!(
-                    "model {} returned logits of shape {:?} for {b} rows, but config.json lists {n_labels} labels",
-                    model_path.display(),
-                    &oshape[..]
-                ),
-                "config.json's id2label must describe the model's output; re-export both together",
-            ));
-        }
-        Ok(data.to_vec())
     }
 
     /// Top-`k` predictions per normalized text, most probable first.
@@ -365,15 +229,18 @@ impl Classifier {
         Ok(out)
     }
 
-    /// The most probable label per normalized text.
+    /// The most probable label per normalized text (the engine computes top-1, so a shared
+    /// worker sends back two numbers per text, not every logit).
     pub fn classify(&mut self, texts: &[&str], between_batches: &mut dyn FnMut()) -> Result<Vec<Prediction>> {
+        let (ids, rows_of) = self.encode_distinct(texts, between_batches)?;
+        let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let preds = self.engine.top1(&refs, self.batch_size, between_batches)?;
         let mut out = vec![Prediction { label: 0, confidence: 0.0 }; texts.len()];
-        self.for_each_logits(texts, between_batches, &mut |rows, l| {
-            let p = top_1(l);
+        for (rows, p) in rows_of.iter().zip(preds) {
             for &r in rows {
                 out[r] = p;
             }
-        })?;
+        }
         Ok(out)
     }
 
@@ -507,7 +374,7 @@ impl Classifier {
     }
 }
 
-fn mismatch(model: &ModelDir, width: usize) -> Error {
+pub(crate) fn mismatch(model: &ModelDir, width: usize) -> Error {
     Error::config(
         format!(
             "model {} has {width} outputs but {} lists {} labels",

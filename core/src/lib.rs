@@ -4,7 +4,8 @@
 //! * [`model`] — reading and validating a Hugging Face / Optimum model directory.
 //! * [`runtime`] — loading the ONNX Runtime shared library once per process.
 //! * [`batching`] — length-bucketed batch plans (padding is what makes naive batching slow).
-//! * [`classifier`] — tokenize, run the ONNX session, softmax, top-k.
+//! * [`classifier`] — tokenize, run the engine, softmax, top-k.
+//! * [`engine`] — what runs the network: an ONNX Runtime session ([`engine::OrtEngine`]).
 //! * [`cache`] — the result-cache table (keys, probing, usage-decay eviction).
 //! * [`rules`] — the decision table that answers ahead of the model.
 //! * [`metrics`] — gold-standard evaluation (accuracy, macro-F1, per class).
@@ -19,6 +20,7 @@ pub mod batching;
 pub mod cache;
 pub mod classifier;
 pub mod drift;
+pub mod engine;
 pub mod error;
 pub mod fuzz;
 pub mod metrics;
@@ -28,6 +30,7 @@ pub mod rules;
 pub mod runtime;
 
 pub use classifier::{Answer, Classifier, ExecutionProvider, Options, Prediction};
+pub use engine::{Engine, OrtEngine};
 pub use error::{Error, ErrorKind, Result};
 pub use model::ModelDir;
 pub use normalize::normalize;

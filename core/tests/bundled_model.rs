@@ -134,7 +134,7 @@ fn cuda_request_on_a_cpu_build_warns_and_uses_cpu() {
     let mut o = opts();
     o.provider = ExecutionProvider::Cuda;
     let loaded = Classifier::load(&bundled(), &o).map_err(|e| e.to_string()).unwrap();
-    assert_eq!(loaded.classifier.provider, ExecutionProvider::Cpu);
+    assert_eq!(loaded.classifier.engine().provider(), ExecutionProvider::Cpu);
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
     assert!(loaded.warnings[0].contains("using CPU"));
 }
