@@ -1083,11 +1083,33 @@ fn worker_info() -> TableIterator<
     TableIterator::new(rows)
 }
 
+/// Zeroes the workers' counters and histograms (not restarts) and the backends' fallback and
+/// queue-full counts. Superusers only, unless granted.
+#[pg_extern(volatile, parallel_unsafe)]
+fn worker_stats_reset() {
+    let Some(q) = queue() else { return };
+    for i in 0..MAX_WORKERS {
+        let w = q.worker(i);
+        for c in [&w.requests, &w.rows, &w.runs, &w.batches, &w.busy_us, &w.load_failures] {
+            c.store(0, Relaxed);
+        }
+        for b in &w.wait_hist {
+            b.store(0, Relaxed);
+        }
+        w.started_at.store(now_us(), Relaxed); // busy share counts from here
+    }
+    let h = q.header();
+    h.fallbacks.store(0, Relaxed);
+    h.queue_full.store(0, Relaxed);
+    h.stats_reset.store(now_us(), Relaxed);
+}
+
 pgrx::extension_sql!(
     r#"
+REVOKE ALL ON FUNCTION txclass.worker_stats_reset() FROM PUBLIC;
 CREATE VIEW txclass.worker_stats AS SELECT * FROM txclass.worker_info();
 COMMENT ON VIEW txclass.worker_stats IS 'Shared inference workers (txclass.inference = worker): one row per worker.';
 "#,
     name = "worker_stats",
-    requires = [worker_info]
+    requires = [worker_info, worker_stats_reset]
 );

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Shared inference workers against per-backend sessions, both modes in the same run, into
+BENCHMARKS.md (section "worker"). For each model (the bundled one; MiniLM-L6 fp32 and int8 from
+bench/minilm.sh when present), on one cluster with txclass.workers = 1:
+
+  1. 16 pgbench clients, single-row INSERTs of distinct descriptors through the enrichment
+     trigger, and per-row classify_transaction on misses: rows/s (steady state: pgbench's
+     progress intervals after the first, so per-backend model loads do not count);
+  2. private memory (RssAnon, Pss) of 16 backends that each classified a row, plus the workers;
+     txclass's own memory per backend (RssAnon after the first classification minus before);
+  3. one client, per-row miss latency p50 / p99;
+  4. classify_batch of distinct rows from one backend (backend: 1 intra-op thread; worker: 2);
+  5. the hit path (bundled model only): UPDATE ... SET label = classify_transaction(d) over 1M
+     rows with a warm cache.
+
+    bench/worker.py <repo root> [model dir ...]    (bench/worker.sh runs set-up and minilm.sh)
+"""
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import psycopg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sections  # noqa: E402
+
+ROOT = sys.argv[1]
+MODELS = sys.argv[2:]
+NAME, PORT = "benchworker", int(os.environ.get("TXCLASS_BENCH_PORT", "54346"))
+SECONDS = int(os.environ.get("TXCLASS_BENCH_SECONDS", "25"))
+HIT_ROWS = int(os.environ.get("TXCLASS_BENCH_HIT_ROWS", "1000000"))
+CORES = os.cpu_count() or 2
+CONF = f"""txclass.workers = 1
+txclass.worker_threads = {CORES}
+max_connections = 60"""
+OUT = "/tmp/txclass-bench-worker"
+
+
+def letters(i):
+    return "".join("abcdefghij"[int(c)] for c in str(i))
+
+
+def desc(i):
+    brands = ["STARBUCKS STORE", "TESCO STORES", "UBER TRIP", "SHELL OIL", "NETFLIX.COM", "AMZN MKTP US", "SQ *BLUE BOTTLE"]
+    return f"{brands[i % len(brands)]} {letters(i)} {letters(i * 7 + 3)}"
+
+
+def opts(mode, model):
+    return f"-c txclass.inference={mode} -c txclass.model={model}"
+
+
+def connect(ci, mode, model):
+    c = psycopg.connect(ci, autocommit=True, options=opts(mode, model))
+    c.execute("SET search_path = public, txclass")
+    return c
+
+
+def pgbench(flags, script, mode, model):
+    path = os.path.join(OUT, "script.sql")
+    open(path, "w").write(script)
+    os.chmod(path, 0o644)
+    env = dict(os.environ, PGOPTIONS=opts(mode, model))
+    r = subprocess.run(["pgbench", *flags.split(), "-n", "-c", "16", "-j", "4", "-T", str(SECONDS), "-P", "5", "-f", path, "postgres"],
+                       capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-800:])
+    steady = [float(m.group(2)) for m in re.finditer(r"progress: ([\d.]+) s, ([\d.]+) tps", r.stderr) if float(m.group(1)) > 5]
+    if steady:
+        return statistics.mean(steady)
+    m = re.search(r"tps = ([\d.]+)", r.stdout)
+    return float(m.group(1)) if m else float("nan")
+
+
+INSERT = r"""\set i random(1, 2000000000)
+INSERT INTO enrich_t (d) VALUES ((ARRAY['STARBUCKS STORE','TESCO STORES','UBER TRIP','SHELL OIL','NETFLIX.COM'])[1 + :i % 5] || ' ' || translate(:i::text, '0123456789', 'abcdefghij'));
+"""
+SCALAR = r"""\set i random(1, 2000000000)
+SELECT txclass.classify_transaction((ARRAY['STARBUCKS STORE','TESCO STORES','UBER TRIP','SHELL OIL','NETFLIX.COM'])[1 + :i % 5] || ' ' || translate(:i::text, '0123456789', 'abcdefghij') || ' q');
+"""
+
+
+def mem_kb(pid):
+    status = open(f"/proc/{pid}/status").read()
+    anon = int(re.search(r"RssAnon:\s+(\d+)", status).group(1))
+    pss = int(re.search(r"^Pss:\s+(\d+)", open(f"/proc/{pid}/smaps_rollup").read(), re.M).group(1))
+    return anon, pss
+
+
+def memory(ci, mode, model, workers_pids):
+    conns = [connect(ci, mode, model) for _ in range(16)]
+    try:
+        pids = [c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in conns]
+        before = [mem_kb(p)[0] for p in pids]
+        for k, c in enumerate(conns):
+            c.execute("SELECT classify_transaction(%s)", (desc(900000 + k),))
+        after = [mem_kb(p) for p in pids]
+        workers = [mem_kb(p) for p in workers_pids()]
+        own = statistics.median(a[0] - b for a, b in zip(after, before)) / 1024
+        return {"anon_mb": (sum(a[0] for a in after) + sum(w[0] for w in workers)) / 1024,
+                "pss_mb": (sum(a[1] for a in after) + sum(w[1] for w in workers)) / 1024,
+                "own_mb": own, "worker_anon_mb": sum(w[0] for w in workers) / 1024}
+    finally:
+        for c in conns:
+            c.close()
+
+
+def latency(ci, mode, model, n=400):
+    with connect(ci, mode, model) as c:
+        c.execute("SET txclass.cache = off")
+        c.execute("SELECT classify_transaction('warm up')")
+        ts = []
+        for i in range(n):
+            t = time.perf_counter()
+            c.execute("SELECT classify_transaction(%s)", (desc(500000 + i),))
+            ts.append((time.perf_counter() - t) * 1e3)
+    ts.sort()
+    return ts[len(ts) // 2], ts[int(len(ts) * 0.99)]
+
+
+def batch(ci, mode, model, rows):
+    with connect(ci, mode, model) as c:
+        c.execute("SET txclass.cache = off")
+        c.execute("SELECT classify_transaction('warm up')")
+        arr = [desc(2_000_000 + i) for i in range(rows)]
+        t = time.perf_counter()
+        c.execute("SELECT count(*) FROM classify_batch(%s)", (arr,))
+        return rows / (time.perf_counter() - t)
+
+
+def hit_path(ci, model):
+    out = {}
+    with connect(ci, "backend", model) as c:
+        c.execute("DROP TABLE IF EXISTS hits")
+        c.execute(f"""CREATE TABLE hits AS SELECT g AS id, (ARRAY['STARBUCKS STORE','TESCO STORES','UBER TRIP','SHELL OIL'])[1 + g % 4]
+                      || ' ' || translate((g % 5000)::text, '0123456789', 'abcdefghij') AS d, NULL::text AS label
+                      FROM generate_series(1, {HIT_ROWS}) g""")
+        c.execute("VACUUM ANALYZE hits")
+        c.execute("UPDATE hits SET label = classify_transaction(d)")  # warms the cache (5,000 distinct)
+    for mode in ["backend", "worker", "backend", "worker"]:
+        with connect(ci, mode, model) as c:
+            t = time.perf_counter()
+            c.execute("UPDATE hits SET label = classify_transaction(d)")
+            out.setdefault(mode, []).append(time.perf_counter() - t)
+    return {m: min(v) for m, v in out.items()}
+
+
+def run_model(ci, flags, model, batch_rows):
+    def worker_pids():
+        with psycopg.connect(ci, autocommit=True) as c:
+            return [r[0] for r in c.execute("SELECT pid FROM txclass.worker_stats WHERE pid IS NOT NULL")]
+    res = {}
+    with psycopg.connect(ci, autocommit=True) as c:
+        c.execute("SELECT txclass.worker_stats_reset()")
+        c.execute("DROP TABLE IF EXISTS enrich_t")
+        c.execute("CREATE TABLE enrich_t (id bigserial PRIMARY KEY, d text)")
+        c.execute("SELECT txclass.attach('enrich_t', 'd')")
+    for mode in ["backend", "worker"]:
+        r = {}
+        r["insert_tps"] = pgbench(flags, INSERT, mode, model)
+        r["scalar_tps"] = pgbench(flags, SCALAR, mode, model)
+        r["mem"] = memory(ci, mode, model, worker_pids)
+        r["p50"], r["p99"] = latency(ci, mode, model)
+        r["batch"] = batch(ci, mode, model, batch_rows)
+        res[mode] = r
+        print(mode, model, r, flush=True)
+    with psycopg.connect(ci, autocommit=True) as c:
+        nulls, rows = c.execute("SELECT count(*) FILTER (WHERE txclass_label IS NULL), count(*) FROM enrich_t").fetchone()
+        st = c.execute("SELECT mean_rows_per_run, queue_wait_p50_ms, queue_wait_p99_ms, backend_fallbacks, busy_share FROM txclass.worker_stats").fetchone()
+    res["enrich_nulls"], res["enrich_rows"], res["worker_stats"] = nulls, rows, st
+    return res
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    os.chmod(OUT, 0o755)
+    bundled = "txclass-merchants-v1"
+    models = [(bundled, "bundled (1 MB int8, 372 classes)", 100_000)] if os.environ.get("TXCLASS_BENCH_BUNDLED", "1") == "1" else []
+    for m in MODELS:
+        size = os.path.getsize(os.path.join(m, "model.onnx")) / 1e6
+        models.append((m, f"{os.path.basename(m)} ({size:.0f} MB)", 10_000))
+    flags = sections.cluster(ROOT, "start", NAME, PORT, {"TXCLASS_CLUSTER_CONF": CONF})
+    ci = sections.harness.conninfo(flags)
+    rows = []
+    try:
+        with psycopg.connect(ci, autocommit=True) as c:
+            c.execute("CREATE EXTENSION txclass")
+        for model, label, batch_rows in models:
+            rows.append((label, batch_rows, run_model(ci, flags, model, batch_rows)))
+        hits = hit_path(ci, bundled) if models and models[0][0] == bundled else {"backend": float("nan"), "worker": float("nan")}
+    finally:
+        sections.cluster(ROOT, "stop", NAME, PORT)
+    lines = [
+        "<!-- worker:begin (bench/worker.sh; rewritten by each run) -->",
+        "## Shared inference worker vs per-backend sessions",
+        "",
+        f"One run of `bench/worker.sh` on this machine ({CORES} cores), both modes on the same cluster "
+        f"(`txclass.workers = 1`, `txclass.worker_threads = {CORES}`; backend mode: one intra-op thread per backend). "
+        f"pgbench: 16 clients, {SECONDS} s, steady state (progress intervals after the first 5 s). Memory: 16 connected "
+        "backends that each classified one row, plus the worker processes. Ratios are worker ÷ backend.",
+        "",
+        "| model | 16-client single-row INSERT rows/s (trigger) | 16-client per-row miss rows/s | private memory RssAnon / Pss (16 backends + workers) | txclass memory per backend | 1-client miss latency p50 / p99 | classify_batch rows/s, one backend |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, batch_rows, r in rows:
+        b, w = r["backend"], r["worker"]
+        lines.append(
+            f"| {label} | {b['insert_tps']:.0f} → {w['insert_tps']:.0f} (**{w['insert_tps'] / b['insert_tps']:.2f}×**) "
+            f"| {b['scalar_tps']:.0f} → {w['scalar_tps']:.0f} (**{w['scalar_tps'] / b['scalar_tps']:.2f}×**) "
+            f"| {b['mem']['anon_mb']:.0f} / {b['mem']['pss_mb']:.0f} MB → {w['mem']['anon_mb']:.0f} / {w['mem']['pss_mb']:.0f} MB "
+            f"(**{w['mem']['anon_mb'] / b['mem']['anon_mb']:.2f}** / {w['mem']['pss_mb'] / b['mem']['pss_mb']:.2f}) "
+            f"| {b['mem']['own_mb']:.1f} MB → {w['mem']['own_mb']:.1f} MB "
+            f"| {b['p50']:.2f} / {b['p99']:.2f} ms → {w['p50']:.2f} / {w['p99']:.2f} ms (**{w['p50'] / b['p50']:.2f}** / {w['p99'] / b['p99']:.2f}) "
+            f"| {batch_rows:,} rows: {b['batch']:.0f} → {w['batch']:.0f} (**{w['batch'] / b['batch']:.2f}×**) |")
+    lines += ["", "Worker-side figures of the same run (`txclass.worker_stats` after each model's runs; enrichment rows left NULL):", ""]
+    for label, _, r in rows:
+        st = r["worker_stats"]
+        lines.append(f"- {label}: mean rows per worker run {st[0]:.1f}, queue wait p50 {st[1]:.2f} ms / p99 {st[2]:.2f} ms, "
+                     f"worker busy {100 * st[4]:.0f}% of the time, backend fallbacks {st[3]}; {r['enrich_rows']:,} rows inserted through the trigger, {r['enrich_nulls']} left NULL; "
+                     f"worker processes' RssAnon in worker mode {r['worker']['mem']['worker_anon_mb']:.0f} MB")
+    lines += ["", f"Hit path, `UPDATE hits SET label = classify_transaction(d)` over {HIT_ROWS:,} rows with a warm shared cache "
+              f"(best of two each): backend {hits['backend']:.2f} s, worker {hits['worker']:.2f} s "
+              f"(**{hits['worker'] / hits['backend']:.2f}×** the time): the cache answers before any worker is asked.",
+              "<!-- worker:end -->"]
+    sections.write_section(ROOT, "worker", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
