@@ -3,13 +3,15 @@
 BENCHMARKS.md (section "worker"). For each model (the bundled one; MiniLM-L6 fp32 and int8 from
 bench/minilm.sh when present), on one cluster with txclass.workers = 1:
 
-  1. 16 pgbench clients, single-row INSERTs of distinct descriptors through the enrichment
-     trigger, and per-row classify_transaction on misses: rows/s (steady state: pgbench's
-     progress intervals after the first, so per-backend model loads do not count);
+  1. 16 pgbench clients, single-row INSERTs of real Oxford descriptors through the enrichment
+     trigger, and per-row classify_transaction, with the cache off (every row a miss): rows/s
+     (steady state: pgbench's progress intervals after the first, so per-backend model loads do
+     not count);
   2. private memory (RssAnon, Pss) of 16 backends that each classified a row, plus the workers;
      txclass's own memory per backend (RssAnon after the first classification minus before);
-  3. one client, per-row miss latency p50 / p99;
-  4. classify_batch of distinct rows from one backend (backend: 1 intra-op thread; worker: 2);
+  3. one client, per-row miss latency p50 / p99 (the Oxford descriptors, cache off);
+  4. classify_batch of distinct generated rows from one backend (backend: 1 intra-op thread;
+     worker: all cores);
   5. the hit path (bundled model only): UPDATE ... SET label = classify_transaction(d) over 1M
      rows with a warm cache.
 
@@ -35,8 +37,10 @@ HIT_ROWS = int(os.environ.get("TXCLASS_BENCH_HIT_ROWS", "1000000"))
 CORES = os.cpu_count() or 2
 CONF = f"""txclass.workers = 1
 txclass.worker_threads = {CORES}
+txclass.worker_models = 1
 max_connections = 60"""
 OUT = "/tmp/txclass-bench-worker"
+OXFORD = []
 
 
 def letters(i):
@@ -48,8 +52,8 @@ def desc(i):
     return f"{brands[i % len(brands)]} {letters(i)} {letters(i * 7 + 3)}"
 
 
-def opts(mode, model):
-    return f"-c txclass.inference={mode} -c txclass.model={model}"
+def opts(mode, model, cache="on"):
+    return f"-c txclass.inference={mode} -c txclass.model={model} -c txclass.cache={cache}"
 
 
 def connect(ci, mode, model):
@@ -62,7 +66,7 @@ def pgbench(flags, script, mode, model):
     path = os.path.join(OUT, "script.sql")
     open(path, "w").write(script)
     os.chmod(path, 0o644)
-    env = dict(os.environ, PGOPTIONS=opts(mode, model))
+    env = dict(os.environ, PGOPTIONS=opts(mode, model, cache="off"))
     r = subprocess.run(["pgbench", *flags.split(), "-n", "-c", "16", "-j", "4", "-T", str(SECONDS), "-P", "5", "-f", path, "postgres"],
                        capture_output=True, text=True, env=env)
     if r.returncode != 0:
@@ -74,12 +78,30 @@ def pgbench(flags, script, mode, model):
     return float(m.group(1)) if m else float("nan")
 
 
-INSERT = r"""\set i random(1, 2000000000)
-INSERT INTO enrich_t (d) VALUES ((ARRAY['STARBUCKS STORE','TESCO STORES','UBER TRIP','SHELL OIL','NETFLIX.COM'])[1 + :i % 5] || ' ' || translate(:i::text, '0123456789', 'abcdefghij'));
+INSERT = r"""\set i random(1, {n})
+INSERT INTO enrich_t (d) SELECT d FROM ox WHERE id = :i;
 """
-SCALAR = r"""\set i random(1, 2000000000)
-SELECT txclass.classify_transaction((ARRAY['STARBUCKS STORE','TESCO STORES','UBER TRIP','SHELL OIL','NETFLIX.COM'])[1 + :i % 5] || ' ' || translate(:i::text, '0123456789', 'abcdefghij') || ' q');
+SCALAR = r"""\set i random(1, {n})
+SELECT txclass.classify_transaction(d) FROM ox WHERE id = :i;
 """
+
+
+def load_oxford(ci):
+    """The real Oxford descriptors (every file, repeats kept) into table ox; returns the count."""
+    import csv
+    import glob
+    rows = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "..", "shared", "data", "oxford-pcard", "*.csv"))):
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows += [r.get("Merchant") or r.get("MCH.MERCHANT NAME") for r in csv.DictReader(fh)]
+    rows = [r for r in rows if r]
+    with psycopg.connect(ci, autocommit=True) as c:
+        c.execute("CREATE TABLE ox (id int PRIMARY KEY, d text)")
+        with c.cursor().copy("COPY ox FROM STDIN") as cp:
+            for i, d in enumerate(rows, 1):
+                cp.write_row((i, d))
+        c.execute("VACUUM ANALYZE ox")
+    return rows
 
 
 def mem_kb(pid):
@@ -107,14 +129,14 @@ def memory(ci, mode, model, workers_pids):
             c.close()
 
 
-def latency(ci, mode, model, n=400):
+def latency(ci, mode, model, n=600):
     with connect(ci, mode, model) as c:
         c.execute("SET txclass.cache = off")
         c.execute("SELECT classify_transaction('warm up')")
         ts = []
         for i in range(n):
             t = time.perf_counter()
-            c.execute("SELECT classify_transaction(%s)", (desc(500000 + i),))
+            c.execute("SELECT classify_transaction(%s)", (OXFORD[(i * 7919) % len(OXFORD)],))
             ts.append((time.perf_counter() - t) * 1e3)
     ts.sort()
     return ts[len(ts) // 2], ts[int(len(ts) * 0.99)]
@@ -159,8 +181,8 @@ def run_model(ci, flags, model, batch_rows):
         c.execute("SELECT txclass.attach('enrich_t', 'd')")
     for mode in ["backend", "worker"]:
         r = {}
-        r["insert_tps"] = pgbench(flags, INSERT, mode, model)
-        r["scalar_tps"] = pgbench(flags, SCALAR, mode, model)
+        r["insert_tps"] = pgbench(flags, INSERT.format(n=len(OXFORD)), mode, model)
+        r["scalar_tps"] = pgbench(flags, SCALAR.format(n=len(OXFORD)), mode, model)
         r["mem"] = memory(ci, mode, model, worker_pids)
         r["p50"], r["p99"] = latency(ci, mode, model)
         r["batch"] = batch(ci, mode, model, batch_rows)
@@ -184,9 +206,11 @@ def main():
     flags = sections.cluster(ROOT, "start", NAME, PORT, {"TXCLASS_CLUSTER_CONF": CONF})
     ci = sections.harness.conninfo(flags)
     rows = []
+    global OXFORD
     try:
         with psycopg.connect(ci, autocommit=True) as c:
             c.execute("CREATE EXTENSION txclass")
+        OXFORD = load_oxford(ci)
         for model, label, batch_rows in models:
             rows.append((label, batch_rows, run_model(ci, flags, model, batch_rows)))
         hits = hit_path(ci, bundled) if models and models[0][0] == bundled else {"backend": float("nan"), "worker": float("nan")}
@@ -197,9 +221,11 @@ def main():
         "## Shared inference worker vs per-backend sessions",
         "",
         f"One run of `bench/worker.sh` on this machine ({CORES} cores), both modes on the same cluster "
-        f"(`txclass.workers = 1`, `txclass.worker_threads = {CORES}`; backend mode: one intra-op thread per backend). "
-        f"pgbench: 16 clients, {SECONDS} s, steady state (progress intervals after the first 5 s). Memory: 16 connected "
-        "backends that each classified one row, plus the worker processes. Ratios are worker ÷ backend.",
+        f"(`txclass.workers = 1`, `txclass.worker_threads = {CORES}`, `txclass.worker_models = 1`; backend mode: one intra-op "
+        f"thread per backend). pgbench: 16 clients, {SECONDS} s, the {len(OXFORD):,} real Oxford descriptors picked at random "
+        "with the cache off (every row a miss), steady state (progress intervals after the first 5 s). Latency: the same "
+        "descriptors, one client, cache off. classify_batch: distinct generated descriptors (letters, ~12 word pieces). "
+        "Memory: 16 connected backends that each classified one row, plus the worker process. Ratios are worker ÷ backend.",
         "",
         "| model | 16-client single-row INSERT rows/s (trigger) | 16-client per-row miss rows/s | private memory RssAnon / Pss (16 backends + workers) | txclass memory per backend | 1-client miss latency p50 / p99 | classify_batch rows/s, one backend |",
         "|---|---|---|---|---|---|---|",

@@ -55,6 +55,34 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
+/// Adds `name`, the length and the contents of the file at `p` to `hasher` (the same bytes as
+/// hashing the whole file at once), reading 1 MB at a time.
+fn hash_file(hasher: &mut Sha256, name: &str, p: &Path) -> Result<()> {
+    use std::io::Read;
+    let err = |e: std::io::Error| Error::config(format!("cannot read model file {}: {e}", p.display()), LAYOUT_HINT);
+    let mut f = std::fs::File::open(p).map_err(err)?;
+    let len = f.metadata().map_err(err)?.len();
+    hasher.update(name.as_bytes());
+    hasher.update(len.to_le_bytes());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut seen = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        seen += n as u64;
+    }
+    if seen != len {
+        return Err(Error::config(
+            format!("model file {} changed while it was read ({len} bytes, then {seen})", p.display()),
+            "replace model files atomically (write a new directory, then register it)",
+        ));
+    }
+    Ok(())
+}
+
 impl ModelDir {
     /// Reads and validates `config.json`, checks that the other files exist, and computes the
     /// model's checksum. Does not load ONNX Runtime (see [`crate::Classifier::load`]).
@@ -66,16 +94,14 @@ impl ModelDir {
             return Err(Error::config(format!("model path {} is not a directory", path.display()), LAYOUT_HINT));
         }
         let mut hasher = Sha256::new();
-        let mut config_bytes = Vec::new();
-        for file in [CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE] {
-            let p = path.join(file);
-            let bytes = read(&p)?;
-            hasher.update(file.as_bytes());
-            hasher.update((bytes.len() as u64).to_le_bytes());
-            hasher.update(&bytes);
-            if file == CONFIG_FILE {
-                config_bytes = bytes;
-            }
+        let config_bytes = read(&path.join(CONFIG_FILE))?;
+        hasher.update(CONFIG_FILE.as_bytes());
+        hasher.update((config_bytes.len() as u64).to_le_bytes());
+        hasher.update(&config_bytes);
+        // the tokenizer and the weights are hashed as they stream by: a backend that only needs
+        // the labels and the tokenizer (worker mode) never holds the weights in memory
+        for file in [TOKENIZER_FILE, MODEL_FILE] {
+            hash_file(&mut hasher, file, &path.join(file))?;
         }
         let checksum: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
         let config_path = path.join(CONFIG_FILE);
