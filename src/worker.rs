@@ -29,7 +29,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::Cell;
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::time::{Duration, Instant};
 use txclass_core::classifier::top_1;
 use txclass_core::{Engine, Error, ExecutionProvider, ModelDir, Options, OrtEngine, Prediction};
@@ -103,7 +103,8 @@ struct Out {
 
 #[repr(C)]
 struct Slot {
-    state: u32,
+    /// Written only under the queue lock; read without it where a stale value is harmless.
+    state: AtomicU32,
     want_logits: u32,
     rows: u32,
     tokens: u32,
@@ -296,12 +297,12 @@ unsafe extern "C-unwind" fn worker_exit(_code: i32, arg: pg_sys::Datum) {
         let s = q.slot(i);
         // SAFETY: states change under the lock we hold.
         unsafe {
-            if (*s).worker_pid == pid && ((*s).state == RUNNING || (*s).state == ABANDONED) {
-                if (*s).state == ABANDONED {
-                    (*s).state = FREE;
+            if (*s).worker_pid == pid && ((*s).state.load(Acquire) == RUNNING || (*s).state.load(Acquire) == ABANDONED) {
+                if (*s).state.load(Acquire) == ABANDONED {
+                    (*s).state.store(FREE, Release);
                 } else {
                     copy_in(&mut (*s).error, "the inference worker exited while running this request");
-                    (*s).state = FAILED;
+                    (*s).state.store(FAILED, Release);
                     set_latch((*s).owner_procno);
                 }
             }
@@ -372,7 +373,7 @@ fn take(q: &Queue, idx: usize) -> Vec<usize> {
         let s = q.slot(i);
         // SAFETY: states are read under the lock.
         unsafe {
-            if (*s).state == SUBMITTED {
+            if (*s).state.load(Acquire) == SUBMITTED {
                 ready.push(((*s).rows > SMALL_ROWS, (*s).seq, i, (*s).tokens as u64));
             }
         }
@@ -390,7 +391,7 @@ fn take(q: &Queue, idx: usize) -> Vec<usize> {
         let s = q.slot(i);
         // SAFETY: state change under the lock; the slot is now this worker's to read and write.
         unsafe {
-            (*s).state = RUNNING;
+            (*s).state.store(RUNNING, Release);
             (*s).worker = idx as i32;
             (*s).worker_pid = pid;
             let wait = (now - (*s).submitted_at).max(1) as u64;
@@ -561,11 +562,11 @@ fn finish(q: &Queue, taken: &[usize]) {
             let s = q.slot(i);
             // SAFETY: state change under the lock.
             unsafe {
-                if (*s).state == ABANDONED {
-                    (*s).state = FREE;
+                if (*s).state.load(Acquire) == ABANDONED {
+                    (*s).state.store(FREE, Release);
                     freed = true;
                 } else {
-                    (*s).state = if (*s).n_labels == u32::MAX { FAILED } else { DONE };
+                    (*s).state.store(if (*s).n_labels == u32::MAX { FAILED } else { DONE }, Release);
                     set_latch((*s).owner_procno);
                 }
             }
@@ -619,8 +620,8 @@ fn release_owned(mine: impl Fn(*mut Slot) -> bool) {
             let s = q.slot(i);
             // SAFETY: states change under the lock.
             unsafe {
-                if (*s).state != FREE && mine(s) {
-                    (*s).state = if (*s).state == RUNNING { ABANDONED } else if (*s).state == ABANDONED { ABANDONED } else { FREE };
+                if (*s).state.load(Acquire) != FREE && mine(s) {
+                    (*s).state.store(if matches!((*s).state.load(Acquire), RUNNING | ABANDONED) { ABANDONED } else { FREE }, Release);
                 }
             }
         }
@@ -642,7 +643,7 @@ impl Held {
             let _l = Locked::exclusive();
             let s = self.q.slot(slot);
             // SAFETY: state change under the lock.
-            unsafe { (*s).state = if (*s).state == RUNNING { ABANDONED } else { FREE } };
+            unsafe { (*s).state.store(if (*s).state.load(Acquire) == RUNNING { ABANDONED } else { FREE }, Release) };
         }
         self.slots.retain(|&(s, _)| s != slot);
         // SAFETY: wakes backends waiting for a slot.
@@ -661,7 +662,7 @@ impl Drop for Held {
             for &i in &mine {
                 let s = self.q.slot(i);
                 // SAFETY: state change under the lock.
-                unsafe { (*s).state = if (*s).state == RUNNING { ABANDONED } else { FREE } };
+                unsafe { (*s).state.store(if (*s).state.load(Acquire) == RUNNING { ABANDONED } else { FREE }, Release) };
             }
         }
         // SAFETY: wakes backends waiting for a slot.
@@ -804,7 +805,7 @@ impl WorkerEngine {
                     unsafe {
                         (*s).seq = q.header().seq.fetch_add(1, Relaxed);
                         (*s).submitted_at = now_us();
-                        (*s).state = SUBMITTED;
+                        (*s).state.store(SUBMITTED, Release);
                     }
                 }
                 next += 1;
@@ -836,12 +837,9 @@ impl WorkerEngine {
             let mut progressed = false;
             for (i, chunk) in held.slots.clone() {
                 let s = q.slot(i);
-                // SAFETY: DONE/FAILED slots are ours again (the worker is finished with them);
-                // the state is read under the lock.
-                let state = {
-                    let _l = Locked::exclusive();
-                    unsafe { (*s).state }
-                };
+                // DONE/FAILED slots are ours again (the worker is finished with them)
+                // SAFETY: the worker publishes DONE / FAILED with release after writing the outputs.
+                let state = unsafe { (*s).state.load(Acquire) };
                 match state {
                     DONE => unsafe {
                         let c = chunks[chunk].clone();
@@ -987,8 +985,8 @@ fn claim(q: &Queue) -> Option<usize> {
         let s = q.slot(i);
         // SAFETY: state change under the lock.
         unsafe {
-            if (*s).state == FREE {
-                (*s).state = FILLING;
+            if (*s).state.load(Acquire) == FREE {
+                (*s).state.store(FILLING, Release);
                 // SAFETY: identity of the claimant, so that its exit frees the slot
                 (*s).owner_pid = pg_sys::MyProcPid;
                 return Some(i);
@@ -1049,7 +1047,7 @@ fn worker_info() -> TableIterator<
     let busy = {
         let _l = Locked::exclusive();
         // SAFETY: states read under the lock.
-        (0..q.n).filter(|&i| unsafe { (*q.slot(i)).state } != FREE).count() as i64
+        (0..q.n).filter(|&i| unsafe { (*q.slot(i)).state.load(Acquire) } != FREE).count() as i64
     };
     let rows = (0..workers)
         .map(|i| {
