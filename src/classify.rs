@@ -20,24 +20,31 @@ fn normalize_descriptor(descriptor: &str) -> String {
     normalize(descriptor)
 }
 
-/// One descriptor: normalized, then the rules, then the cache, then the model on a miss. None
-/// when it normalizes to nothing. Results equal the batch path's (same normalization, rules and
-/// cache, and the model's logits do not depend on the batch).
+/// One descriptor: normalized, then the one decision (rules, cache) and the model on a miss.
+/// None when it normalizes to nothing. Results equal the batch path's (same normalization,
+/// decision and cache, and the model's logits do not depend on the batch).
 fn answer_one(s: &mut Serving, descriptor: &str) -> Option<Answer> {
     let n = normalize(descriptor);
     if n.is_empty() {
         return None;
     }
-    if let Some(i) = s.rules.find_index(&n) {
-        return Some(Answer::Rule(i));
-    }
-    let c = &mut s.classifier;
-    Some(Answer::Model(cache::with_cache(|cache| c.classify_one(&n, cache, &mut check_interrupts)).or_raise()))
+    let (c, rules) = (&mut s.classifier, &s.rules);
+    let rules = (!rules.is_empty()).then_some(&**rules);
+    Some(cache::with_cache(|cache| c.answer_one(&n, rules, cache, &mut check_interrupts)).or_raise())
+}
+
+/// What SQL shows for an answer: label and category (interned), confidence (1 for a rule), and
+/// the rule that answered. The one conversion every function and the trigger use.
+pub(crate) struct Outputs {
+    pub label: &'static str,
+    pub category: Option<&'static str>,
+    pub confidence: f32,
+    pub rule_id: Option<i64>,
 }
 
 /// Label and category of an answer, as interned strings. A rule without a category takes the
 /// model's category for its label, when the model has that label.
-pub(crate) fn label_and_category(s: &Serving, names: &intern::Names, a: Answer) -> (&'static str, Option<&'static str>) {
+fn label_and_category(s: &Serving, names: &intern::Names, a: Answer) -> (&'static str, Option<&'static str>) {
     match a {
         Answer::Model(p) => (names.labels[p.label], names.categories[p.label]),
         Answer::Rule(i) => {
@@ -49,6 +56,15 @@ pub(crate) fn label_and_category(s: &Serving, names: &intern::Names, a: Answer) 
             (intern::text(&r.label), category)
         }
     }
+}
+
+pub(crate) fn outputs(s: &Serving, names: &intern::Names, a: Answer) -> Outputs {
+    let (label, category) = label_and_category(s, names, a);
+    let (confidence, rule_id) = match a {
+        Answer::Model(p) => (p.confidence, None),
+        Answer::Rule(i) => (1.0f32, Some(s.rules.get(i).id)),
+    };
+    Outputs { label, category, confidence, rule_id }
 }
 
 /// The predicted label (or the label of the rule that matched). NULL for NULL input and for
@@ -67,13 +83,8 @@ fn classify_transaction(descriptor: &str) -> Option<&'static str> {
 fn classify_transaction_detail(descriptor: &str) -> Option<composite_type!('static, "classification")> {
     let (label, category, confidence, model, rule_id) = with_serving(|s| {
         let a = answer_one(s, descriptor)?;
-        let names = intern::names(&s.classifier);
-        let (label, category) = label_and_category(s, &names, a);
-        let (confidence, rule_id) = match a {
-            Answer::Model(p) => (p.confidence, None),
-            Answer::Rule(i) => (1.0f32, Some(s.rules.get(i).id)),
-        };
-        Some((label, category, confidence, s.classifier.model.identity(), rule_id))
+        let o = outputs(s, &intern::names(&s.classifier), a);
+        Some((o.label, o.category, o.confidence, s.classifier.model.identity(), o.rule_id))
     })?;
     let mut t = PgHeapTuple::new_composite_type("txclass.classification").unwrap_or_else(|e| {
         error!("type txclass.classification is missing ({e}); reinstall the extension: DROP EXTENSION txclass; CREATE EXTENSION txclass")
@@ -160,12 +171,8 @@ fn classify_batch(
             .map(|(i, a)| match a {
                 None => (i as i64 + 1, None, None, None, None),
                 Some(a) => {
-                    let (label, category) = label_and_category(s, &names, a);
-                    let confidence = match a {
-                        Answer::Model(p) => p.confidence,
-                        Answer::Rule(_) => 1.0,
-                    };
-                    (i as i64 + 1, Some(label), category, Some(confidence), Some(model))
+                    let o = outputs(s, &names, a);
+                    (i as i64 + 1, Some(o.label), o.category, Some(o.confidence), Some(model))
                 }
             })
             .collect::<Vec<_>>()

@@ -22,6 +22,7 @@ use pgrx::AllocatedByRust;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use txclass_core::classifier::Decision;
 use txclass_core::{normalize, Answer, Error};
 
 fn check_interrupts() {
@@ -215,40 +216,36 @@ enum Outcome {
 }
 
 fn answer(s: &mut Serving, n: &str, batch_misses: bool) -> Result<Outcome, Error> {
-    let a = match s.rules.find_index(n) {
-        Some(i) => Answer::Rule(i),
-        None => {
-            let c = &mut s.classifier;
-            let key = txclass_core::cache::key(c.cache_model_id(), n);
-            let hit = cache::with_cache(|cache| cache.and_then(|cache| cache.get(&key))).filter(|p| p.label < c.model.labels.len());
-            match hit {
-                Some(p) => Answer::Model(p),
-                None if batch_misses => return Ok(Outcome::Queue),
-                None => {
-                    let p = cache::with_cache(|cache| c.classify_one(n, cache, &mut check_interrupts))?;
-                    count(|c| {
-                        c.row_by_row.fetch_add(1, Relaxed);
-                    });
-                    return Ok(known(s, Answer::Model(p)));
-                }
-            }
+    let (c, rules) = (&mut s.classifier, &s.rules);
+    let rules = (!rules.is_empty()).then_some(&**rules);
+    let a = match cache::with_cache(|cache| c.decide(n, rules, cache)) {
+        Decision::Known(a) => {
+            count(|c| {
+                c.in_place.fetch_add(1, Relaxed);
+            });
+            a
+        }
+        Decision::Miss(_) if batch_misses => return Ok(Outcome::Queue),
+        Decision::Miss(_) => {
+            let a = cache::with_cache(|cache| c.answer_one(n, rules, cache, &mut check_interrupts))?;
+            count(|c| {
+                c.row_by_row.fetch_add(1, Relaxed);
+            });
+            a
         }
     };
-    count(|c| {
-        c.in_place.fetch_add(1, Relaxed);
-    });
     Ok(known(s, a))
 }
 
-/// The outputs of an answer: the SQL functions' label and category, confidence 1 for a rule.
+/// The outputs of an answer, through the SQL functions' one conversion.
 fn known(s: &Serving, a: Answer) -> Outcome {
-    let names = intern::names(&s.classifier);
-    let (label, category) = crate::classify::label_and_category(s, &names, a);
-    let confidence = match a {
-        Answer::Model(p) => p.confidence,
-        Answer::Rule(_) => 1.0,
-    };
-    Outcome::Known { label, category, confidence, model: intern::text(&s.classifier.model.identity()) }
+    let o = crate::classify::outputs(s, &intern::names(&s.classifier), a);
+    Outcome::Known {
+        label: o.label,
+        category: o.category,
+        confidence: o.confidence,
+        model: intern::text(&s.classifier.model.identity()),
+    }
 }
 
 fn set_outputs(t: &mut PgHeapTuple<'_, AllocatedByRust>, a: &RowArgs, o: &Outcome) {

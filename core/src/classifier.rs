@@ -46,6 +46,13 @@ pub enum Answer {
     Rule(usize),
 }
 
+/// What [`Classifier::decide`] found before the model: an answer, or a miss for the model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    Known(Answer),
+    Miss(Option<cache::Key>),
+}
+
 pub struct Classifier {
     pub model: ModelDir,
     tokenizer: Tokenizer,
@@ -254,27 +261,47 @@ impl Classifier {
         cache.get(key).filter(|p| p.label < self.model.labels.len())
     }
 
-    /// One normalized, non-empty text: the cache first, the model on a miss (then cached).
-    /// The per-row path, kept apart from [`Self::classify_descriptors`] (the batch path) because
-    /// it runs once per row: without the batch path's maps and vectors a cache hit costs about
-    /// what `md5()` of the descriptor does (BENCHMARKS.md). Same cache keys, same results.
-    pub fn classify_one(
+    /// The one decision for a normalized, non-empty text before the model runs: a rule that
+    /// matches (it answers with confidence 1), else this model's cached prediction, else a miss
+    /// (with its cache key when a cache is in force). Every path — scalar, batch, trigger,
+    /// backfill — decides through here.
+    pub fn decide(&self, text: &str, rules: Option<&RuleSet>, cache: Option<&dyn ResultCache>) -> Decision {
+        if let Some(i) = rules.and_then(|r| r.find_index(text)) {
+            return Decision::Known(Answer::Rule(i));
+        }
+        match cache {
+            Some(c) => {
+                let key = cache::key(self.cache_model_id, text);
+                match self.cached(c, &key) {
+                    Some(p) => Decision::Known(Answer::Model(p)),
+                    None => Decision::Miss(Some(key)),
+                }
+            }
+            None => Decision::Miss(None),
+        }
+    }
+
+    /// One normalized, non-empty text: [`Self::decide`], then the model on a miss (cached after).
+    /// The per-row path, kept apart from [`Self::answer_descriptors`] (the batch path) because it
+    /// runs once per row: without the batch path's maps and vectors a cache hit costs about what
+    /// `md5()` of the descriptor does (BENCHMARKS.md). Same decision, same keys, same results.
+    pub fn answer_one(
         &mut self,
         normalized: &str,
+        rules: Option<&RuleSet>,
         cache: Option<&dyn ResultCache>,
         between_batches: &mut dyn FnMut(),
-    ) -> Result<Prediction> {
-        let key = cache.map(|_| cache::key(self.cache_model_id, normalized));
-        if let (Some(c), Some(k)) = (cache, &key) {
-            if let Some(p) = self.cached(c, k) {
-                return Ok(p);
+    ) -> Result<Answer> {
+        match self.decide(normalized, rules, cache) {
+            Decision::Known(a) => Ok(a),
+            Decision::Miss(key) => {
+                let p = self.classify(&[normalized], between_batches)?[0];
+                if let (Some(c), Some(k)) = (cache, &key) {
+                    c.put(k, p);
+                }
+                Ok(Answer::Model(p))
             }
         }
-        let p = self.classify(&[normalized], between_batches)?[0];
-        if let (Some(c), Some(k)) = (cache, &key) {
-            c.put(k, p);
-        }
-        Ok(p)
     }
 
     /// Raw descriptors → predictions: normalizes each distinct raw string once, looks each
@@ -333,26 +360,15 @@ impl Classifier {
             .collect();
         let texts: Vec<&str> = normalized.iter().map(String::as_str).collect();
         let mut by_text: Vec<Option<Answer>> = vec![None; texts.len()];
-        let model = self.cache_model_id;
         // misses: (index into texts, cache key)
         let mut wanted: Vec<(usize, Option<cache::Key>)> = Vec::new();
         for (k, t) in texts.iter().enumerate() {
             if t.is_empty() {
                 continue;
             }
-            if let Some(r) = rules.and_then(|r| r.find_index(t)) {
-                by_text[k] = Some(Answer::Rule(r));
-                continue;
-            }
-            match cache {
-                Some(c) => {
-                    let key = cache::key(model, t);
-                    match self.cached(c, &key) {
-                        Some(p) => by_text[k] = Some(Answer::Model(p)),
-                        None => wanted.push((k, Some(key))),
-                    }
-                }
-                None => wanted.push((k, None)),
+            match self.decide(t, rules, cache) {
+                Decision::Known(a) => by_text[k] = Some(a),
+                Decision::Miss(key) => wanted.push((k, key)),
             }
         }
         let todo: Vec<&str> = wanted.iter().map(|&(k, _)| texts[k]).collect();

@@ -7,6 +7,7 @@
      mode (cache off): identical; a worker-mode backend never loads ONNX Runtime;
   2. 16 concurrent clients on per-row misses: every answer equals backend mode's, and the worker
      batched rows of several backends together;
+     a 200,000-row batch does not hold up single-row requests;
   3. statement_timeout and cancel while waiting: the statement stops, no queue slot leaks, the
      backend serves on;
   4. a stopped worker (SIGSTOP): txclass.worker_timeout bounds the wait, fallback = on answers from
@@ -224,6 +225,36 @@ def test_concurrent(ci):
     runs = after["runs"] - before["runs"]
     check("the worker batched requests of several backends together (runs < requests)",
           reqs >= 16 * per and 0 < runs < reqs, f"{reqs} requests in {runs} runs")
+
+
+def test_no_starvation(ci):
+    """Single-row requests are answered while one backend's large batch keeps the worker busy."""
+    box = {}
+
+    def big():
+        with connect(ci) as c:
+            mode(c, "worker")
+            t = time.time()
+            c.execute("SELECT count(*) FROM classify_batch((SELECT array_agg('SHOP ' || translate(md5((g + 99)::text), "
+                      "'0123456789', 'ghijklmnop')) FROM generate_series(1, 200000) g))")
+            box["big_s"] = time.time() - t
+            box["big_end"] = time.time()
+    th = threading.Thread(target=big)
+    th.start()
+    time.sleep(1.5)
+    waits = []
+    with connect(ci) as c:
+        mode(c, "worker")
+        for d in distinct_descs("N", 30):
+            t = time.time()
+            c.execute("SELECT classify_transaction(%s)", (d,))
+            waits.append(time.time() - t)
+    small_end = time.time()
+    th.join(120)
+    overlapped = box.get("big_end", 0) > small_end
+    check("single-row requests are answered while a 200,000-row batch keeps the worker busy (not queued behind it)",
+          overlapped and max(waits) < 1.0,
+          f"slowest of 30 single rows {max(waits) * 1e3:.0f} ms, median {sorted(waits)[15] * 1e3:.1f} ms; the batch took {box.get('big_s', 0):.1f} s")
 
 
 def stats(ci):
@@ -517,6 +548,7 @@ def main():
                 c.execute("SELECT txclass.activate_model('v1')")
             test_same_answers(ci)
             test_concurrent(ci)
+            test_no_starvation(ci)
             test_timeout_and_cancel(ci)
             test_stopped_worker(ci)
             test_terminate(ci)
