@@ -28,12 +28,5 @@ def write_section(root, name, md):
 
 
 def three_models(root, conn, fix):
-    """Builds the test fixtures into `fix` and registers three models that answer differently —
-    'v1' (bundled, 372 classes), 'relabelled' (same graph, renamed labels), 'wide' (5,000 classes)
-    — then activates v1. `conn`: a superuser connection to a database with the extension."""
-    subprocess.run([os.path.join(root, "build", "venv", "bin", "python"), os.path.join(root, "tests", "python", "make_fixtures.py"),
-                    os.path.join(root, "models", "txclass-merchants-v1"), fix], check=True, capture_output=True)
-    conn.execute("SELECT txclass.register_model('v1', 'txclass-merchants-v1')")
-    conn.execute(f"SELECT txclass.register_model('relabelled', '{fix}/relabelled')")
-    conn.execute(f"SELECT txclass.register_model('wide', '{fix}/wide5000')")
-    conn.execute("SELECT txclass.activate_model('v1')")
+    """harness.three_models: fixtures built into `fix`; v1, relabelled and wide registered; v1 active."""
+    harness.three_models(conn, fix, root=root)

@@ -29,7 +29,11 @@ pub fn read_latest(sql: &CStr, ncols: usize) -> (Vec<Vec<Option<String>>>, Snaps
         }
         let rc = pg_sys::SPI_execute(sql.as_ptr(), true, 0);
         if rc != pg_sys::SPI_OK_SELECT as i32 {
-            pgrx::error!("txclass: reading its registry failed (SPI code {rc}); is the extension installed in this database?");
+            crate::errors::raise_code(
+                pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("txclass: reading its registry failed (SPI code {rc})"),
+                "is the extension installed in this database? CREATE EXTENSION txclass",
+            );
         }
         let table = pg_sys::SPI_tuptable;
         let mut rows = Vec::new();

@@ -87,7 +87,11 @@ fn classify_transaction_detail(descriptor: &str) -> Option<composite_type!('stat
         Some((o.label, o.category, o.confidence, s.classifier.model.identity(), o.rule_id))
     })?;
     let mut t = PgHeapTuple::new_composite_type("txclass.classification").unwrap_or_else(|e| {
-        error!("type txclass.classification is missing ({e}); reinstall the extension: DROP EXTENSION txclass; CREATE EXTENSION txclass")
+        crate::errors::raise_code(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("type txclass.classification is missing ({e})"),
+            "reinstall the extension: DROP EXTENSION txclass; CREATE EXTENSION txclass",
+        )
     });
     set_field(&mut t, "label", label);
     set_field(&mut t, "category", category);
@@ -112,7 +116,7 @@ fn classify_topk(
     k: default!(i32, 5),
 ) -> TableIterator<'static, (name!(rank, i32), name!(label, String), name!(category, Option<String>), name!(confidence, f32))> {
     if k < 1 {
-        error!("k must be at least 1, got {k}");
+        crate::errors::raise_plain(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("k must be at least 1, got {k}"));
     }
     let n = normalize(descriptor);
     if n.is_empty() {

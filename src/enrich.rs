@@ -183,7 +183,11 @@ struct RowArgs {
 fn row_args(trigger: &PgTrigger) -> RowArgs {
     let a = trigger.extra_args().unwrap_or_default();
     if a.len() != 8 {
-        error!("txclass._enrich_row expects 8 trigger arguments, got {}; re-run txclass.attach() on the table", a.len());
+        crate::errors::raise_code(
+            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            format!("txclass._enrich_row expects 8 trigger arguments, got {}", a.len()),
+            "re-run txclass.attach() on the table",
+        );
     }
     RowArgs {
         descriptor: a[0].clone(),
@@ -203,7 +207,11 @@ unsafe fn column_text(tuple: *mut pg_sys::HeapTupleData, desc: pg_sys::TupleDesc
         let name = CString::new(column).ok()?;
         let n = pg_sys::SPI_fnumber(desc, name.as_ptr());
         if n <= 0 {
-            error!("txclass: column \"{column}\" named by the enrichment trigger does not exist; re-run txclass.attach()");
+            crate::errors::raise_code(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!("txclass: column \"{column}\" named by the enrichment trigger does not exist"),
+                "re-run txclass.attach() on the table",
+            );
         }
         crate::catalog::value_text(tuple, desc, n)
     }
@@ -251,9 +259,10 @@ fn known(s: &Serving, a: Answer) -> Outcome {
 fn set_outputs(t: &mut PgHeapTuple<'_, AllocatedByRust>, a: &RowArgs, o: &Outcome) {
     fn set<T: pgrx::IntoDatum>(t: &mut PgHeapTuple<'_, AllocatedByRust>, column: &str, v: T) {
         if let Err(e) = t.set_by_name(column, v) {
-            error!(
-                "txclass: cannot set the enrichment column \"{column}\": {e}; label, category and model must be text and \
-                 confidence real (re-run txclass.attach())"
+            crate::errors::raise_code(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!("txclass: cannot set the enrichment column \"{column}\": {e}"),
+                "label, category and model must be text and confidence real; re-run txclass.attach()",
             )
         }
     }
@@ -360,7 +369,11 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
 fn _enrich_statement<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, PgHeapTupleError> {
     let args = trigger.extra_args().unwrap_or_default();
     if args.len() != 2 {
-        error!("txclass._enrich_statement expects 2 trigger arguments, got {}; re-run txclass.attach() on the table", args.len());
+        crate::errors::raise_code(
+            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            format!("txclass._enrich_statement expects 2 trigger arguments, got {}", args.len()),
+            "re-run txclass.attach() on the table",
+        );
     }
     let rel = trigger.trigger_data().tg_relation;
     let (relid, owner) = unsafe { ((*rel).rd_id, (*(*rel).rd_rel).relowner) };
@@ -422,7 +435,10 @@ fn flush(relid: pg_sys::Oid, owner: pg_sys::Oid, strict: bool, update_sql: &str)
     });
     if let Err(message) = update_as_owner(owner, update_sql, keys, labels, categories, confidences, models) {
         if strict {
-            error!("txclass could not write the outputs of {}: {message}", rel_name(relid));
+            crate::errors::raise_plain(
+                PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
+                format!("txclass could not write the outputs of {}: {message}", rel_name(relid)),
+            );
         }
         failed(queued.len() as u64);
         pgrx::warning!(

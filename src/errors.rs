@@ -32,6 +32,12 @@ impl<T> OrRaise<T> for Result<T, Error> {
     }
 }
 
+/// Raises an ERROR with an SQLSTATE and a message (no HINT).
+pub fn raise_plain(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
+    ErrorReport::new(code, message.into(), "txclass").report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
 /// Raises an ERROR with an SQLSTATE, a message and a HINT.
 pub fn raise_code(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) -> ! {
     ErrorReport::new(code, message.into(), "txclass").set_hint(hint.into()).report(PgLogLevel::ERROR);

@@ -69,7 +69,13 @@ fn read_rows(query: &str, cols: &[&str]) -> Vec<Vec<Option<String>>> {
         }
         Ok::<_, pgrx::spi::Error>(out)
     })
-    .unwrap_or_else(|e| error!("txclass: the query failed: {e}"))
+    .unwrap_or_else(|e| {
+        crate::errors::raise_code(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("txclass: the query failed: {e}"),
+            "the query must be a SELECT whose first columns are the descriptor (and, for evaluate, the expected label)",
+        )
+    })
 }
 
 fn predict(c: &mut Classifier, descriptors: &[Option<String>]) -> Vec<Option<(String, f32)>> {

@@ -17,6 +17,7 @@
 //! commit got there first (checked by generation). Without shared_preload_libraries there is no
 //! shared memory, and each backend re-reads the tables once per transaction.
 use crate::catalog::{self, Snapshot};
+use crate::shmem::{copy_in, copy_out};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -96,19 +97,6 @@ fn my_db() -> pg_sys::Oid {
     unsafe { pg_sys::MyDatabaseId }
 }
 
-fn copy_in(dst: &mut [u8], s: &str) -> bool {
-    if s.len() >= dst.len() {
-        return false;
-    }
-    dst.fill(0);
-    dst[..s.len()].copy_from_slice(s.as_bytes());
-    true
-}
-
-fn copy_out(src: &[u8]) -> String {
-    let n = src.iter().position(|&b| b == 0).unwrap_or(src.len());
-    String::from_utf8_lossy(&src[..n]).into_owned()
-}
 
 struct Locked<'a> {
     shared: &'a Shared,
@@ -277,8 +265,10 @@ fn register_end_of_transaction() {
     // a prepared transaction commits in whatever session runs COMMIT PREPARED, where nothing
     // is staged: refuse it rather than leave every backend serving the old state
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::PrePrepare, || {
-        pgrx::error!(
-            "txclass: a transaction that activates or rolls back a model, or changes txclass.rules, cannot be prepared (two-phase commit); commit it directly"
+        crate::errors::raise_plain(
+            pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "txclass: a transaction that activates or rolls back a model, or changes txclass.rules, cannot be prepared \
+             (two-phase commit); commit it directly",
         );
     });
 }

@@ -75,6 +75,23 @@ pub unsafe fn init_struct(name: &CStr, size: usize) -> (*mut u8, bool) {
     }
 }
 
+/// Writes `s` NUL-terminated into the fixed-size field `dst`; false (field untouched) when it
+/// does not fit.
+pub fn copy_in(dst: &mut [u8], s: &str) -> bool {
+    if s.len() >= dst.len() {
+        return false;
+    }
+    dst.fill(0);
+    dst[..s.len()].copy_from_slice(s.as_bytes());
+    true
+}
+
+/// The NUL-terminated string in the fixed-size field `src`.
+pub fn copy_out(src: &[u8]) -> String {
+    let n = src.iter().position(|&b| b == 0).unwrap_or(src.len());
+    String::from_utf8_lossy(&src[..n]).into_owned()
+}
+
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn shmem_request() {
     // SAFETY: the postmaster calls this once, in its request phase.

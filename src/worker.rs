@@ -25,6 +25,7 @@
 //! is copied without the lock.
 use crate::settings;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use crate::shmem::{copy_in, copy_out};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::Cell;
@@ -257,19 +258,6 @@ fn set_latch(procno: i32) {
     }
 }
 
-fn copy_in(dst: &mut [u8], s: &str) -> bool {
-    if s.len() >= dst.len() {
-        return false;
-    }
-    dst.fill(0);
-    dst[..s.len()].copy_from_slice(s.as_bytes());
-    true
-}
-
-fn copy_out(src: &[u8]) -> String {
-    let n = src.iter().position(|&b| b == 0).unwrap_or(src.len());
-    String::from_utf8_lossy(&src[..n]).into_owned()
-}
 
 fn now_us() -> i64 {
     // SAFETY: reads the clock.

@@ -53,6 +53,19 @@ def server_log(name, root=ROOT):
     return ""
 
 
+def three_models(conn, fix, root=ROOT):
+    """Builds the test fixtures into `fix` and registers three models that answer differently —
+    'v1' (bundled, 372 classes), 'relabelled' (same graph, 'Starbucks' renamed), 'wide' (5,000
+    classes) — then activates v1. `conn`: a superuser connection to a database with the extension."""
+    py = os.path.join(root, "build", "venv", "bin", "python")
+    subprocess.run([py if os.path.exists(py) else sys.executable, os.path.join(root, "tests", "python", "make_fixtures.py"),
+                    os.path.join(root, "models", "txclass-merchants-v1"), fix], check=True, capture_output=True)
+    conn.execute("SELECT txclass.register_model('v1', 'txclass-merchants-v1')")
+    conn.execute(f"SELECT txclass.register_model('relabelled', '{fix}/relabelled')")
+    conn.execute(f"SELECT txclass.register_model('wide', '{fix}/wide5000')")
+    conn.execute("SELECT txclass.activate_model('v1')")
+
+
 def load_oxford_labels(conn, table="oxford_labels", path=OXFORD_LABELED):
     """The labeled Oxford file as (id, descriptor = Merchant, label = Transaction description, time)."""
     conn.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, descriptor text, label text, time date)")

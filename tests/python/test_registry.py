@@ -31,7 +31,7 @@ import time
 
 import psycopg
 
-from harness import Checks, cluster, conninfo
+from harness import Checks, cluster, conninfo, three_models
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from busy import BusyBackends, activate  # noqa: E402
@@ -49,10 +49,7 @@ def registry_cluster(name, port, env=None):
         ci = conninfo(flags)
         with psycopg.connect(ci, autocommit=True) as c:
             c.execute("CREATE EXTENSION txclass")
-            c.execute("SELECT txclass.register_model('v1', 'txclass-merchants-v1')")
-            c.execute(f"SELECT txclass.register_model('relabelled', '{FIX}/relabelled')")
-            c.execute(f"SELECT txclass.register_model('wide', '{FIX}/wide5000')")
-            c.execute("SELECT txclass.activate_model('v1')")
+            three_models(c, FIX, root=ROOT)
         yield ci, flags
     finally:
         cluster("stop", name, port)
@@ -295,9 +292,6 @@ def test_standby(ci, port):
 
 
 def main():
-    py = os.path.join(ROOT, "build", "venv", "bin", "python")
-    subprocess.run([py if os.path.exists(py) else sys.executable, os.path.join(ROOT, "tests", "python", "make_fixtures.py"),
-                    os.path.join(ROOT, "models", "txclass-merchants-v1"), FIX], check=True, capture_output=True)
     try:
         with registry_cluster("reg", 54371) as (ci, flags):
             test_busy_backends(ci)

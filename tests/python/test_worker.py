@@ -37,7 +37,7 @@ import time
 
 import psycopg
 
-from harness import ROOT as HERE_ROOT, Checks, cluster, conninfo, server_log
+from harness import ROOT as HERE_ROOT, Checks, cluster, conninfo, server_log, three_models
 
 ROOT = sys.argv[1] if len(sys.argv) > 1 else HERE_ROOT
 FIX = "/tmp/txclass-worker-fixtures"
@@ -532,9 +532,6 @@ def test_privileges(ci):
 
 
 def main():
-    py = os.path.join(ROOT, "build", "venv", "bin", "python")
-    subprocess.run([py if os.path.exists(py) else sys.executable, os.path.join(ROOT, "tests", "python", "make_fixtures.py"),
-                    os.path.join(ROOT, "models", "txclass-merchants-v1"), FIX], check=True, capture_output=True)
     name, port = "worker", 54391
     try:
         flags = cluster("start", name, port, {"TXCLASS_CLUSTER_CONF": CONF})
@@ -542,10 +539,7 @@ def main():
             ci = conninfo(flags)
             with psycopg.connect(ci, autocommit=True) as c:
                 c.execute("CREATE EXTENSION txclass")
-                c.execute("SELECT txclass.register_model('v1', 'txclass-merchants-v1')")
-                c.execute(f"SELECT txclass.register_model('relabelled', '{FIX}/relabelled')")
-                c.execute(f"SELECT txclass.register_model('wide', '{FIX}/wide5000')")
-                c.execute("SELECT txclass.activate_model('v1')")
+                three_models(c, FIX, root=ROOT)
             test_same_answers(ci)
             test_concurrent(ci)
             test_no_starvation(ci)
