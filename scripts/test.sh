@@ -15,11 +15,11 @@
 #  10. fuzz            — 100,000 generated descriptors through every SQL function; SQL_ASCII bytes
 #  11. security        — superuser-only settings, paths, `..` and symlinks, registry and monitoring
 #                        tables, SECURITY DEFINER functions (own cluster)
+#  12. training        — scripts/train.sh on the labeled Oxford file: register, evaluate = the card,
+#                        warm start with new classes, CSV (own cluster; creates build/trainvenv)
 #  13. worker          — shared inference workers: same answers as backend mode on every path, 16
 #                        clients, cancel/timeout, stopped/terminated/killed worker, model switches
 #                        under pgbench, full queue, no preload, privileges (own clusters)
-#  12. training        — scripts/train.sh on the labeled Oxford file: register, evaluate = the card,
-#                        warm start with new classes, CSV (own cluster; creates build/trainvenv)
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 bash scripts/setup.sh
@@ -86,8 +86,8 @@ py_tier drift "8/$TIERS drift (the Oxford months replayed)"
 py_tier faults "9/$TIERS faults (files under live backends, cancel, disk full, restart)"
 py_tier fuzz "10/$TIERS fuzz (generated input through every SQL function)"
 py_tier security "11/$TIERS security (settings, paths and symlinks, tables, definer functions)"
-py_tier worker "13/$TIERS shared inference workers (same answers, 16 clients, cancel, kill -9, switches, full queue)"
 py_tier training "12/$TIERS training from your own labels (the Oxford file: train, register, evaluate, warm start)"
+py_tier worker "13/$TIERS shared inference workers (same answers, 16 clients, cancel, kill -9, switches, full queue)"
 
 if [ ${#failures[@]} -gt 0 ]; then log "failing tiers: ${failures[*]}"; fi
 echo "tests: $passed passed, $failed failed"
