@@ -49,7 +49,7 @@ pub fn shmem_size() -> usize {
 /// Called from `_PG_init` when preloading: fixes the capacity from txclass.cache_entries.
 pub fn init() {
     // SAFETY: _PG_init runs single-threaded before shared memory is requested.
-    unsafe { CAPACITY = settings::CACHE_ENTRIES.get().max(0) as usize };
+    unsafe { CAPACITY = settings::cache_entries() };
 }
 
 /// From the shmem startup hook (AddinShmemInitLock held).
@@ -136,7 +136,7 @@ thread_local! {
 
 /// Runs `f` with the cache in force: shared, per-backend, or none (`txclass.cache = off`).
 pub fn with_cache<R>(f: impl FnOnce(Option<&dyn ResultCache>) -> R) -> R {
-    if !settings::CACHE.get() {
+    if !settings::cache_enabled() {
         return f(None);
     }
     if let Some(s) = shared() {
@@ -144,7 +144,7 @@ pub fn with_cache<R>(f: impl FnOnce(Option<&dyn ResultCache>) -> R) -> R {
     }
     LOCAL.with(|cell| {
         if cell.borrow().is_none() {
-            let cap = settings::CACHE_ENTRIES.get().max(0) as usize;
+            let cap = settings::cache_entries();
             pgrx::notice!(
                 "txclass is not in shared_preload_libraries: results are cached per backend ({cap} entries); \
                  add txclass to shared_preload_libraries and restart the server to share one cache across backends"
@@ -183,7 +183,7 @@ pub fn info() -> Info {
         Some(c) => Info { shared: false, stats: c.stats(), stats_reset: Some(LOCAL_RESET.with(|r| r.get())) },
         None => Info {
             shared: false,
-            stats: Stats { capacity: settings::CACHE_ENTRIES.get().max(0) as u64, ..Stats::default() },
+            stats: Stats { capacity: (settings::cache_entries() as u64), ..Stats::default() },
             stats_reset: None,
         },
     })

@@ -151,7 +151,7 @@ fn classify_batch(
         name!(model, Option<&'static str>),
     ),
 > {
-    let limit = settings::MAX_BATCH.get().max(1) as usize;
+    let limit = settings::max_batch();
     if descriptors.len() > limit {
         crate::errors::raise_code(
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,

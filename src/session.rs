@@ -101,7 +101,7 @@ fn try_load(source: &Source) -> Result<Classifier, Error> {
 /// weights; it keeps the tokenizer and the labels).
 pub fn load_dir(dir: &std::path::Path) -> Result<txclass_core::classifier::Loaded, Error> {
     let opts = settings::options();
-    if settings::INFERENCE.get() == settings::Inference::Worker {
+    if settings::inference() == settings::Inference::Worker {
         if crate::worker::available() {
             return Classifier::load_with(dir, &opts, &mut |m, pad| crate::worker::engine(m, &opts, pad));
         }
@@ -175,7 +175,7 @@ pub fn try_with_serving<R>(f: impl FnOnce(&mut Serving) -> R) -> Result<R, Error
         }
         let mut guard = cell.borrow_mut();
         let current = guard.as_mut().expect("classifier was just loaded");
-        current.serving.classifier.batch_size = settings::BATCH_SIZE.get().max(1) as usize;
+        current.serving.classifier.batch_size = settings::batch_size();
         Ok(f(&mut current.serving))
     })
 }

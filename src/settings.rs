@@ -25,40 +25,40 @@ pub enum Inference {
 /// Pins a model for the session: a bundled model name or an absolute model directory. Empty
 /// (the default): the database's active registered model, else the bundled default model.
 /// Superuser only.
-pub static MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+static MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 /// Served when the database has no active registered model and txclass.model is empty.
 pub const DEFAULT_MODEL: &str = "txclass-merchants-v1";
 /// Path of libonnxruntime.so; `$libdir` expands to the package library directory. Superuser only.
-pub static ONNXRUNTIME_LIBRARY: GucSetting<Option<CString>> =
+static ONNXRUNTIME_LIBRARY: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"$libdir/txclass/libonnxruntime.so.1.31.1"));
-pub static EXECUTION_PROVIDER: GucSetting<Provider> = GucSetting::<Provider>::new(Provider::Cpu);
-pub static INTRA_OP_THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
-pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(64);
-pub static MAX_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(64);
+static EXECUTION_PROVIDER: GucSetting<Provider> = GucSetting::<Provider>::new(Provider::Cpu);
+static INTRA_OP_THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
+static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(64);
+static MAX_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(64);
 /// Entries of the shared result cache (40 bytes each), fixed at server start.
-pub static CACHE_ENTRIES: GucSetting<i32> = GucSetting::<i32>::new(100_000);
-pub static CACHE: GucSetting<bool> = GucSetting::<bool>::new(true);
+static CACHE_ENTRIES: GucSetting<i32> = GucSetting::<i32>::new(100_000);
+static CACHE: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Most elements of one classify_batch array: the backend holds ~200 bytes per element while it
 /// works, and a Rust allocation failure would abort the backend (a crash restarts every backend),
 /// so an oversized batch is refused up front with an ERROR. Superuser only.
-pub static MAX_BATCH: GucSetting<i32> = GucSetting::<i32>::new(5_000_000);
+static MAX_BATCH: GucSetting<i32> = GucSetting::<i32>::new(5_000_000);
 
 /// `backend` (the default) or `worker`. Superuser only.
-pub static INFERENCE: GucSetting<Inference> = GucSetting::<Inference>::new(Inference::Backend);
+static INFERENCE: GucSetting<Inference> = GucSetting::<Inference>::new(Inference::Backend);
 /// Inference worker processes started at server start (preloaded only).
-pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
+static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
 /// Intra-op threads of each worker's sessions; 0: the machine's cores divided by txclass.workers.
-pub static WORKER_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
+static WORKER_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Most tokens (real, not padded) one worker run takes from the queue.
-pub static WORKER_BATCH_TOKENS: GucSetting<i32> = GucSetting::<i32>::new(8192);
+static WORKER_BATCH_TOKENS: GucSetting<i32> = GucSetting::<i32>::new(8192);
 /// Models (sessions) each worker keeps loaded; the least recently used goes first.
-pub static WORKER_MODELS: GucSetting<i32> = GucSetting::<i32>::new(2);
+static WORKER_MODELS: GucSetting<i32> = GucSetting::<i32>::new(2);
 /// Longest a backend waits for a worker's answer, in milliseconds.
-pub static WORKER_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+static WORKER_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 /// When no worker answers: classify in the backend with one WARNING (on) or raise an ERROR (off).
-pub static WORKER_FALLBACK: GucSetting<bool> = GucSetting::<bool>::new(true);
+static WORKER_FALLBACK: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Request slots of the shared queue (each about 100 kB of shared memory), fixed at server start.
-pub static WORKER_QUEUE_SLOTS: GucSetting<i32> = GucSetting::<i32>::new(64);
+static WORKER_QUEUE_SLOTS: GucSetting<i32> = GucSetting::<i32>::new(64);
 
 pub fn init() {
     define_worker_settings();
@@ -351,7 +351,7 @@ pub fn worker_threads() -> usize {
         t if t > 0 => t as usize,
         _ => {
             let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-            (cores / WORKERS.get().max(1) as usize).max(1)
+            (cores / workers().max(1)).max(1)
         }
     }
 }
@@ -367,4 +367,51 @@ pub fn options() -> txclass_core::Options {
         max_length: MAX_LENGTH.get().max(8) as usize,
         batch_size: BATCH_SIZE.get().max(1) as usize,
     }
+}
+
+// ---- typed accessors: the only way other modules read the settings -------------------------
+
+/// Rows per ONNX run (txclass.batch_size).
+pub fn batch_size() -> usize {
+    BATCH_SIZE.get().max(1) as usize
+}
+/// Whether classifications use the result cache (txclass.cache).
+pub fn cache_enabled() -> bool {
+    CACHE.get()
+}
+/// Result-cache entries (txclass.cache_entries).
+pub fn cache_entries() -> usize {
+    CACHE_ENTRIES.get().max(0) as usize
+}
+/// Most elements of one classify_batch array (txclass.max_batch).
+pub fn max_batch() -> usize {
+    MAX_BATCH.get().max(1) as usize
+}
+/// Who runs the network (txclass.inference).
+pub fn inference() -> Inference {
+    INFERENCE.get()
+}
+/// Inference worker processes (txclass.workers), at most `crate::worker::MAX_WORKERS`.
+pub fn workers() -> usize {
+    WORKERS.get().clamp(0, crate::worker::MAX_WORKERS as i32) as usize
+}
+/// Tokens one worker run takes (txclass.worker_batch_tokens).
+pub fn worker_batch_tokens() -> u64 {
+    WORKER_BATCH_TOKENS.get().max(1) as u64
+}
+/// Sessions a worker keeps (txclass.worker_models).
+pub fn worker_models() -> usize {
+    WORKER_MODELS.get().max(1) as usize
+}
+/// Longest wait for a worker without progress (txclass.worker_timeout).
+pub fn worker_timeout() -> std::time::Duration {
+    std::time::Duration::from_millis(WORKER_TIMEOUT.get().max(1) as u64)
+}
+/// Whether a backend classifies itself when no worker answers (txclass.worker_fallback).
+pub fn worker_fallback() -> bool {
+    WORKER_FALLBACK.get()
+}
+/// Slots of the workers' queue (txclass.worker_queue_slots).
+pub fn worker_queue_slots() -> usize {
+    WORKER_QUEUE_SLOTS.get().max(4) as usize
 }

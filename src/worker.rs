@@ -143,9 +143,9 @@ pub fn init() {
     if !crate::shmem::preloading() {
         return;
     }
-    let workers = settings::WORKERS.get().clamp(0, MAX_WORKERS as i32) as usize;
+    let workers = settings::workers();
     // SAFETY: _PG_init runs single-threaded before shared memory is requested.
-    unsafe { N_SLOTS = if workers == 0 { 0 } else { settings::WORKER_QUEUE_SLOTS.get().max(4) as usize } };
+    unsafe { N_SLOTS = if workers == 0 { 0 } else { settings::worker_queue_slots() } };
     for i in 0..workers {
         BackgroundWorkerBuilder::new(&format!("txclass inference worker {i}"))
             .set_type("txclass inference worker")
@@ -353,7 +353,7 @@ pub extern "C-unwind" fn txclass_worker_main(arg: pg_sys::Datum) {
 /// Marks the slots this worker runs next: small requests first, then by age, within the token
 /// budget (at least one slot).
 fn take(q: &Queue, idx: usize) -> Vec<usize> {
-    let budget = settings::WORKER_BATCH_TOKENS.get().max(1) as u64;
+    let budget = settings::worker_batch_tokens();
     let me = q.worker(idx);
     let _l = Locked::exclusive();
     let mut ready: Vec<(bool, u64, usize, u64)> = Vec::new();
@@ -479,7 +479,7 @@ fn run_group(q: &Queue, slots: &[usize], engine: &mut OrtEngine, runs: &mut u64)
             }
         }
     }
-    let batch_size = settings::BATCH_SIZE.get().max(1) as usize;
+    let batch_size = settings::batch_size();
     engine.for_each(&ids, batch_size, &mut || *runs += 1, &mut |k, logits| {
         let (i, r) = at[k];
         let s = q.slot(i);
@@ -514,7 +514,7 @@ fn session<'a>(sessions: &'a mut Vec<Loaded>, dir: &str, checksum: &str, pad_id:
             "registered models are immutable: restore the files, or register the new files under a new name",
         ));
     }
-    let keep = settings::WORKER_MODELS.get().max(1) as usize;
+    let keep = settings::worker_models();
     while sessions.len() >= keep {
         sessions.remove(0); // drop before loading: never more than worker_models in memory
     }
@@ -523,7 +523,7 @@ fn session<'a>(sessions: &'a mut Vec<Loaded>, dir: &str, checksum: &str, pad_id:
         provider: settings::options().provider,
         intra_op_threads: settings::worker_threads(),
         max_length: 512,
-        batch_size: settings::BATCH_SIZE.get().max(1) as usize,
+        batch_size: settings::batch_size(),
     };
     let t = Instant::now();
     let (engine, warnings) = OrtEngine::load(&model, &opts, pad_id)?;
@@ -749,7 +749,7 @@ impl WorkerEngine {
         }
         let mut preds = vec![Prediction { label: 0, confidence: 0.0 }; ids.len()];
         let mut logits = if want_logits { vec![0f32; ids.len() * n_labels] } else { Vec::new() };
-        let timeout = Duration::from_millis(settings::WORKER_TIMEOUT.get().max(1) as u64);
+        let timeout = settings::worker_timeout();
         let mut deadline = Instant::now() + timeout;
         let mut held = Held { q, slots: Vec::new() };
         let (mut next, mut done) = (0usize, 0usize);
@@ -902,7 +902,7 @@ impl WorkerEngine {
         if let Some(q) = queue() {
             q.header().fallbacks.fetch_add(1, Relaxed);
         }
-        if !settings::WORKER_FALLBACK.get() {
+        if !settings::worker_fallback() {
             return Err(Error::runtime(
                 format!("txclass: {reason}"),
                 Some(
@@ -1029,7 +1029,7 @@ fn worker_info() -> TableIterator<
     ),
 > {
     let Some(q) = queue() else { return TableIterator::new(Vec::new()) };
-    let workers = settings::WORKERS.get().clamp(0, MAX_WORKERS as i32) as usize;
+    let workers = settings::workers();
     let h = q.header();
     let now = now_us();
     let busy = {
