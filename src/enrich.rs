@@ -201,20 +201,36 @@ fn row_args(trigger: &PgTrigger) -> RowArgs {
     }
 }
 
-/// The text form of a column of `tuple` (NULL → None).
+/// The attribute number of `column` in `desc`, if the table still has it.
+fn attnum(desc: pg_sys::TupleDesc, column: &str) -> Option<i32> {
+    let name = CString::new(column).ok()?;
+    // SAFETY: desc is the trigger relation's descriptor; SPI_fnumber only reads it.
+    let n = unsafe { pg_sys::SPI_fnumber(desc, name.as_ptr()) };
+    (n > 0).then_some(n)
+}
+
+/// The text form of a column of `tuple` (NULL → None); the column must exist (see
+/// [`missing_columns`]).
 unsafe fn column_text(tuple: *mut pg_sys::HeapTupleData, desc: pg_sys::TupleDesc, column: &str) -> Option<String> {
-    unsafe {
-        let name = CString::new(column).ok()?;
-        let n = pg_sys::SPI_fnumber(desc, name.as_ptr());
-        if n <= 0 {
-            crate::errors::raise_code(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                format!("txclass: column \"{column}\" named by the enrichment trigger does not exist"),
-                "re-run txclass.attach() on the table",
-            );
-        }
-        crate::catalog::value_text(tuple, desc, n)
+    let n = attnum(desc, column)?;
+    // SAFETY: tuple belongs to desc's relation and n is one of its columns.
+    unsafe { crate::catalog::value_text(tuple, desc, n) }
+}
+
+/// The columns the trigger names that the table no longer has (renamed or dropped since
+/// txclass.attach), or whose output type no longer fits.
+fn missing_columns(desc: pg_sys::TupleDesc, a: &RowArgs) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut named: Vec<&str> = vec![&a.descriptor, &a.label, &a.category, &a.confidence, &a.model];
+    if let Some(k) = &a.key {
+        named.push(k);
     }
+    for c in named {
+        if attnum(desc, c).is_none() {
+            out.push(format!("column \"{c}\" no longer exists"));
+        }
+    }
+    out
 }
 
 enum Outcome {
@@ -256,33 +272,46 @@ fn known(s: &Serving, a: Answer) -> Outcome {
     }
 }
 
-fn set_outputs(t: &mut PgHeapTuple<'_, AllocatedByRust>, a: &RowArgs, o: &Outcome) {
-    fn set<T: pgrx::IntoDatum>(t: &mut PgHeapTuple<'_, AllocatedByRust>, column: &str, v: T) {
-        if let Err(e) = t.set_by_name(column, v) {
-            crate::errors::raise_code(
-                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                format!("txclass: cannot set the enrichment column \"{column}\": {e}"),
-                "label, category and model must be text and confidence real; re-run txclass.attach()",
-            )
-        }
+/// Writes the outputs into the row; the first column that cannot take its value (its type was
+/// changed since attach) is returned as the cause.
+fn set_outputs(t: &mut PgHeapTuple<'_, AllocatedByRust>, a: &RowArgs, o: &Outcome) -> Result<(), String> {
+    fn set<T: pgrx::IntoDatum>(t: &mut PgHeapTuple<'_, AllocatedByRust>, column: &str, v: T) -> Result<(), String> {
+        t.set_by_name(column, v).map_err(|_| {
+            format!("column \"{column}\" no longer has the type txclass writes (label, category and model text, confidence real)")
+        })
     }
     match o {
         Outcome::Known { label, category, confidence, model } => {
-            set(t, &a.label, *label);
-            set(t, &a.category, *category);
-            set(t, &a.confidence, *confidence);
-            set(t, &a.model, *model);
+            set(t, &a.label, *label)?;
+            set(t, &a.category, *category)?;
+            set(t, &a.confidence, *confidence)?;
+            set(t, &a.model, *model)
         }
         Outcome::Nothing | Outcome::Queue => {
-            set(t, &a.label, Option::<&str>::None);
-            set(t, &a.category, Option::<&str>::None);
-            set(t, &a.confidence, Option::<f32>::None);
-            set(t, &a.model, Option::<&str>::None);
+            set(t, &a.label, Option::<&str>::None)?;
+            set(t, &a.category, Option::<&str>::None)?;
+            set(t, &a.confidence, Option::<f32>::None)?;
+            set(t, &a.model, Option::<&str>::None)
         }
     }
 }
 
+/// DDL since attach broke enrichment of `relid`: one WARNING per statement naming the cause
+/// and the fix; the row is written as the application gave it (never rejected).
+fn warn_ddl(relid: pg_sys::Oid, causes: &[String]) {
+    failed(1);
+    let e = Error::config(
+        format!("the table changed since txclass.attach(): {}", causes.join("; ")),
+        "re-run txclass.attach() with the current column names (or txclass.detach())",
+    );
+    warn_once_with(relid, &e, "re-run txclass.attach() with the current column names (or txclass.detach()), then txclass.backfill()");
+}
+
 fn warn_once(relid: pg_sys::Oid, e: &Error) {
+    warn_once_with(relid, e, "txclass.backfill() fills them later; see txclass.enrichment_stats");
+}
+
+fn warn_once_with(relid: pg_sys::Oid, e: &Error, fix: &str) {
     let statement = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
     let first = WARNED.with(|w| {
         let mut w = w.borrow_mut();
@@ -291,12 +320,7 @@ fn warn_once(relid: pg_sys::Oid, e: &Error) {
         first
     });
     if first {
-        pgrx::warning!(
-            "txclass could not classify rows of {}: {}; they are written with NULL outputs (txclass.backfill() fills them later; \
-             see txclass.enrichment_stats)",
-            rel_name(relid),
-            e.message
-        );
+        pgrx::warning!("txclass could not classify rows of {}: {}; they are written with NULL outputs ({fix})", rel_name(relid), e.message);
     }
 }
 
@@ -323,6 +347,11 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
         let rel = td.tg_relation;
         ((*rel).rd_id, (*rel).rd_att, if is_update { td.tg_newtuple } else { td.tg_trigtuple })
     };
+    let missing = missing_columns(desc, &a);
+    if !missing.is_empty() {
+        warn_ddl(relid, &missing);
+        return Ok(Some(new));
+    }
     let descriptor = unsafe { column_text(new_tuple, desc, &a.descriptor) };
     if is_update {
         let old = unsafe { column_text(td.tg_trigtuple, desc, &a.descriptor) };
@@ -344,6 +373,11 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
             }
         }
     };
+    if let Err(cause) = set_outputs(&mut new, &a, &outcome) {
+        warn_ddl(relid, &[cause]);
+        // the row as the application wrote it
+        return Ok(trigger.new().map(|t| t.into_owned()));
+    }
     if let (Outcome::Queue, Some(key)) = (&outcome, &a.key) {
         let key_text = unsafe { column_text(new_tuple, desc, key) };
         if let (Some(k), Some(d)) = (key_text, descriptor) {
@@ -358,7 +392,6 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
             QUEUE.with(|q| q.borrow_mut().push(Queued { relid, subxact, key: k, descriptor: d }));
         }
     }
-    set_outputs(&mut new, &a, &outcome);
     Ok(Some(new))
 }
 
@@ -433,7 +466,8 @@ fn flush(relid: pg_sys::Oid, owner: pg_sys::Oid, strict: bool, update_sql: &str)
         c.batched.fetch_add(keys.len() as u64, Relaxed);
         c.batches.fetch_add(1, Relaxed);
     });
-    if let Err(message) = update_as_owner(owner, update_sql, keys, labels, categories, confidences, models) {
+    let update_sql = current_table_name(relid, update_sql);
+    if let Err(message) = update_as_owner(owner, &update_sql, keys, labels, categories, confidences, models) {
         if strict {
             crate::errors::raise_plain(
                 PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
@@ -447,6 +481,23 @@ fn flush(relid: pg_sys::Oid, owner: pg_sys::Oid, strict: bool, update_sql: &str)
             rel_name(relid)
         );
     }
+}
+
+/// `sql` (`UPDATE <table> AS t SET ...`, written by attach) with the table named as it is now:
+/// a table renamed or moved to another schema after attach keeps its enrichment.
+fn current_table_name(relid: pg_sys::Oid, sql: &str) -> String {
+    let (Some(rest), Some(at)) = (sql.strip_prefix("UPDATE "), sql.find(" AS t SET ")) else { return sql.to_string() };
+    let _ = rest;
+    // SAFETY: catalog look-ups by OID; NULL when the relation is gone (then sql is kept).
+    let name = unsafe {
+        let rel = pg_sys::get_rel_name(relid);
+        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        if rel.is_null() || ns.is_null() {
+            return sql.to_string();
+        }
+        CStr::from_ptr(pg_sys::quote_qualified_identifier(ns, rel)).to_string_lossy().into_owned()
+    };
+    format!("UPDATE {name}{}", &sql[at..])
 }
 
 /// Runs the outputs UPDATE as the table's owner (the owner attached the table; the inserting

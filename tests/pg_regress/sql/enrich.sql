@@ -112,3 +112,31 @@ SET ROLE txclass_enrich_plain;
 SELECT attach('card_txns', 'descriptor');
 RESET ROLE;
 DROP ROLE txclass_enrich_plain;
+-- DDL after attach never makes a write fail: the table renamed or moved keeps its enrichment
+-- (the statement batch's UPDATE names the table as it is called now); a renamed or dropped
+-- column gives one WARNING per statement and the row as written
+CREATE TABLE ddl_t (id int PRIMARY KEY, d text);
+SELECT relid FROM attach('ddl_t', 'd');
+ALTER TABLE ddl_t RENAME TO ddl_renamed;
+INSERT INTO ddl_renamed VALUES (1, 'STARBUCKS STORE after rename one'), (2, 'TESCO STORES after rename two');
+SELECT id, txclass_label IS NOT NULL AS labelled FROM ddl_renamed ORDER BY id;
+CREATE SCHEMA ddl_s2;
+ALTER TABLE ddl_renamed SET SCHEMA ddl_s2;
+INSERT INTO ddl_s2.ddl_renamed VALUES (3, 'SHELL OIL after move three');
+SELECT id, txclass_label IS NOT NULL AS labelled FROM ddl_s2.ddl_renamed ORDER BY id;
+SELECT relid FROM monitored WHERE relid = 'ddl_s2.ddl_renamed'::regclass;
+ALTER TABLE ddl_s2.ddl_renamed RENAME COLUMN d TO memo;
+INSERT INTO ddl_s2.ddl_renamed VALUES (4, 'UBER TRIP after column rename four');
+ALTER TABLE ddl_s2.ddl_renamed RENAME COLUMN memo TO d;
+ALTER TABLE ddl_s2.ddl_renamed DROP COLUMN txclass_category;
+INSERT INTO ddl_s2.ddl_renamed VALUES (5, 'NETFLIX.COM after drop five'), (6, 'NETFLIX.COM after drop six');
+ALTER TABLE ddl_s2.ddl_renamed ADD COLUMN txclass_category int;
+INSERT INTO ddl_s2.ddl_renamed VALUES (7, 'AMZN MKTP after type change seven');
+SELECT id, d, txclass_label IS NOT NULL AS labelled FROM ddl_s2.ddl_renamed ORDER BY id;
+-- re-attaching with the columns as they are now fixes it
+ALTER TABLE ddl_s2.ddl_renamed DROP COLUMN txclass_category;
+SELECT relid FROM attach('ddl_s2.ddl_renamed', 'd');
+INSERT INTO ddl_s2.ddl_renamed VALUES (8, 'STARBUCKS STORE after re-attach eight');
+SELECT id, txclass_label IS NOT NULL AS labelled FROM ddl_s2.ddl_renamed WHERE id = 8;
+SELECT detach('ddl_s2.ddl_renamed');
+DROP SCHEMA ddl_s2 CASCADE;
