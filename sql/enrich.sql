@@ -292,16 +292,33 @@ END
 $$;
 
 -- Per-table state: how many rows, how many enriched, how many with NULL outputs.
+-- problems: what DDL since attach broke (a column renamed, dropped or of another type); the
+-- trigger then writes rows without outputs (one WARNING per statement) until attach is re-run.
 CREATE FUNCTION enrichment_status(tbl regclass)
-RETURNS TABLE (rows bigint, enriched bigint, without_outputs bigint, models jsonb)
+RETURNS TABLE (rows bigint, enriched bigint, without_outputs bigint, models jsonb, problems text[])
 LANGUAGE plpgsql STABLE AS $$
-DECLARE m txclass.monitored;
+DECLARE
+    m txclass.monitored;
+    broken text[];
 BEGIN
     m := txclass._monitored(tbl);
+    SELECT array_agg(CASE WHEN a.attname IS NULL THEN format('column %I no longer exists', w.name)
+                          ELSE format('column %I is %s, txclass writes %s', w.name, format_type(a.atttypid, a.atttypmod), w.type) END
+                     ORDER BY w.ord)
+    INTO broken
+    FROM (VALUES (1, m.descriptor_column, NULL), (2, m.label_column, 'text'), (3, m.category_column, 'text'),
+                 (4, m.confidence_column, 'real'), (5, m.model_column, 'text')) w(ord, name, type)
+    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = w.name AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE a.attname IS NULL OR (w.type IS NOT NULL AND format_type(a.atttypid, a.atttypmod) <> w.type);
+    IF broken IS NOT NULL THEN
+        RETURN QUERY EXECUTE format('SELECT count(*), NULL::bigint, NULL::bigint, NULL::jsonb, $1 FROM %s', tbl)
+            USING broken || ARRAY['re-run txclass.attach() with the current column names, then txclass.backfill()'];
+        RETURN;
+    END IF;
     RETURN QUERY EXECUTE format(
         'SELECT count(*), count(%1$I), count(*) FILTER (WHERE %1$I IS NULL AND %2$I IS NOT NULL), '
-        '(SELECT coalesce(jsonb_object_agg(coalesce(x.m, ''(none)''), x.n), ''{}'') FROM (SELECT %3$I AS m, count(*) AS n FROM %4$s GROUP BY 1) x) '
-        'FROM %4$s', m.label_column, m.descriptor_column, m.model_column, tbl);
+        '(SELECT coalesce(jsonb_object_agg(coalesce(x.m, ''(none)''), x.n), ''{}'') FROM (SELECT %3$I AS m, count(*) AS n FROM %4$s GROUP BY 1) x), '
+        '''{}''::text[] FROM %4$s', m.label_column, m.descriptor_column, m.model_column, tbl);
 END
 $$;
 

@@ -133,10 +133,12 @@ INSERT INTO ddl_s2.ddl_renamed VALUES (5, 'NETFLIX.COM after drop five'), (6, 'N
 ALTER TABLE ddl_s2.ddl_renamed ADD COLUMN txclass_category int;
 INSERT INTO ddl_s2.ddl_renamed VALUES (7, 'AMZN MKTP after type change seven');
 SELECT id, d, txclass_label IS NOT NULL AS labelled FROM ddl_s2.ddl_renamed ORDER BY id;
+SELECT rows, enriched, problems FROM enrichment_status('ddl_s2.ddl_renamed');
 -- re-attaching with the columns as they are now fixes it
 ALTER TABLE ddl_s2.ddl_renamed DROP COLUMN txclass_category;
 SELECT relid FROM attach('ddl_s2.ddl_renamed', 'd');
 INSERT INTO ddl_s2.ddl_renamed VALUES (8, 'STARBUCKS STORE after re-attach eight');
 SELECT id, txclass_label IS NOT NULL AS labelled FROM ddl_s2.ddl_renamed WHERE id = 8;
+SELECT rows, enriched, without_outputs, problems FROM enrichment_status('ddl_s2.ddl_renamed');
 SELECT detach('ddl_s2.ddl_renamed');
 DROP SCHEMA ddl_s2 CASCADE;
