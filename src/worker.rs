@@ -66,6 +66,13 @@ const FAILED: u32 = 5;
 /// Running, but the requester left (cancel, timeout, exit): the worker frees it when done.
 const ABANDONED: u32 = 6;
 
+// why a slot FAILED (Slot::failure)
+const NO_FAILURE: u32 = 0;
+/// The model or the request is at fault: a backend session would fail the same way.
+const MODEL_FAILURE: u32 = 1;
+/// The worker itself failed (exited, panicked): the backend may classify itself.
+const WORKER_FAILURE: u32 = 2;
+
 #[repr(C)]
 struct WorkerState {
     pid: AtomicI32,
@@ -112,6 +119,8 @@ struct Slot {
     n_labels: u32,
     /// 0: cpu, 1: cuda (what the worker's session runs on)
     provider: u32,
+    /// NO_FAILURE, MODEL_FAILURE or WORKER_FAILURE (with `error`), set by the worker.
+    failure: u32,
     owner_procno: i32,
     owner_pid: i32,
     worker: i32,
@@ -290,6 +299,7 @@ unsafe extern "C-unwind" fn worker_exit(_code: i32, arg: pg_sys::Datum) {
                     (*s).state.store(FREE, Release);
                 } else {
                     copy_in(&mut (*s).error, "the inference worker exited while running this request");
+                    (*s).failure = WORKER_FAILURE;
                     (*s).state.store(FAILED, Release);
                     set_latch((*s).owner_procno);
                 }
@@ -391,7 +401,7 @@ fn take(q: &Queue, idx: usize) -> Vec<usize> {
     taken
 }
 
-fn fail(s: *mut Slot, message: &str) {
+fn fail(s: *mut Slot, failure: u32, message: &str) {
     // SAFETY: the slot is RUNNING and this worker's: only it writes the slot now.
     unsafe {
         let mut m = message.to_string();
@@ -403,7 +413,7 @@ fn fail(s: *mut Slot, message: &str) {
             m.truncate(cut);
         }
         copy_in(&mut (*s).error, &m);
-        (*s).n_labels = u32::MAX; // marks "failed" until finish() publishes FAILED
+        (*s).failure = failure; // finish() publishes FAILED
     }
 }
 
@@ -425,19 +435,25 @@ fn run(q: &Queue, taken: &[usize], sessions: &mut Vec<Loaded>) -> u64 {
             let engine = session(sessions, &dir, &checksum, pad_id)?;
             run_group(q, &slots, engine, &mut runs)
         }));
-        let message = match outcome {
+        let (failure, message) = match outcome {
             Ok(Ok(())) => continue,
-            Ok(Err(e)) => match e.hint {
-                Some(h) => format!("{} (hint: {h})", e.message),
-                None => e.message,
-            },
-            Err(p) => format!(
-                "the inference worker failed: {}",
-                p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("panic")
+            Ok(Err(e)) => (
+                MODEL_FAILURE,
+                match e.hint {
+                    Some(h) => format!("{} (hint: {h})", e.message),
+                    None => e.message,
+                },
+            ),
+            Err(p) => (
+                WORKER_FAILURE,
+                format!(
+                    "the inference worker failed: {}",
+                    p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("panic")
+                ),
             ),
         };
         for &i in &slots {
-            fail(q.slot(i), &message);
+            fail(q.slot(i), failure, &message);
         }
     }
     runs
@@ -460,6 +476,7 @@ fn run_group(q: &Queue, slots: &[usize], engine: &mut OrtEngine, runs: &mut u64)
             if (*s).n_labels as usize != n {
                 fail(
                     s,
+                    MODEL_FAILURE,
                     &format!(
                         "model {}/model.onnx has {n} outputs but the requesting backend's config.json lists {} labels",
                         copy_out(&(*s).dir),
@@ -554,7 +571,7 @@ fn finish(q: &Queue, taken: &[usize]) {
                     (*s).state.store(FREE, Release);
                     freed = true;
                 } else {
-                    (*s).state.store(if (*s).n_labels == u32::MAX { FAILED } else { DONE }, Release);
+                    (*s).state.store(if (*s).failure == NO_FAILURE { DONE } else { FAILED }, Release);
                     set_latch((*s).owner_procno);
                 }
             }
@@ -596,20 +613,25 @@ pub fn notice_unavailable() {
 unsafe extern "C-unwind" fn backend_exit(_code: i32, _arg: pg_sys::Datum) {
     // SAFETY: MyProcPid is this process's.
     let pid = unsafe { pg_sys::MyProcPid };
-    release_owned(|s| unsafe { (*s).owner_pid == pid });
+    if let Some(q) = queue() {
+        // SAFETY: owner_pid is read under the queue lock (give_back holds it).
+        give_back(&q, |_, s| unsafe { (*s).owner_pid == pid });
+    }
 }
 
-/// Frees (or marks abandoned) every slot `mine` selects.
-fn release_owned(mine: impl Fn(*mut Slot) -> bool) {
-    let Some(q) = queue() else { return };
+/// Gives back every slot `mine` selects (decided under the lock): a slot a worker is running
+/// becomes ABANDONED (the worker frees it when its run ends), any other one FREE; backends
+/// waiting for a slot are woken.
+fn give_back(q: &Queue, mine: impl Fn(usize, *mut Slot) -> bool) {
     {
         let _l = Locked::exclusive();
         for i in 0..q.n {
             let s = q.slot(i);
             // SAFETY: states change under the lock.
             unsafe {
-                if (*s).state.load(Acquire) != FREE && mine(s) {
-                    (*s).state.store(if matches!((*s).state.load(Acquire), RUNNING | ABANDONED) { ABANDONED } else { FREE }, Release);
+                let was = (*s).state.load(Acquire);
+                if was != FREE && mine(i, s) {
+                    (*s).state.store(if matches!(was, RUNNING | ABANDONED) { ABANDONED } else { FREE }, Release);
                 }
             }
         }
@@ -627,34 +649,16 @@ struct Held {
 
 impl Held {
     fn release(&mut self, slot: usize) {
-        {
-            let _l = Locked::exclusive();
-            let s = self.q.slot(slot);
-            // SAFETY: state change under the lock.
-            unsafe { (*s).state.store(if (*s).state.load(Acquire) == RUNNING { ABANDONED } else { FREE }, Release) };
-        }
+        give_back(&self.q, |i, _| i == slot);
         self.slots.retain(|&(s, _)| s != slot);
-        // SAFETY: wakes backends waiting for a slot.
-        unsafe { pg_sys::ConditionVariableBroadcast(self.q.slot_freed()) };
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if self.slots.is_empty() {
-            return;
+        if !self.slots.is_empty() {
+            give_back(&self.q, |i, _| self.slots.iter().any(|&(s, _)| s == i));
         }
-        let mine: Vec<usize> = self.slots.iter().map(|&(s, _)| s).collect();
-        {
-            let _l = Locked::exclusive();
-            for &i in &mine {
-                let s = self.q.slot(i);
-                // SAFETY: state change under the lock.
-                unsafe { (*s).state.store(if (*s).state.load(Acquire) == RUNNING { ABANDONED } else { FREE }, Release) };
-            }
-        }
-        // SAFETY: wakes backends waiting for a slot.
-        unsafe { pg_sys::ConditionVariableBroadcast(self.q.slot_freed()) };
     }
 }
 
@@ -775,6 +779,7 @@ impl WorkerEngine {
                     (*s).worker = -1;
                     (*s).worker_pid = 0;
                     (*s).error[0] = 0;
+                    (*s).failure = NO_FAILURE;
                     copy_in(&mut (*s).dir, &dir);
                     copy_in(&mut (*s).checksum, &self.model.checksum);
                     let base = std::ptr::addr_of_mut!((*s).ids) as *mut u32;
@@ -846,9 +851,9 @@ impl WorkerEngine {
                     },
                     FAILED => {
                         // SAFETY: as above.
-                        let message = unsafe { copy_out(&(*s).error) };
+                        let (failure, message) = unsafe { ((*s).failure, copy_out(&(*s).error)) };
                         held.release(i);
-                        return Err(if message.starts_with("the inference worker exited") || message.starts_with("the inference worker failed") {
+                        return Err(if failure == WORKER_FAILURE {
                             Failure::Unavailable(message)
                         } else {
                             Failure::Model(Error::config(message, "check the model directory (txclass.inspect_model) and the server log"))
