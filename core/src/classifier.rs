@@ -61,7 +61,6 @@ pub struct Classifier {
     engine: Box<dyn Engine>,
     pub max_length: usize,
     pub batch_size: usize,
-    pad_id: i64,
     /// Identity in result-cache keys (content checksum + max_length), fixed at load.
     cache_model_id: u64,
 }
@@ -123,7 +122,6 @@ impl Classifier {
             engine,
             max_length,
             batch_size: opts.batch_size.max(1),
-            pad_id,
             cache_model_id: 0,
         };
         c.cache_model_id = cache::model_id(&c.model.checksum, c.max_length);
@@ -135,11 +133,6 @@ impl Classifier {
     /// The engine that runs the network.
     pub fn engine(&self) -> &dyn Engine {
         &*self.engine
-    }
-
-    /// The padding token id the engine pads with.
-    pub fn pad_id(&self) -> i64 {
-        self.pad_id
     }
 
     /// Token ids for one normalized descriptor (special tokens included, truncated).
