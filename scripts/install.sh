@@ -20,6 +20,14 @@ else
   log "txclass is installed and up to date"
 fi
 install_extras() {
+  # released install scripts (frozen) and every upgrade step; the current version's install
+  # script is the one cargo pgrx just generated (sql/install/ keeps its snapshot)
+  local version; version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+  for f in sql/install/txclass--*.sql sql/upgrade/txclass--*--*.sql; do
+    [ -f "$f" ] || continue
+    [ "$(basename "$f")" = "txclass--$version.sql" ] && continue
+    cmp -s "$f" "$SHARE/extension/$(basename "$f")" || install -m 644 "$f" "$SHARE/extension/"
+  done
   install -d -m 755 "$PKGLIB/txclass"
   for f in "$ORT_DIR"/libonnxruntime*; do
     cmp -s "$f" "$PKGLIB/txclass/$(basename "$f")" || install -m 755 "$f" "$PKGLIB/txclass/"

@@ -20,12 +20,15 @@
 #  13. worker          — shared inference workers: same answers as backend mode on every path, 16
 #                        clients, cancel/timeout, stopped/terminated/killed worker, model switches
 #                        under pgbench, full queue, no preload, privileges (own clusters)
+#  14. upgrade         — 0.1.0 from its frozen script used for real on this library, ALTER EXTENSION
+#                        UPDATE: schema equals a fresh install, every row kept, serving, enriching,
+#                        rollback, pg_dump/restore; snapshots and symbols of every script (own cluster)
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 bash scripts/setup.sh
 export TXCLASS_ONNXRUNTIME="$ORT_LIB"
 export CARGO_PROFILE_DEV_DEBUG=0   # halves the debug build's disk and time
-TIERS=13
+TIERS=14
 passed=0; failed=0; failures=()
 count_cargo() {  # sums "test result: ok. N passed; M failed" lines of a log
   local p f
@@ -88,6 +91,7 @@ py_tier fuzz "10/$TIERS fuzz (generated input through every SQL function)"
 py_tier security "11/$TIERS security (settings, paths and symlinks, tables, definer functions)"
 py_tier training "12/$TIERS training from your own labels (the Oxford file: train, register, evaluate, warm start)"
 py_tier worker "13/$TIERS shared inference workers (same answers, 16 clients, cancel, kill -9, switches, full queue)"
+py_tier upgrade "14/$TIERS upgrade from 0.1.0 (schema equals a fresh install, rows kept, serving, rollback, pg_dump)"
 
 if [ ${#failures[@]} -gt 0 ]; then log "failing tiers: ${failures[*]}"; fi
 echo "tests: $passed passed, $failed failed"

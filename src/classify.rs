@@ -210,9 +210,51 @@ fn labels() -> TableIterator<'static, (name!(id, i32), name!(label, String), nam
     TableIterator::new(rows)
 }
 
+/// One row of `model_info()`: the model this backend serves, loading it if needed.
+pub(crate) struct ModelInfo {
+    pub model: String,
+    pub directory: String,
+    pub checksum: String,
+    pub labels: i32,
+    pub execution_provider: String,
+    pub max_length: i32,
+    pub batch_size: i32,
+    pub onnxruntime_library: Option<String>,
+    pub load_ms: Option<f64>,
+    pub source: String,
+    pub rules: i32,
+    pub inference: String,
+}
+
+pub(crate) fn model_info_row() -> ModelInfo {
+    let (source, rules) = with_serving(|s| (s.source.describe().to_string(), s.rules.len() as i32));
+    let mut info = with_classifier(|c| ModelInfo {
+        model: c.model.identity(),
+        directory: c.model.path.display().to_string(),
+        checksum: c.model.checksum.clone(),
+        labels: c.model.labels.len() as i32,
+        execution_provider: match c.engine().provider() {
+            txclass_core::ExecutionProvider::Cpu => "cpu".to_string(),
+            txclass_core::ExecutionProvider::Cuda => "cuda".to_string(),
+        },
+        max_length: c.max_length as i32,
+        batch_size: c.batch_size as i32,
+        onnxruntime_library: txclass_core::runtime::loaded_path().map(|p| p.display().to_string()),
+        load_ms: None,
+        source,
+        rules,
+        inference: c.engine().mode(),
+    });
+    // after with_classifier: last_load_ms borrows the same per-backend state
+    info.load_ms = last_load_ms();
+    info
+}
+
 /// The model this backend serves, loading it if needed: what, from where, and how.
-#[pg_extern(stable, parallel_safe)]
-fn model_info() -> TableIterator<
+/// (0.2.0 added `inference`; the symbol is new so 0.1.0's definition keeps its own, in
+/// `upgrade.rs`.)
+#[pg_extern(name = "model_info", stable, parallel_safe)]
+fn model_info_0_2() -> TableIterator<
     'static,
     (
         name!(model, String),
@@ -229,23 +271,19 @@ fn model_info() -> TableIterator<
         name!(inference, String),
     ),
 > {
-    let (source, rules) = with_serving(|s| (s.source.describe().to_string(), s.rules.len() as i32));
-    let row = with_classifier(|c| {
-        (
-            c.model.identity(),
-            c.model.path.display().to_string(),
-            c.model.checksum.clone(),
-            c.model.labels.len() as i32,
-            match c.engine().provider() {
-                txclass_core::ExecutionProvider::Cpu => "cpu".to_string(),
-                txclass_core::ExecutionProvider::Cuda => "cuda".to_string(),
-            },
-            c.max_length as i32,
-            c.batch_size as i32,
-            txclass_core::runtime::loaded_path().map(|p| p.display().to_string()),
-            c.engine().mode(),
-        )
-    });
-    let (a, b, c, d, e, f, g, h, mode) = row;
-    TableIterator::once((a, b, c, d, e, f, g, h, last_load_ms(), source, rules, mode))
+    let m = model_info_row();
+    TableIterator::once((
+        m.model,
+        m.directory,
+        m.checksum,
+        m.labels,
+        m.execution_provider,
+        m.max_length,
+        m.batch_size,
+        m.onnxruntime_library,
+        m.load_ms,
+        m.source,
+        m.rules,
+        m.inference,
+    ))
 }

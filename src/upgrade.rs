@@ -1,0 +1,45 @@
+//! Symbols that released SQL still names.
+//!
+//! A database keeps the objects of the version it was created or last updated with until
+//! `ALTER EXTENSION txclass UPDATE` runs, while the server loads the newest library. Every
+//! `AS 'MODULE_PATHNAME', '<symbol>'` of every script in `sql/install/` and `sql/upgrade/`
+//! must therefore stay in this library with the signature that script declares. When a
+//! function's SQL signature changes, the new definition takes a new symbol and the old one
+//! moves here, `sql = false` (no SQL of its own in the current install script). The upgrade
+//! tier checks every named symbol against the built library.
+
+use pgrx::prelude::*;
+
+/// 0.1.0's `txclass.model_info()`: the 0.2.0 columns less `inference`.
+#[pg_extern(sql = false, stable, parallel_safe)]
+fn model_info() -> TableIterator<
+    'static,
+    (
+        name!(model, String),
+        name!(directory, String),
+        name!(checksum, String),
+        name!(labels, i32),
+        name!(execution_provider, String),
+        name!(max_length, i32),
+        name!(batch_size, i32),
+        name!(onnxruntime_library, Option<String>),
+        name!(load_ms, Option<f64>),
+        name!(source, String),
+        name!(rules, i32),
+    ),
+> {
+    let m = crate::classify::model_info_row();
+    TableIterator::once((
+        m.model,
+        m.directory,
+        m.checksum,
+        m.labels,
+        m.execution_provider,
+        m.max_length,
+        m.batch_size,
+        m.onnxruntime_library,
+        m.load_ms,
+        m.source,
+        m.rules,
+    ))
+}
