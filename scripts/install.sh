@@ -6,15 +6,15 @@ source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 PKGLIB="$($PG_CONFIG --pkglibdir)"
 SHARE="$($PG_CONFIG --sharedir)"
-stamp="$BUILD/install.stamp"
+stamp="$BUILD/install-pg$PG_MAJOR.stamp"
 sum="$( (cat Cargo.toml Cargo.lock txclass.control; find src core/src sql -type f | sort | xargs cat) 2>/dev/null | sha256sum | cut -c1-16)"
 installed() { [ -f "$PKGLIB/txclass.so" ] && sha256sum "$PKGLIB/txclass.so" | cut -c1-16; }
 # the stamp records the sources and the installed library: `cargo pgrx test` replaces the
 # library with a debug build, which forces a reinstall here
 if [ "${1:-}" = "--force" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum $(installed)" ]; then
-  log "building and installing txclass (release)"
+  log "building and installing txclass (release) for PostgreSQL $PG_MAJOR"
   mkdir -p "$BUILD"
-  cargo pgrx install --release --pg-config "$PG_CONFIG" >"$BUILD/install.log" 2>&1 || { tail -40 "$BUILD/install.log"; exit 1; }
+  cargo pgrx install --release --pg-config "$PG_CONFIG" "${PGRX_FEATURES[@]}" >"$BUILD/install.log" 2>&1 || { tail -40 "$BUILD/install.log"; exit 1; }
   echo "$sum $(installed)" >"$stamp"
 else
   log "txclass is installed and up to date"

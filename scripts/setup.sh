@@ -22,9 +22,10 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
   log "installing cargo-pgrx $PGRX_VERSION (about 5 minutes)"
   cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked --quiet
 fi
-if ! grep -qs "pg15" "$HOME/.pgrx/config.toml"; then
-  log "cargo pgrx init --pg15 $PG_CONFIG"
-  cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+bash "$ROOT/scripts/fetch-pg18.sh"
+if ! grep -qs "^pg15 = \"$PG15_CONFIG\"" "$HOME/.pgrx/config.toml" || ! grep -qs "^pg18 = \"$PG18_CONFIG\"" "$HOME/.pgrx/config.toml"; then
+  log "cargo pgrx init --pg15 $PG15_CONFIG --pg18 $PG18_CONFIG"
+  cargo pgrx init --pg15 "$PG15_CONFIG" --pg18 "$PG18_CONFIG" >/dev/null
 fi
 
 bash "$ROOT/scripts/fetch-onnxruntime.sh"

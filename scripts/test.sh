@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Every test tier, in order; prints one summary line "tests: N passed, M failed".
+# Every test tier, in order, on each PostgreSQL major txclass supports (15, then 18; set
+# TXCLASS_TEST_MAJORS="15" for one); prints one summary line per major and a last one,
+# "tests: N passed, M failed", for all of them.
 #   1. cargo test      — txclass-core: normalization twin vectors, model validation, bundled model
 #   2. #[pg_test]      — the glue inside a real server (cargo pgrx test, as the postgres OS user)
 #   3. pg_regress      — golden SQL behaviour: results, errors, privileges, CUDA fallback
@@ -25,7 +27,28 @@
 #                        rollback, pg_dump/restore; snapshots and symbols of every script (own cluster)
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
+if [ -z "${TXCLASS_TEST_MAJOR:-}" ]; then
+  total_p=0; total_f=0; summary=()
+  for major in ${TXCLASS_TEST_MAJORS:-15 18}; do
+    cfg="PG${major}_CONFIG"
+    [ -n "${!cfg:-}" ] || { echo "no PostgreSQL $major known to scripts/common.sh" >&2; exit 1; }
+    log "══ PostgreSQL $major"
+    # the suite of one major in a process of its own (its own PG_CONFIG, PATH and logs)
+    TXCLASS_TEST_MAJOR="$major" PG_CONFIG="${!cfg}" bash "$ROOT/scripts/test.sh" | tee "$BUILD/test-pg$major.out" || true
+    line="$(grep -E "^tests \(PostgreSQL $major\): [0-9]+ passed, [0-9]+ failed" "$BUILD/test-pg$major.out" | tail -1)"
+    p="$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")"; f="$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")"
+    [ -n "$line" ] || { p=0; f=1; line="tests (PostgreSQL $major): did not finish"; }
+    total_p=$((total_p + p)); total_f=$((total_f + f)); summary+=("$line")
+  done
+  printf '%s\n' "${summary[@]}"
+  echo "tests: $total_p passed, $total_f failed"
+  [ "$total_f" -eq 0 ]
+  exit
+fi
 bash scripts/setup.sh
+# psql, pg_dump and pgbench of the major under test
+export PATH="$PG_BIN:$PATH"
+LOGS="$BUILD/test-pg$PG_MAJOR"; mkdir -p "$LOGS"
 export TXCLASS_ONNXRUNTIME="$ORT_LIB"
 export CARGO_PROFILE_DEV_DEBUG=0   # halves the debug build's disk and time
 TIERS=14
@@ -44,28 +67,33 @@ count_plain() {  # adds a "<prefix>: N passed, M failed" summary line of a log; 
 }
 tier() { log "── $1"; }
 
-tier "1/$TIERS cargo test (txclass-core)"
-if cargo test -p txclass-core 2>&1 | tee "$BUILD/test-core.log" | grep -E "^test |test result" ; then :; fi
-count_cargo "$BUILD/test-core.log"
-grep -q "test result: FAILED\|error\[" "$BUILD/test-core.log" && failures+=("cargo test")
-grep -q "test result" "$BUILD/test-core.log" || { failed=$((failed + 1)); failures+=("cargo test did not run"); }
+first_major="$(set -- ${TXCLASS_TEST_MAJORS:-15 18}; echo "$1")"
+if [ "$PG_MAJOR" = "$first_major" ]; then
+  tier "1/$TIERS cargo test (txclass-core)"
+  if cargo test -p txclass-core 2>&1 | tee "$LOGS/core.log" | grep -E "^test |test result" ; then :; fi
+  count_cargo "$LOGS/core.log"
+  grep -q "test result: FAILED\|error\[" "$LOGS/core.log" && failures+=("cargo test")
+  grep -q "test result" "$LOGS/core.log" || { failed=$((failed + 1)); failures+=("cargo test did not run"); }
+else
+  tier "1/$TIERS cargo test: the core knows nothing of Postgres, it ran with PostgreSQL $first_major"
+fi
 
-tier "2/$TIERS #[pg_test] (cargo pgrx test pg15)"
-pgdata="/tmp/txclass-pgrx-test"; rm -rf "$pgdata"
+tier "2/$TIERS #[pg_test] (cargo pgrx test pg$PG_MAJOR)"
+pgdata="/tmp/txclass-pgrx-test$PG_MAJOR"; rm -rf "$pgdata"
 if [ "$(id -u)" = 0 ]; then runas=(--runas "$PGUSER_OS"); else runas=(); fi
-cargo pgrx test pg15 "${runas[@]}" --pgdata "$pgdata" >"$BUILD/test-pg.log" 2>&1 || true
-grep -E "^test |test result" "$BUILD/test-pg.log" || tail -40 "$BUILD/test-pg.log"
-count_cargo "$BUILD/test-pg.log"
-grep -q "test result: ok" "$BUILD/test-pg.log" || failures+=("#[pg_test]")
-grep -q "test result" "$BUILD/test-pg.log" || failed=$((failed + 1))
+cargo pgrx test "pg$PG_MAJOR" "${runas[@]}" --pgdata "$pgdata" >"$LOGS/pg.log" 2>&1 || true
+grep -E "^test |test result" "$LOGS/pg.log" || tail -40 "$LOGS/pg.log"
+count_cargo "$LOGS/pg.log"
+grep -q "test result: ok" "$LOGS/pg.log" || failures+=("#[pg_test]")
+grep -q "test result" "$LOGS/pg.log" || failed=$((failed + 1))
 # cargo pgrx test installed a debug build: put the release build back
 bash scripts/install.sh
 
 tier "3/$TIERS pg_regress"
-if bash scripts/pg_regress.sh >"$BUILD/test-regress.log" 2>&1; then :; else failures+=("pg_regress"); fi
-cat "$BUILD/test-regress.log"
-ok=$(grep -Ec '^ok |^test .* \.\.\. ok' "$BUILD/test-regress.log" || true)
-bad=$(grep -Ec 'FAILED|failed \(ignored\)' "$BUILD/test-regress.log" || true)
+if bash scripts/pg_regress.sh >"$LOGS/regress.log" 2>&1; then :; else failures+=("pg_regress"); fi
+cat "$LOGS/regress.log"
+ok=$(grep -Ec '^ok |^test .* \.\.\. ok' "$LOGS/regress.log" || true)
+bad=$(grep -Ec 'FAILED|failed \(ignored\)' "$LOGS/regress.log" || true)
 [ "$ok" -gt 0 ] || bad=$((bad + 1))
 passed=$((passed + ok)); failed=$((failed + bad))
 
@@ -74,13 +102,13 @@ trap 'bash "$ROOT/scripts/cluster.sh" stop test >/dev/null 2>&1 || true' EXIT
 conn="$(bash scripts/cluster.sh start test "${TXCLASS_TEST_PORT:-54341}")"
 psql $conn -d postgres -X -q -c "CREATE EXTENSION txclass" >/dev/null
 if "$PYVENV/bin/python" tests/python/test_parity.py "$conn" "$ROOT/models/$BUNDLED_MODEL" "$ROOT/../shared/data/oxford-pcard" \
-    | tee "$BUILD/test-parity.log"; then :; else failures+=("parity"); fi
-count_plain "$BUILD/test-parity.log" parity
+    | tee "$LOGS/parity.log"; then :; else failures+=("parity"); fi
+count_plain "$LOGS/parity.log" parity
 
 py_tier() {  # py_tier NAME TITLE: tests/python/test_NAME.py on clusters of its own
   tier "$2"
-  if "$PYVENV/bin/python" "tests/python/test_$1.py" "$ROOT" | tee "$BUILD/test-$1.log"; then :; else failures+=("$1"); fi
-  count_plain "$BUILD/test-$1.log" "$1"
+  if "$PYVENV/bin/python" "tests/python/test_$1.py" "$ROOT" | tee "$LOGS/$1.log"; then :; else failures+=("$1"); fi
+  count_plain "$LOGS/$1.log" "$1"
 }
 py_tier cache "5/$TIERS result cache (eviction, concurrency, no-preload fallback)"
 py_tier registry "6/$TIERS model registry (busy backends, concurrency, restart, pgbench with switches)"
@@ -94,5 +122,5 @@ py_tier worker "13/$TIERS shared inference workers (same answers, 16 clients, ca
 py_tier upgrade "14/$TIERS upgrade from 0.1.0 (schema equals a fresh install, rows kept, serving, rollback, pg_dump)"
 
 if [ ${#failures[@]} -gt 0 ]; then log "failing tiers: ${failures[*]}"; fi
-echo "tests: $passed passed, $failed failed"
+echo "tests (PostgreSQL $PG_MAJOR): $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ ${#failures[@]} -eq 0 ]

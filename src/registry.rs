@@ -167,8 +167,18 @@ unsafe fn write_slot(slot: *mut Slot, active: Option<&Active>) -> bool {
 pub fn token() -> u64 {
     match shared() {
         Some(s) => s.generation.load(Ordering::Acquire),
-        None => unsafe { (1u64 << 63) | (*pg_sys::MyProc).lxid as u64 },
+        None => (1u64 << 63) | local_xid(),
     }
+}
+
+/// This backend's local transaction number (PostgreSQL 17 moved it into `PGPROC.vxid`).
+fn local_xid() -> u64 {
+    // SAFETY: MyProc is this backend's own PGPROC, set before any SQL function runs
+    #[cfg(not(feature = "pg18"))]
+    let lxid = unsafe { (*pg_sys::MyProc).lxid };
+    #[cfg(feature = "pg18")]
+    let lxid = unsafe { (*pg_sys::MyProc).vxid.lxid };
+    lxid as u64
 }
 
 const STATEMENT_TOKEN: u64 = 1 << 62;
@@ -176,7 +186,8 @@ const STATEMENT_TOKEN: u64 = 1 << 62;
 /// A token that names the running statement (its transaction and start time): what an answer
 /// read under the statement's snapshot is valid for.
 pub fn statement_token() -> u64 {
-    let (lxid, started) = unsafe { ((*pg_sys::MyProc).lxid as u64, pg_sys::GetCurrentStatementStartTimestamp() as u64) };
+    // SAFETY: a backend's statement start time, read in that backend
+    let (lxid, started) = (local_xid(), unsafe { pg_sys::GetCurrentStatementStartTimestamp() } as u64);
     STATEMENT_TOKEN | ((lxid.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ started) & (STATEMENT_TOKEN - 1))
 }
 

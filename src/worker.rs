@@ -255,6 +255,17 @@ impl Queue {
     }
 }
 
+/// This process's PGPROC number, the index of MyProc in ProcGlobal->allProcs (PostgreSQL 17
+/// dropped the `pgprocno` field for GetNumberFromPGProc, which is this subtraction).
+fn my_procno() -> i32 {
+    // SAFETY: MyProc points into ProcGlobal->allProcs for every backend and background worker
+    #[cfg(not(feature = "pg18"))]
+    let n = unsafe { (*pg_sys::MyProc).pgprocno };
+    #[cfg(feature = "pg18")]
+    let n = unsafe { pg_sys::MyProc.offset_from((*pg_sys::ProcGlobal).allProcs) as i32 };
+    n
+}
+
 fn set_latch(procno: i32) {
     if procno < 0 {
         return;
@@ -326,7 +337,7 @@ pub extern "C-unwind" fn txclass_worker_main(arg: pg_sys::Datum) {
     // SAFETY: MyProc and MyProcPid are this process's; before_shmem_exit runs at any exit
     // but a crash (after which the postmaster re-creates shared memory).
     unsafe {
-        me.procno.store((*pg_sys::MyProc).pgprocno, Relaxed);
+        me.procno.store(my_procno(), Relaxed);
         me.pid.store(pg_sys::MyProcPid, Relaxed);
         pg_sys::before_shmem_exit(Some(worker_exit), pg_sys::Datum::from(idx));
     }
@@ -759,7 +770,7 @@ impl WorkerEngine {
         let (mut next, mut done) = (0usize, 0usize);
         let dir = self.model.path.display().to_string();
         // SAFETY: this process's identity.
-        let (my_pid, my_procno) = unsafe { (pg_sys::MyProcPid, (*pg_sys::MyProc).pgprocno) };
+        let (my_pid, my_procno) = (unsafe { pg_sys::MyProcPid }, my_procno());
         while done < chunks.len() {
             // submit what fits
             let mut submitted = false;
