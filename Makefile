@@ -1,10 +1,10 @@
 # txclass — thin wrappers over scripts/.
-.PHONY: demo test bench setup install clean
+.PHONY: demo test bench setup install package clean
 
 demo:            ## set-up if needed, throwaway cluster, classify the Oxford descriptors, stop
 	bash scripts/demo.sh
 
-test:            ## every test tier: cargo test, #[pg_test], pg_regress, parity with Python ORT
+test:            ## every test tier on PostgreSQL 15 and 18: cargo test, #[pg_test], pg_regress, parity, ..., upgrade, package
 	bash scripts/test.sh
 
 bench:           ## benchmarks → BENCHMARKS.md
@@ -13,8 +13,11 @@ bench:           ## benchmarks → BENCHMARKS.md
 setup:           ## idempotent set-up: packages, cargo-pgrx, ONNX Runtime, build + install
 	bash scripts/setup.sh
 
-install:
+install:         ## build + install into the PostgreSQL of $PG_CONFIG (default Debian's 15)
 	bash scripts/install.sh
+
+package:         ## build/package/: postgresql-15-txclass_<version>_amd64.deb and the PostgreSQL 18 tarball
+	bash scripts/package.sh
 
 clean:
 	rm -rf build target

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fetches libonnxruntime.so from the PyPI wheel onnxruntime==$ORT_VERSION into build/onnxruntime/.
-# Idempotent: does nothing when the library is already there.
+# Fetches libonnxruntime.so, its LICENSE and ThirdPartyNotices.txt (shipped in the packages)
+# from the PyPI wheel onnxruntime==$ORT_VERSION into build/onnxruntime/.
+# Idempotent: does nothing when they are already there.
 source "$(dirname "$0")/common.sh"
-if [ -f "$ORT_LIB" ]; then exit 0; fi
+if [ -f "$ORT_LIB" ] && [ -f "$ORT_DIR/LICENSE" ]; then exit 0; fi
 log "fetching ONNX Runtime $ORT_VERSION from the PyPI wheel"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -15,7 +16,8 @@ whl, out = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(whl) as z:
     for n in z.namelist():
         base = os.path.basename(n)
-        if n.startswith("onnxruntime/capi/") and base.startswith("libonnxruntime"):
+        if (n.startswith("onnxruntime/capi/") and base.startswith("libonnxruntime")) or \
+                n in ("onnxruntime/LICENSE", "onnxruntime/ThirdPartyNotices.txt"):
             with z.open(n) as src, open(os.path.join(out, base), "wb") as dst:
                 dst.write(src.read())
 PY
