@@ -31,13 +31,14 @@ source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 if [ -z "${TXCLASS_TEST_MAJOR:-}" ]; then
   total_p=0; total_f=0; summary=()
+  mkdir -p "$BUILD"   # a fresh clone has none yet; each major's output is kept there
   for major in ${TXCLASS_TEST_MAJORS:-15 18}; do
     cfg="PG${major}_CONFIG"
     [ -n "${!cfg:-}" ] || { echo "no PostgreSQL $major known to scripts/common.sh" >&2; exit 1; }
     log "══ PostgreSQL $major"
     # the suite of one major in a process of its own (its own PG_CONFIG, PATH and logs)
     TXCLASS_TEST_MAJOR="$major" PG_CONFIG="${!cfg}" bash "$ROOT/scripts/test.sh" | tee "$BUILD/test-pg$major.out" || true
-    line="$(grep -E "^tests \(PostgreSQL $major\): [0-9]+ passed, [0-9]+ failed" "$BUILD/test-pg$major.out" | tail -1)"
+    line="$(grep -E "^tests \(PostgreSQL $major\): [0-9]+ passed, [0-9]+ failed" "$BUILD/test-pg$major.out" 2>/dev/null | tail -1 || true)"
     p="$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")"; f="$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")"
     [ -n "$line" ] || { p=0; f=1; line="tests (PostgreSQL $major): did not finish"; }
     total_p=$((total_p + p)); total_f=$((total_f + f)); summary+=("$line")
