@@ -14,7 +14,7 @@ import sys
 import psycopg
 
 COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
-STATUS = {"ok": "#59a14f", "warn": "#edc948", "alert": "#e15759", "n/a": "#bab0ac"}
+STATUS = {"ok": "#59a14f", "warn": "#edc948", "alert": "#e15759", "n/a": "#bab0ac", "n/a (low volume)": "#bab0ac"}
 
 
 def stacked(buckets, shares, labels, w=900, h=260):
@@ -65,7 +65,9 @@ def main():
         unit = unit or m[0]
         th = m[1]
         rows = c.execute("SELECT bucket::text, rows, label_psi, label_js, confidence_psi, new_descriptor_share, confidence_mean, "
-                         "status, top_movers FROM txclass.drift(%s::regclass, %s) ORDER BY bucket", (table, unit)).fetchall()
+                         "status, top_movers, label_p, category_psi, category_p, baseline_new_descriptor_share "
+                         "FROM txclass.drift(%s::regclass, %s) ORDER BY bucket", (table, unit)).fetchall()
+        th = c.execute("SELECT txclass._drift_defaults() || %s::jsonb", (json.dumps(th),)).fetchone()[0]
         counts = c.execute("SELECT date_trunc(%s, bucket)::text, label, sum(rows) FROM txclass.drift_counts "
                            "WHERE relid = %s::regclass AND label <> '(none)' GROUP BY 1, 2", (unit, table)).fetchall()
         base = c.execute("SELECT kind, source FROM txclass.drift_baseline WHERE relid = %s::regclass", (table,)).fetchone()
@@ -82,10 +84,13 @@ def main():
     for b in buckets:
         shares[b]["other"] = 1 - sum(shares[b].get(l, 0) for l in top)
     series = {"label PSI": [r[2] for r in rows], "label JS distance": [r[3] for r in rows],
-              "confidence PSI": [r[4] for r in rows], "never-seen share": [r[5] for r in rows]}
+              "confidence PSI": [r[4] for r in rows], "never-seen share": [r[5] for r in rows],
+              "category PSI": [r[10] for r in rows]}
+    p = lambda v: "" if v is None else (f"{v:.4f}" if v >= 0.0001 else f"{v:.0e}")  # noqa: E731
     table_rows = "".join(
         f"<tr><td>{html.escape(r[0])}</td><td>{r[1]}</td>" + "".join(
             f"<td>{'' if v is None else f'{v:.3f}'}</td>" for v in (r[2], r[3], r[4], r[5], r[6]))
+        + f"<td>{p(r[9])}</td><td>{'' if r[10] is None else f'{r[10]:.3f}'}</td><td>{p(r[11])}</td>"
         + f'<td style="background:{STATUS.get(r[7], "#fff")}">{r[7]}</td><td>'
         + html.escape(", ".join(f"{m['label']} {m['baseline_share']:.1%}→{m['share']:.1%}" for m in (r[8] or [])[:3])) + "</td></tr>"
         for r in rows)
@@ -97,7 +102,10 @@ def main():
 <h2>Drift scores</h2>{lines(buckets, series, {"PSI warn": th["psi_warn"], "PSI alert": th["psi_alert"]})}
 <h2>Per {unit}</h2><table border="1" cellspacing="0" cellpadding="3" style="font-size:12px">
 <tr><th>bucket</th><th>rows</th><th>label PSI</th><th>label JS</th><th>confidence PSI</th><th>never seen</th>
-<th>mean confidence</th><th>status</th><th>top movers (baseline→bucket)</th></tr>{table_rows}</table></body>"""
+<th>mean confidence</th><th>label p</th><th>category PSI</th><th>category p</th><th>status</th><th>top movers (baseline→bucket)</th></tr>{table_rows}</table>
+<p>A status is warn or alert only when the effect (PSI, JS, rise of the never-seen share) reaches the table's threshold
+<em>and</em> the p-value (the probability of a difference that large from sampling alone, given the bucket's and the
+baseline's rows) is below p_warn / p_alert; buckets under min_rows rows are n/a (low volume).</p></body>"""
     open(out, "w").write(doc)
     print(out)
 

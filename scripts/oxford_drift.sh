@@ -26,8 +26,10 @@ SELECT txclass.refresh_drift('oxford');
 \echo
 \echo '== Oxford card spending, per month, against the model''s training distribution'
 SELECT bucket::date AS month, rows, round(label_psi::numeric, 2) AS label_psi, round(label_js::numeric, 3) AS label_js,
+       round(category_psi::numeric, 2) AS cat_psi,
        round(confidence_mean::numeric, 3) AS mean_conf, round(low_confidence_share::numeric, 3) AS conf_lt_05,
        round(confidence_psi::numeric, 2) AS conf_psi, round(new_descriptor_share::numeric, 3) AS never_seen,
+       round(baseline_new_descriptor_share::numeric, 3) AS base_never_seen,
        round(unk_token_share::numeric, 3) AS unk, status
 FROM txclass.drift('oxford') ORDER BY bucket;
 \echo
@@ -36,8 +38,10 @@ FROM txclass.drift('oxford') ORDER BY bucket;
 SELECT txclass.set_baseline('oxford', '2017-01-01', '2017-04-01');
 \o
 SELECT bucket::date AS month, rows, round(label_psi::numeric, 3) AS label_psi, round(label_js::numeric, 3) AS label_js,
+       round(label_p::numeric, 4) AS label_p, round(category_psi::numeric, 3) AS cat_psi, round(category_p::numeric, 4) AS cat_p,
        round(confidence_psi::numeric, 3) AS conf_psi, round(new_descriptor_share::numeric, 3) AS never_seen,
-       label_psi_status, label_js_status, confidence_psi_status, new_descriptor_status, status,
+       round(baseline_new_descriptor_share::numeric, 3) AS base_never_seen,
+       label_psi_status, label_js_status, confidence_psi_status, new_descriptor_status, status, category_status,
        (SELECT string_agg(format('%s %s%%→%s%%', m->>'label', round((m->>'baseline_share')::numeric * 100, 1),
                                  round((m->>'share')::numeric * 100, 1)), '; ')
         FROM jsonb_array_elements(top_movers) WITH ORDINALITY x(m, o) WHERE o <= 2) AS top_movers

@@ -14,8 +14,10 @@ CREATE TABLE monitored (
     -- drift monitoring (sql/drift.sql)
     time_column       name NOT NULL,
     drift_unit        text NOT NULL DEFAULT 'day' CHECK (drift_unit IN ('hour', 'day', 'week', 'month')),
+    -- txclass._drift_defaults() (sql/drift.sql) fills keys a row does not set
     thresholds        jsonb NOT NULL DEFAULT '{"psi_warn": 0.1, "psi_alert": 0.25, "js_warn": 0.1, "js_alert": 0.2,
-                                                "new_warn": 0.3, "new_alert": 0.6, "low_confidence": 0.5}',
+                                                "new_warn": 0.15, "new_alert": 0.3, "low_confidence": 0.5,
+                                                "p_warn": 0.01, "p_alert": 0.001, "min_rows": 50}',
     watermark         text
 );
 COMMENT ON TABLE monitored IS 'txclass: tables enriched on write (txclass.attach); the drift views read this list';

@@ -79,6 +79,63 @@ fn _histogram_psi(current: Vec<Option<f64>>, baseline: Vec<Option<f64>>) -> Opti
     Some(drift::histogram_psi(&f(current), &f(baseline)))
 }
 
+/// G-test of a bucket's counts per label (or category) against the baseline's shares, as a
+/// sample of `baseline_rows` rows (NULL: exact shares): statistic, degrees of freedom after
+/// pooling rare categories, and the probability of a difference this large under sampling.
+#[pg_extern(immutable, parallel_safe)]
+fn _homogeneity(
+    labels: Vec<Option<String>>,
+    counts: Vec<Option<f64>>,
+    baseline_labels: Vec<Option<String>>,
+    baseline_shares: Vec<Option<f64>>,
+    baseline_rows: Option<f64>,
+) -> TableIterator<'static, (name!(statistic, Option<f64>), name!(df, Option<i32>), name!(p_value, Option<f64>))> {
+    let pairs = |l: Vec<Option<String>>, c: Vec<Option<f64>>| -> Vec<(String, f64)> {
+        l.into_iter().zip(c).map(|(l, c)| (l.unwrap_or_else(|| "(none)".into()), c.unwrap_or(0.0))).collect()
+    };
+    let t = drift::homogeneity(&pairs(labels, counts), &pairs(baseline_labels, baseline_shares), baseline_rows);
+    TableIterator::once(match t {
+        Some(t) => (Some(t.statistic), Some(t.df as i32), Some(t.p_value)),
+        None => (None, None, None),
+    })
+}
+
+/// The same test for two histograms over the same bins (the confidence histogram): p-value.
+#[pg_extern(immutable, parallel_safe)]
+fn _histogram_p(current: Option<Vec<Option<f64>>>, baseline: Option<Vec<Option<f64>>>, baseline_rows: Option<f64>) -> Option<f64> {
+    let (current, baseline) = (current?, baseline?);
+    if current.len() != baseline.len() || current.is_empty() {
+        return None;
+    }
+    let named = |v: Vec<Option<f64>>| v.into_iter().enumerate().map(|(i, x)| (format!("{i:03}"), x.unwrap_or(0.0))).collect::<Vec<_>>();
+    drift::homogeneity(&named(current), &named(baseline), baseline_rows).map(|t| t.p_value)
+}
+
+/// P(a share at least k/n | the baseline's share p0 measured on m0 rows, or exact).
+#[pg_extern(immutable, parallel_safe)]
+fn _share_exceeds(k: Option<f64>, n: Option<f64>, p0: Option<f64>, m0: Option<f64>) -> Option<f64> {
+    drift::share_exceeds(k?, n?, p0?, m0)
+}
+
+/// A baseline's never-seen share after `history` rows of the table, from its curve
+/// `[[history rows, share], ...]` (log-linear between points).
+#[pg_extern(immutable, parallel_safe)]
+fn _curve_at(curve: Option<pgrx::JsonB>, history: Option<f64>) -> Option<f64> {
+    let points: Vec<(f64, f64)> = curve?
+        .0
+        .as_array()?
+        .iter()
+        .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
+        .collect();
+    drift::curve_at(&points, history?)
+}
+
+/// ok / warn / alert for an effect gated by its p-value (n/a without an effect).
+#[pg_extern(immutable, parallel_safe)]
+fn _gated_status(effect: Option<f64>, p: Option<f64>, warn: f64, alert: f64, p_warn: f64, p_alert: f64) -> &'static str {
+    drift::gated_status(effect, p, warn, alert, p_warn, p_alert)
+}
+
 /// ok / warn / alert (n/a for NULL).
 #[pg_extern(immutable, parallel_safe)]
 fn _status(score: Option<f64>, warn: f64, alert: f64) -> &'static str {
@@ -94,12 +151,33 @@ fn _model_baseline() -> pgrx::JsonB {
         let text = std::fs::read_to_string(dir.join(name)).ok()?;
         serde_json::from_str(&text).ok()
     };
+    // category shares from the label shares and the model's own label -> category map, for a
+    // baseline file that does not carry them
+    let categories = |shares: &Value| -> Value {
+        let map: HashMap<String, String> = with_serving(|s| {
+            let m = &s.classifier.model;
+            m.labels.iter().cloned().zip(m.categories.iter().map(|c| c.clone().unwrap_or_else(|| "(none)".into()))).collect()
+        });
+        let mut out: HashMap<String, f64> = HashMap::new();
+        if let Some(obj) = shares.as_object() {
+            for (label, share) in obj {
+                let c = map.get(label).cloned().unwrap_or_else(|| "(none)".into());
+                *out.entry(c).or_default() += share.as_f64().unwrap_or(0.0);
+            }
+        }
+        json!(out)
+    };
     if let Some(mut v) = read("drift_baseline.json") {
         v["model"] = json!(identity);
+        if v.get("category_shares").is_none() {
+            v["category_shares"] = categories(&v["label_shares"]);
+        }
         return pgrx::JsonB(v);
     }
     match read("label_frequencies.json") {
-        Some(freq) => pgrx::JsonB(json!({"model": identity, "label_shares": freq, "source": "label_frequencies.json"})),
+        Some(freq) => pgrx::JsonB(json!({"model": identity, "category_shares": categories(&freq), "label_shares": freq,
+                                         "label_shares_kind": "true",
+                                         "source": "label_frequencies.json (the training set's true label shares)"})),
         None => crate::errors::raise(Error::config(
             format!("model {identity} ({}) ships no training distribution (drift_baseline.json or label_frequencies.json)", dir.display()),
             "set a reference window instead: SELECT txclass.set_baseline(table, from, to)",

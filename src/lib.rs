@@ -59,6 +59,11 @@ pgrx::extension_sql_file!(
         drift::_compare_distribution,
         drift::_histogram_psi,
         drift::_status,
+        drift::_homogeneity,
+        drift::_histogram_p,
+        drift::_share_exceeds,
+        drift::_gated_status,
+        drift::_curve_at,
         drift::_model_baseline
     ]
 );

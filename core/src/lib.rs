@@ -9,7 +9,9 @@
 //! * [`cache`] — the result-cache table (keys, probing, usage-decay eviction).
 //! * [`rules`] — the decision table that answers ahead of the model.
 //! * [`metrics`] — gold-standard evaluation (accuracy, macro-F1, per class).
-//! * [`drift`] — PSI, Jensen–Shannon distance, top movers, status thresholds.
+//! * [`drift`] — PSI, Jensen–Shannon distance, top movers; sampling-aware tests (G-test with
+//!   pooling, proportions) and the statuses they gate.
+//! * [`stats`] — χ² and normal tails (incomplete gamma), a seeded random source for simulations.
 //! * [`fuzz`] — the pre-inference pipeline with its invariants checked (the fuzz target's body).
 //!
 //! The pgrx extension (`src/`) and the standalone benchmark (`bench/`) both call this crate, so
@@ -28,6 +30,7 @@ pub mod model;
 pub mod normalize;
 pub mod rules;
 pub mod runtime;
+pub mod stats;
 
 pub use classifier::{Answer, Classifier, ExecutionProvider, Options, Prediction};
 pub use engine::{Engine, OrtEngine};

@@ -1,17 +1,26 @@
 #!/usr/bin/env python3
 """Writes drift_baseline.json into a model directory: the reference txclass's drift views
-compare a monitored table with when its baseline is the model's training distribution.
+compare a monitored table with when its baseline is the model's training distribution. Like for
+like: a monitored table holds the model's *predictions*, so the baseline holds them too,
+measured on held-out descriptors of the training generator (unseen places and store numbers).
 
-  label_shares          label -> share in the training set (label_frequencies.json)
-  confidence_histogram  10 bins over [0, 1] of the model's top-1 confidence on the held-out split
-  unk_token_share       share of word-piece tokens that are [UNK] on the held-out split
-  mean_tokens           word-piece tokens per descriptor (special tokens excluded) on the held-out split
+  label_shares          label -> share of the model's top-1 predictions on the held-out rows
+  label_shares_kind     "predicted"
+  category_shares       category -> share of the same predictions
+  rows                  how many held-out rows (the drift tests weigh the baseline's own noise)
+  new_descriptor_share  held-out rows whose normalized descriptor no training row has
+  new_descriptor_curve  [[h, share], ...]: the same against the first h training rows (a table
+                        with h rows of history is compared with the share at h)
+  confidence_histogram  10 bins over [0, 1] of the model's top-1 confidence on the held-out rows
+  unk_token_share       share of word-piece tokens that are [UNK] on the held-out rows
+  mean_tokens           word-piece tokens per descriptor (special tokens excluded) on the held-out rows
 
-    python models/train/baseline.py <model dir> [--seed S] [--rows N]
+    python models/train/baseline.py <model dir> [--seed S] [--rows N] [--train-rows N]
 
 Needs onnxruntime, tokenizers and numpy (tests/python/requirements.txt has them).
 """
 import argparse
+import collections
 import json
 import os
 import sys
@@ -25,11 +34,21 @@ from generate import make  # noqa: E402
 from normalize import normalize  # noqa: E402
 
 
+def new_share_curve(held_out, history, points=(1000, 3000, 10000, 30000, 100000, 300000, 1000000)):
+    """[[h, share of held_out not among the first h rows of history], ...] up to len(history)."""
+    out = []
+    for h in [p for p in points if p < len(history)] + [len(history)]:
+        seen = set(history[:h])
+        out.append([h, round(sum(1 for t in held_out if t not in seen) / max(len(held_out), 1), 6)])
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model_dir")
     ap.add_argument("--seed", type=int, default=20261122)
-    ap.add_argument("--rows", type=int, default=10000)
+    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--train-rows", type=int, default=150000, help="the training split's size (metrics.json train_rows)")
     args = ap.parse_args()
     d = args.model_dir
     cfg = json.load(open(os.path.join(d, "config.json")))
@@ -39,6 +58,9 @@ def main():
     sess = ort.InferenceSession(os.path.join(d, "model.onnx"), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     texts = [normalize(t) for t, _ in make("test", args.rows, args.seed + 1)]
+    id2label = {int(k): v for k, v in cfg["id2label"].items()}
+    label2category = cfg.get("txclass", {}).get("label2category", {})
+    predicted = collections.Counter()
     hist = np.zeros(10)
     tokens = unks = 0
     for start in range(0, len(texts), 256):
@@ -61,10 +83,23 @@ def main():
         conf = (p / p.sum(axis=1, keepdims=True)).max(axis=1)
         for c in conf:
             hist[min(int(c * 10), 9)] += 1
-    shares = json.load(open(os.path.join(d, "label_frequencies.json")))
+        for i in logits.argmax(axis=1):
+            predicted[id2label[int(i)]] += 1
+    shares = {l: round(n / len(texts), 8) for l, n in sorted(predicted.items())}
+    categories = collections.Counter()
+    for l, n in predicted.items():
+        categories[label2category.get(l, "(none)")] += n / len(texts)
+    train_texts = [normalize(t) for t, _ in make("train", args.train_rows, args.seed)]
+    curve = new_share_curve(texts, train_texts)
+    new_share = curve[-1][1]
     out = {
-        "source": f"training label shares; confidence and tokens on {len(texts)} held-out descriptors (seed {args.seed + 1})",
+        "source": f"the model's predictions on {len(texts)} held-out descriptors of its generator (seed {args.seed + 1})",
+        "label_shares_kind": "predicted",
+        "rows": len(texts),
         "label_shares": shares,
+        "category_shares": {c: round(v, 8) for c, v in sorted(categories.items())},
+        "new_descriptor_share": round(new_share, 6),
+        "new_descriptor_curve": curve,
         "confidence_histogram": (hist / hist.sum()).round(6).tolist(),
         "unk_token_share": round(unks / max(tokens, 1), 6),
         "mean_tokens": round(tokens / len(texts), 4),

@@ -402,17 +402,37 @@ def main():
     print(f"test: BERT acc {bert['accuracy']:.4f} macro-F1 {bert['macro_f1']:.4f}; "
           f"TF-IDF+LR acc {base['accuracy']:.4f} macro-F1 {base['macro_f1']:.4f}", flush=True)
 
-    # drift baseline: training label shares; confidence histogram and tokens on the test split
+    # drift baseline, like for like with a monitored table: the model's *predicted* label and
+    # category shares and its confidence histogram on every labeled row (training and test:
+    # data like the training data), tokens on the test split, and the baseline's own never-seen
+    # share (test rows whose normalized descriptor no training row has, over history)
+    train_texts = [norm[d] for d, *_ in train]
+    train_pred, train_conf, _ = predict(train_texts)
+    every = [p for p in train_pred + pred if p is not None]
+    pred_freq = collections.Counter(every)
+    pred_shares = {l: round(n / max(len(every), 1), 8) for l, n in sorted(pred_freq.items())}
+    cat_shares = collections.Counter()
+    for l, n in pred_freq.items():
+        cat_shares[label2category.get(l, "(none)")] += n / max(len(every), 1)
+    from baseline import new_share_curve  # noqa: E402
+    curve = new_share_curve(test_texts, train_texts, points=[max(1, len(train_texts) * k // 8) for k in range(1, 8)])
+    new_share = curve[-1][1]
     hist = np.zeros(10)
-    for c in conf:
+    for c in train_conf + conf:  # the same rows as the label shares
         if c is not None:
             hist[min(int(c * 10), 9)] += 1
     toks = unks = 0
     for e in serve.encode_batch(test_texts, add_special_tokens=False):
         ids_ = e.ids[: min(SERVE_MAX_LENGTH, max_pos) - 2]
         toks += len(ids_); unks += sum(1 for i in ids_ if i == unk)
-    json.dump({"source": f"training label shares; confidence and tokens on the {len(test)} test rows",
-               "label_shares": shares,
+    json.dump({"source": f"the model's predictions and confidence on its {len(every)} labeled rows (training and test); "
+                         f"tokens on the {len(test)} test rows",
+               "label_shares_kind": "predicted",
+               "rows": len(every),
+               "label_shares": pred_shares,
+               "category_shares": {c: round(v, 8) for c, v in sorted(cat_shares.items())},
+               "new_descriptor_share": round(new_share, 6),
+               "new_descriptor_curve": curve,
                "confidence_histogram": (hist / max(hist.sum(), 1)).round(6).tolist(),
                "unk_token_share": round(unks / max(toks, 1), 6),
                "mean_tokens": round(toks / max(len(test), 1), 4)},
@@ -485,7 +505,7 @@ def write_card(args, mt, labels, freq, label2category):
         f"FROM txclass.evaluate('{name}', $q${mt['gold_query']}$q$) AS evaluate;",
         "```",
         "",
-        "## Label frequencies (training; the drift baseline, `drift_baseline.json`)",
+        "## Label frequencies (the training labels; the drift baseline, `drift_baseline.json`, holds the model's predicted shares)",
         "",
         "| label | category | training rows | share |",
         "|---|---|---|---|",

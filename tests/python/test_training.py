@@ -11,7 +11,9 @@ The labeled real file ../shared/data/oxford-pcard/procurement-card-spending-jan-
      rows, same fingerprint, same number correct, accuracy, macro-F1);
   3. a warm start: a model trained on January-February only, continued on all three months — the
      classes of March are appended (old ids kept), the registry accepts the grown model, it serves;
-  4. the CSV path: --csv with named columns gives the same data sizes as the query.
+  4. the CSV path: --csv with named columns gives the same data sizes as the query;
+  5. drift against the trained model's own baseline (its predictions on its labeled rows): the
+     Oxford training months replayed are mostly `ok` (issue 18's acceptance d).
 
     test_training.py <repo root> [minutes per training]
 Prints 'training: N passed, M failed'.
@@ -91,6 +93,31 @@ def main():
               same, f"SQL: {ev['rows']} rows, {ev['correct']} correct, acc {ev['accuracy']:.4f}, F1 {ev['macro_f1']:.4f}, "
                     f"{ev['gold_fingerprint']}; card: {b['rows']} rows, {b['correct']} correct, acc {b['accuracy']:.4f}, "
                     f"F1 {b['macro_f1']:.4f}, {m['gold_fingerprint']}")
+
+        # 2b. drift of the Oxford months against this model's own baseline (its predictions on its
+        # labeled rows): the training months themselves must not alarm
+        with psycopg.connect(ci, autocommit=True) as c:
+            c.execute("CREATE TABLE oxford_stream (id serial PRIMARY KEY, descriptor text, time date)")
+            c.execute("SELECT txclass.attach('oxford_stream', 'descriptor', time_column => 'time', drift_unit => 'month')")
+            c.execute("INSERT INTO oxford_stream (descriptor, time) SELECT descriptor, time FROM oxford_labels ORDER BY time, id")
+            c.execute("SELECT txclass.refresh_drift('oxford_stream')")
+            kind = c.execute("SELECT label_shares_kind, rows FROM txclass.drift_baseline WHERE relid = 'oxford_stream'::regclass").fetchone()
+            cols = ("round(label_psi::numeric, 3), round(label_p::numeric, 4), round(category_psi::numeric, 3), "
+                    "round(confidence_psi::numeric, 3), round(confidence_p::numeric, 4), round(new_descriptor_share::numeric, 3), "
+                    "round(baseline_new_descriptor_share::numeric, 3), label_psi_status, confidence_psi_status, "
+                    "new_descriptor_status, category_status")
+            months = c.execute(f"SELECT bucket::date::text, rows, {cols}, status FROM txclass.drift('oxford_stream') ORDER BY 1").fetchall()
+            quarter = c.execute(f"SELECT status, {cols} FROM txclass.drift('oxford_stream', 'quarter')").fetchall()
+        print("  Oxford months against oxford-v1's own baseline (month, rows, label PSI, p, category PSI, confidence PSI, p, "
+              "never-seen, baseline never-seen, label/confidence/new/category status, status):")
+        for r in months:
+            print("   ", r)
+        print("  the quarter:", quarter)
+        ok_months = sum(1 for r in months if r[-1] == "ok")
+        check("the trainer's drift baseline is the model's predictions; its own training months are mostly ok "
+              "(month buckets: at least 2 of 3; the quarter: ok)",
+              kind[0] == "predicted" and kind[1] > 1000 and len(months) == 3 and ok_months >= 2 and [q[0] for q in quarter] == ["ok"],
+              f"{kind}, {ok_months}/3 months ok, quarter {quarter}")
 
         # 3. warm start with new classes
         early = f"{OUT}/oxford-janfeb"

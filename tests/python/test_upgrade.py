@@ -159,10 +159,17 @@ def catalog(conn):
     return [r[0] for r in conn.execute(CATALOG).fetchall()]
 
 
-def table_rows(conn):
+def table_rows(conn, like=None):
+    """{table: (rows, md5 of every row)}; with `like` (an earlier result), over the columns the
+    table had then (an upgrade may add columns; what was there must be unchanged)."""
     out = {}
     for (t,) in conn.execute(ROWS).fetchall():
-        out[t] = conn.execute(f"SELECT count(*), md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) FROM {t} x").fetchone()
+        cols = like[t][2] if like and t in like else [r[0] for r in conn.execute(
+            "SELECT quote_ident(attname) FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+            "ORDER BY attnum", (t,)).fetchall()]
+        row = f"ROW({', '.join(cols)})::text"
+        n, h = conn.execute(f"SELECT count(*), md5(coalesce(string_agg({row}, E'\\n' ORDER BY {row}), '')) FROM {t}").fetchone()
+        out[t] = (n, h, cols)
     return out
 
 
@@ -329,7 +336,7 @@ def main():
             check(f"the upgraded schema equals a fresh {version} install ({len(fresh_catalog)} catalog lines)",
                   up_catalog == fresh_catalog and len(fresh_catalog) > 200,
                   f"only upgraded: {[x[:160] for x in extra[:4]]}; only fresh: {[x[:160] for x in lost[:4]]}")
-            after_rows = table_rows(c)
+            after_rows = table_rows(c, like=before_rows)
             changed = [t for t in before_rows if after_rows.get(t) != before_rows[t]]
             check(f"every row is still there ({len(before_rows)} tables, {sum(v[0] for v in before_rows.values())} rows)",
                   not changed and len(before_rows) >= 8 and before_rows["txns"][0] > 1000,
@@ -365,7 +372,7 @@ def main():
                               capture_output=True, text=True)
         ok = dump.returncode == 0 and rest.returncode == 0
         with psycopg.connect(conninfo(flags, "restored"), autocommit=True) as r:
-            restored_rows = table_rows(r) if ok else {}
+            restored_rows = table_rows(r, like=final_rows) if ok else {}
             same = {t: v for t, v in final_rows.items() if restored_rows.get(t) != v}
             check("pg_dump of the upgraded database restores into a new one with every row",
                   ok and not same and r.execute("SELECT extversion FROM pg_extension WHERE extname = 'txclass'").fetchone()[0] == version,

@@ -41,11 +41,22 @@ SELECT set_drift_thresholds('stream', '{"psi_warn": 5, "psi_alert": 50}') ->> 'p
 SELECT label_psi_status FROM drift('stream') WHERE bucket = '2026-01-04';
 SELECT set_drift_thresholds('stream', '{"psi_warn": 0.1, "psi_alert": 0.25}') ->> 'psi_warn' AS psi_warn;
 SELECT set_drift_thresholds('stream', '{"nope": 1}');
+SELECT set_drift_thresholds('stream', '{"p_warn": 2}');
+SELECT set_drift_thresholds('stream', '{"min_rows": -1}');
+-- each status needs the effect and its improbability under sampling: p-values per bucket
+SELECT bucket::date, label_p < 0.001 AS label_unlikely, category_p < 0.001 AS category_unlikely, category_status
+FROM drift('stream') ORDER BY bucket;
+-- below min_rows a bucket has no status
+SELECT set_drift_thresholds('stream', '{"min_rows": 5000}') ->> 'min_rows' AS min_rows;
+SELECT bucket::date, label_psi_status, status FROM drift('stream') ORDER BY bucket;
+SELECT set_drift_thresholds('stream', '{"min_rows": 50}') ->> 'min_rows' AS min_rows;
 -- the at-a-glance view
 SELECT "table", baseline, bucket::date, rows, status FROM drift_summary WHERE "table" = 'stream'::regclass;
 -- the training baseline: the model's label shares and held-out confidence
 SELECT kind, source LIKE 'v1@%' AS from_model, jsonb_typeof(label_shares) AS shares,
-       array_length(confidence_histogram, 1) AS bins FROM set_baseline('stream');
+       array_length(confidence_histogram, 1) AS bins, label_shares_kind, rows, round(new_share::numeric, 2) AS new_share,
+       jsonb_array_length(new_share_curve) AS curve_points, jsonb_typeof(category_shares) AS categories
+FROM set_baseline('stream');
 SELECT bucket::date, label_psi_status, confidence_psi_status FROM drift('stream') ORDER BY bucket;
 -- refusals
 SELECT * FROM drift('pg_class');
