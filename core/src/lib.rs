@@ -12,6 +12,8 @@
 //! * [`drift`] — PSI, Jensen–Shannon distance, top movers; sampling-aware tests (G-test with
 //!   pooling, proportions) and the statuses they gate.
 //! * [`stats`] — χ² and normal tails (incomplete gamma), a seeded random source for simulations.
+//! * [`recurring`] — recurring payments: cadence, regularity, amounts and price changes, next
+//!   date and status of the series in one account's charges at one merchant.
 //! * [`fuzz`] — the pre-inference pipeline with its invariants checked (the fuzz target's body).
 //!
 //! The pgrx extension (`src/`) and the standalone benchmark (`bench/`) both call this crate, so
@@ -28,6 +30,7 @@ pub mod fuzz;
 pub mod metrics;
 pub mod model;
 pub mod normalize;
+pub mod recurring;
 pub mod rules;
 pub mod runtime;
 pub mod stats;
