@@ -81,7 +81,7 @@ drift machinery, not the model). The views read per-day, per-label summaries tha
 |---|---|
 | first `refresh_drift` over all {o['refreshed_rows']:,} rows (tokenizes every descriptor once) | {o['refresh_full_s']:.1f} s |
 | incremental `refresh_drift` after one more day ({o['inc_rows']:,} rows) | {o['refresh_inc_s']:.2f} s |
-| `drift(table)`: {o['drift_buckets']} daily buckets with PSI, JS, movers, confidence, never-seen, [UNK], statuses | {o['drift_s'] * 1000:.0f} ms |
+| `drift(table)`: {o['drift_buckets']} daily buckets with PSI, JS, G-test p-values, category metrics, movers, confidence, never-seen against the baseline's curve, [UNK], statuses | {o['drift_s'] * 1000:.0f} ms |
 | `drift(table, 'week')` | {o['drift_week_s'] * 1000:.0f} ms |
 | `drift_summary` (every monitored table's latest bucket) | {o['summary_s'] * 1000:.0f} ms |
 | for scale: the naive alternative, one `GROUP BY day, label` over the table itself (counts and mean confidence only) | {o['naive_s']:.1f} s |

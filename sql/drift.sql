@@ -157,6 +157,11 @@ BEGIN
 END
 $$;
 
+-- The comparison functions return one row: say so, or the planner multiplies its estimates by
+-- 1,000 per call and plans (and JIT-compiles) drift() as if it read billions of rows.
+ALTER FUNCTION _compare_distribution(text[], double precision[], text[], double precision[], integer) ROWS 1;
+ALTER FUNCTION _homogeneity(text[], double precision[], text[], double precision[], double precision) ROWS 1;
+
 -- Element-wise sum of 10-bin histograms.
 CREATE FUNCTION _hist_sum(hists bigint[]) RETURNS float8[] LANGUAGE sql IMMUTABLE AS $$
     SELECT array_agg(s ORDER BY i) FROM (

@@ -182,6 +182,8 @@ IMMUTABLE PARALLEL SAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', '_curve_at_wrapper';
 
+ALTER FUNCTION txclass._compare_distribution(text[], double precision[], text[], double precision[], integer) ROWS 1;
+ALTER FUNCTION txclass._homogeneity(text[], double precision[], text[], double precision[], double precision) ROWS 1;
 CREATE OR REPLACE FUNCTION drift_status(VARIADIC statuses text[]) RETURNS text LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN 'alert' = ANY(statuses) THEN 'alert' WHEN 'warn' = ANY(statuses) THEN 'warn'
                 WHEN 'ok' = ANY(statuses) THEN 'ok' WHEN 'n/a (low volume)' = ANY(statuses) THEN 'n/a (low volume)'
