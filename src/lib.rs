@@ -7,7 +7,7 @@
 //! `inspect` (validating a model directory), `evaluate` (gold-set evaluation and A/B),
 //! `enrich` (the write-path triggers), `drift` (drift statistics and math for sql/drift.sql), `catalog` (reads of txclass's tables at the latest snapshot), `errors` (core errors →
 //! ereport), `intern` (label strings for set-returning functions), `classify` (the SQL
-//! classification functions), `upgrade` (symbols that released SQL scripts still name).
+//! classification functions), `parse` (processor and merchant parsing), `upgrade` (symbols that released SQL scripts still name).
 #![deny(ffi_unwind_calls)]
 // pgrx signatures of set-returning functions are long tuples by nature
 #![allow(clippy::type_complexity)]
@@ -21,6 +21,7 @@ mod errors;
 mod evaluate;
 mod inspect;
 mod intern;
+mod parse;
 mod registry;
 mod rules;
 mod session;

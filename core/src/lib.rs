@@ -30,6 +30,7 @@ pub mod fuzz;
 pub mod metrics;
 pub mod model;
 pub mod normalize;
+pub mod parse;
 pub mod recurring;
 pub mod rules;
 pub mod runtime;

@@ -6,7 +6,8 @@
 //! status on a given day.
 //!
 //! How:
-//! 1. charges are grouped by amount (within 1% or 0.10); a group that is regular on its own is a
+//! 0. all of a merchant's charges on one schedule at amounts of one order are one series;
+//! 1. otherwise charges are grouped by amount (within 1% or 0.10); a group that is regular on its own is a
 //!    series candidate, and two candidates that follow each other on one schedule are one series
 //!    with a price change, where two that overlap in time are two subscriptions;
 //! 2. charges not in any regular amount group are tried together (variable amounts: utilities,
@@ -16,7 +17,7 @@
 //!    fixed step of 7 or 14 days — and matching each expected date to a charge within the
 //!    cadence's tolerance (covering weekends and processing delays). Regularity = matched slots ÷
 //!    slots; a skipped payment costs one slot, an odd extra charge is left unmatched and counted.
-//!    A cadence is accepted with at least 3 matched slots, a missed slot per three matches at
+//!    A cadence is accepted with at least 3 matched slots (4 weekly and biweekly), a missed slot per three matches at
 //!    most, regularity ≥ 0.7 and extras at most a third of the matches; the best accepted cadence wins.
 //!
 //! Dates are days since 1970-01-01 (proleptic Gregorian), like PostgreSQL's `date - '1970-01-01'`.
@@ -86,9 +87,13 @@ impl Cadence {
     }
 
     /// Two matching charges are too often chance (a pair of similar amounts six months
-    /// apart): every cadence needs three, so a yearly series shows after its third year.
+    /// apart): every cadence needs three, so a yearly series shows after its third year; weekly
+    /// and biweekly need four (three charges a week apart are a busy fortnight as often as not).
     fn min_matches(self) -> usize {
-        3
+        match self {
+            Cadence::Weekly | Cadence::Biweekly => 4,
+            _ => 3,
+        }
     }
 }
 
@@ -479,6 +484,18 @@ pub fn detect(charges: &[Charge]) -> Vec<Series> {
     if cs.len() < 2 {
         return Vec::new();
     }
+    // 0. the merchant's charges together on one schedule, at amounts of one order (within a
+    //    factor 2 of their median): one series — a fixed price, a price change, or a bill that
+    //    varies (a subscription charged in another currency moves with the exchange rate)
+    let all_days: Vec<i32> = cs.iter().map(|c| c.day).collect();
+    if let Some((c, f, r)) = best_cadence(&all_days) {
+        let mut amounts: Vec<f64> = f.matched.iter().map(|&i| cs[i].amount).collect();
+        let mid = median(&mut amounts);
+        if f.extras * 4 <= f.matched.len() && amounts.iter().all(|a| *a <= mid * 2.0 && *a >= mid / 2.0) {
+            let extras = f.extras;
+            return vec![build(&cs, c, &f, r, extras)];
+        }
+    }
     // 1. amount groups, largest first
     let mut by_amount: Vec<Charge> = cs.clone();
     by_amount.sort_by(|a, b| a.amount.total_cmp(&b.amount));
@@ -624,7 +641,8 @@ mod tests {
         assert_eq!(s.len(), 1, "{s:?}");
         assert_eq!(s[0].cadence, Cadence::Monthly);
         assert_eq!(s[0].next_expected, d(2026, 8, 31));
-        assert!(s[0].regularity >= 0.8, "{}", s[0].regularity);
+        // 6 of 7 slots, less the penalty for one extra charge
+        assert!(s[0].regularity > 0.75 && s[0].regularity < 0.86 && s[0].extras == 1, "{:?}", s[0]);
     }
 
     #[test]

@@ -759,6 +759,23 @@ AS 'MODULE_PATHNAME', 'normalize_descriptor_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- txclass::parse::parse_descriptor
+CREATE  FUNCTION "parse_descriptor"(
+	"descriptor" TEXT /* & str */
+) RETURNS TABLE (
+	"intermediary" TEXT,  /* Option < String > */
+	"merchant" TEXT,  /* String */
+	"store" TEXT,  /* Option < String > */
+	"city" TEXT,  /* Option < String > */
+	"region" TEXT,  /* Option < String > */
+	"merchant_key" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_descriptor_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- txclass::registry::registry_generation
 CREATE  FUNCTION "registry_generation"() RETURNS bigint /* i64 */
 STRICT VOLATILE PARALLEL SAFE

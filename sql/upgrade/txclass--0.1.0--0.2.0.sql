@@ -498,3 +498,18 @@ JOIN txclass.drift_baseline b ON b.relid = m.relid
 CROSS JOIN LATERAL (SELECT * FROM txclass.drift(m.relid) x ORDER BY x.bucket DESC LIMIT 1) d
 WHERE has_table_privilege(m.relid, 'SELECT');
 GRANT SELECT ON drift_summary TO PUBLIC;
+
+-- Processor and merchant parsing (the intermediary, merchant, store number and location)
+CREATE FUNCTION txclass.parse_descriptor(
+	"descriptor" TEXT
+) RETURNS TABLE (
+	"intermediary" TEXT,
+	"merchant" TEXT,
+	"store" TEXT,
+	"city" TEXT,
+	"region" TEXT,
+	"merchant_key" TEXT
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'parse_descriptor_wrapper';

@@ -8,7 +8,9 @@ Descriptors: the distinct real Oxford descriptors plus held-out synthetic ones (
 Two tests, printed as 'parity: N passed, M failed' (non-zero exit on any failure):
   1. logits + normalize_descriptor() of every descriptor equal Python's (>= 200 compared);
   2. the Python normalizer reproduces tests/normalize_vectors.jsonl (the Rust half of the twin
-     check is a cargo test).
+     check is a cargo test);
+  3. parse_descriptor() (Rust) equals the Python twin models/train/parse.py on every descriptor,
+     and the twin reproduces tests/parse_vectors.jsonl (the Rust half is a cargo test).
 """
 import csv
 import glob
@@ -24,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "models", "train"))
 from normalize import normalize  # noqa: E402
+from parse import parse  # noqa: E402
 from generate import make  # noqa: E402
 from pgclient import psql_script  # noqa: E402
 
@@ -54,6 +57,12 @@ def main():
               "SELECT i, normalize_descriptor(d), coalesce(array_to_json(logits(d))::text, 'NULL') FROM p ORDER BY i;\n")
     rows = [line.split("\t") for line in psql_script(conn, script).splitlines() if line]
     assert len(rows) == len(descs), (len(rows), len(descs))
+    parse_script = ("SET search_path = txclass, public;\n"
+                    "CREATE TEMP TABLE p(i int, d text);\n"
+                    "COPY p FROM STDIN;\n" + tsv + "\\.\n"
+                    "SELECT i, row_to_json(x)::text FROM p, parse_descriptor(d) x ORDER BY i;\n")
+    parsed = {int(line.split("\t", 1)[0]): json.loads(line.split("\t", 1)[1])
+              for line in psql_script(conn, parse_script).splitlines() if line}
 
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
     max_len = min(64, cfg.get("max_position_embeddings", 64))
@@ -102,6 +111,24 @@ def main():
             print(f"FAIL vector {v['raw']!r}: python {normalize(v['raw'])!r}, file {v['normalized']!r}")
     print(f"parity: python normalizer on {len(vectors)} shared vectors: {vbad} mismatches")
     results.append(vbad == 0 and len(vectors) >= 60)
+
+    pbad = 0
+    for i, d in enumerate(descs):
+        # COPY turned tabs and newlines into spaces on the way in
+        py = parse(d.replace("\t", " ").replace("\n", " "))
+        py = {"intermediary": py["intermediary"], "merchant": py["merchant"], "store": py["store"], "city": py["city"],
+              "region": py["region"], "merchant_key": py["key"]}
+        if parsed.get(i) != py:
+            pbad += 1
+            print(f"FAIL parse {d[:60]!r}: sql {parsed.get(i)} python {py}")
+    pvectors = [json.loads(l) for l in open(os.path.join(ROOT, "tests", "parse_vectors.jsonl"), encoding="utf-8") if l.strip()]
+    for v in pvectors:
+        want = {k: v[k] for k in ("intermediary", "merchant", "store", "city", "region", "key")}
+        if parse(v["raw"]) != want:
+            pbad += 1
+            print(f"FAIL parse vector {v['raw']!r}: python {parse(v['raw'])}, file {want}")
+    print(f"parity: parse_descriptor() vs the Python twin on {len(descs)} descriptors and {len(pvectors)} shared vectors: {pbad} mismatches")
+    results.append(pbad == 0 and len(pvectors) >= 25 and len(parsed) == len(descs))
     passed, failed = sum(results), len(results) - sum(results)
     print(f"parity: {passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

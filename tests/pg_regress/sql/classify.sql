@@ -41,3 +41,9 @@ SELECT classify_transaction(repeat('AMAZON MKTPLACE PMTS ', 5000)) IS NOT NULL A
 SELECT array_length(logits('WALMART'), 1) = (SELECT count(*) FROM labels()) AS logits_width_ok;
 SELECT label, category FROM labels() WHERE id = 0;
 SELECT labels, execution_provider, max_length FROM model_info();
+-- processor and merchant parsing: intermediary, merchant, store, location; one key through PayPal and direct
+SELECT * FROM parse_descriptor('SQ *BLUE BOTTLE COF 8473 OAKLAND CA');
+SELECT intermediary, merchant, merchant_key FROM parse_descriptor('PAYPAL *NETFLIX 4029357733');
+SELECT (SELECT merchant_key FROM parse_descriptor('PAYPAL *NETFLIX 4029357733')) = (SELECT merchant_key FROM parse_descriptor('NETFLIX.COM')) AS one_series;
+SELECT count(*) FROM parse_descriptor(NULL);
+SELECT merchant, city, region FROM parse_descriptor('STARBUCKS STORE 12345 SEATTLE WA');
