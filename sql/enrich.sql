@@ -18,7 +18,12 @@ CREATE TABLE monitored (
     thresholds        jsonb NOT NULL DEFAULT '{"psi_warn": 0.1, "psi_alert": 0.25, "js_warn": 0.1, "js_alert": 0.2,
                                                 "new_warn": 0.15, "new_alert": 0.3, "low_confidence": 0.5,
                                                 "p_warn": 0.01, "p_alert": 0.001, "min_rows": 50}',
-    watermark         text
+    watermark         text,
+    -- recurring payments (sql/recurring.sql): the account and amount columns, and how far
+    -- txclass.refresh_recurring has read (by key)
+    account_column    name,
+    amount_column     name,
+    recurring_watermark text
 );
 COMMENT ON TABLE monitored IS 'txclass: tables enriched on write (txclass.attach); the drift views read this list';
 COMMENT ON COLUMN monitored.key_column IS 'Single-column primary key through which misses are classified per statement in batches (NULL: row by row)';
@@ -67,7 +72,9 @@ CREATE FUNCTION attach(tbl regclass, descriptor_column name,
                        model_column name DEFAULT 'txclass_model',
                        on_error text DEFAULT 'null',
                        time_column name DEFAULT NULL,
-                       drift_unit text DEFAULT 'day')
+                       drift_unit text DEFAULT NULL,
+                       account_column name DEFAULT NULL,
+                       amount_column name DEFAULT NULL)
 RETURNS monitored LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -110,6 +117,11 @@ BEGIN
                 HINT = 'name other output columns in txclass.attach(..., label_column => ...), or change the column type';
         END IF;
     END LOOP;
+    -- a re-attach keeps the time column, drift unit, account and amount columns it does not name
+    SELECT coalesce(attach.time_column, o.time_column), coalesce(attach.drift_unit, o.drift_unit, 'day'),
+           coalesce(attach.account_column, o.account_column), coalesce(attach.amount_column, o.amount_column)
+    INTO time_column, drift_unit, account_column, amount_column
+    FROM (SELECT 1) x LEFT JOIN txclass.monitored o ON o.relid = tbl;
     -- the time the drift views bucket by: the caller's column, or txclass_at (insert time)
     IF time_column IS NULL THEN
         time_column := 'txclass_at';
@@ -125,6 +137,19 @@ BEGIN
     END IF;
     IF drift_unit NOT IN ('hour', 'day', 'week', 'month') THEN
         RAISE EXCEPTION 'drift_unit must be hour, day, week or month, not %', drift_unit;
+    END IF;
+    IF account_column IS NOT NULL AND NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl
+            AND a.attname = account_column AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_column', MESSAGE = format('column %I of %s does not exist', account_column, tbl);
+    END IF;
+    IF amount_column IS NOT NULL THEN
+        SELECT format_type(a.atttypid, a.atttypmod) AS type INTO col
+        FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = amount_column AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND OR (col.type NOT IN ('real', 'double precision', 'integer', 'bigint', 'smallint', 'money')
+                         AND col.type NOT LIKE 'numeric%') THEN
+            RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                MESSAGE = format('amount column %I of %s must exist and be numeric, real, double precision or an integer', amount_column, tbl);
+        END IF;
     END IF;
     -- a single-column primary key lets misses be classified per statement in batches
     SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO key_col, key_type
@@ -150,14 +175,15 @@ BEGIN
                        descriptor_column, tbl, on_error, update_sql);
     END IF;
     INSERT INTO txclass.monitored (relid, descriptor_column, label_column, category_column, confidence_column,
-                                   model_column, key_column, on_error, attached_by, time_column, drift_unit)
+                                   model_column, key_column, on_error, attached_by, time_column, drift_unit,
+                                   account_column, amount_column)
     VALUES (tbl, descriptor_column, label_column, category_column, confidence_column,
-            model_column, key_col, on_error, caller, time_column, drift_unit)
+            model_column, key_col, on_error, caller, time_column, drift_unit, account_column, amount_column)
     ON CONFLICT (relid) DO UPDATE SET descriptor_column = EXCLUDED.descriptor_column, label_column = EXCLUDED.label_column,
         category_column = EXCLUDED.category_column, confidence_column = EXCLUDED.confidence_column,
         model_column = EXCLUDED.model_column, key_column = EXCLUDED.key_column, on_error = EXCLUDED.on_error,
         attached_by = EXCLUDED.attached_by, attached_at = now(), time_column = EXCLUDED.time_column,
-        drift_unit = EXCLUDED.drift_unit
+        drift_unit = EXCLUDED.drift_unit, account_column = EXCLUDED.account_column, amount_column = EXCLUDED.amount_column
     RETURNING * INTO m;
     RETURN m;
 END
@@ -170,7 +196,17 @@ BEGIN
     PERFORM txclass._check_owner(tbl, 'detach it');
     PERFORM txclass._drop_enrich_triggers(tbl);
     DELETE FROM txclass.monitored WHERE relid = tbl;
-    RETURN FOUND;
+    IF FOUND THEN
+        -- the summaries go with it: a later attach reads the table from its first row again, and
+        -- would count every row twice into summaries that stayed
+        DELETE FROM txclass.drift_counts WHERE relid = tbl;
+        DELETE FROM txclass.drift_seen WHERE relid = tbl;
+        DELETE FROM txclass.drift_baseline WHERE relid = tbl;
+        DELETE FROM txclass.recurring_charges WHERE relid = tbl;
+        DELETE FROM txclass.recurring_series WHERE relid = tbl;
+        RETURN true;
+    END IF;
+    RETURN false;
 END
 $$;
 
@@ -335,5 +371,5 @@ CREATE POLICY writers_insert ON backfill_progress FOR INSERT WITH CHECK (has_tab
 CREATE POLICY writers_update ON backfill_progress FOR UPDATE
     USING (has_table_privilege(relid, 'UPDATE')) WITH CHECK (has_table_privilege(relid, 'UPDATE'));
 REVOKE ALL ON FUNCTION _check_owner(regclass, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text), detach(regclass), _drop_enrich_triggers(regclass) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text), detach(regclass) TO PUBLIC;
+REVOKE ALL ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text, name, name), detach(regclass), _drop_enrich_triggers(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text, name, name), detach(regclass) TO PUBLIC;

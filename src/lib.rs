@@ -7,7 +7,7 @@
 //! `inspect` (validating a model directory), `evaluate` (gold-set evaluation and A/B),
 //! `enrich` (the write-path triggers), `drift` (drift statistics and math for sql/drift.sql), `catalog` (reads of txclass's tables at the latest snapshot), `errors` (core errors →
 //! ereport), `intern` (label strings for set-returning functions), `classify` (the SQL
-//! classification functions), `parse` (processor and merchant parsing), `upgrade` (symbols that released SQL scripts still name).
+//! classification functions), `parse` (processor and merchant parsing), `recurring` (recurring-series detection for sql/recurring.sql), `upgrade` (symbols that released SQL scripts still name).
 #![deny(ffi_unwind_calls)]
 // pgrx signatures of set-returning functions are long tuples by nature
 #![allow(clippy::type_complexity)]
@@ -22,6 +22,7 @@ mod evaluate;
 mod inspect;
 mod intern;
 mod parse;
+mod recurring;
 mod registry;
 mod rules;
 mod session;
@@ -66,6 +67,17 @@ pgrx::extension_sql_file!(
         drift::_gated_status,
         drift::_curve_at,
         drift::_model_baseline
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/recurring.sql",
+    name = "recurring_sql",
+    requires = [
+        "drift_sql",
+        parse::parse_descriptor,
+        recurring::_detect_series,
+        recurring::_series_status,
+        recurring::_subscription_labels
     ]
 );
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);

@@ -33,6 +33,9 @@ pub struct ModelDir {
     pub max_positions: Option<usize>,
     /// `txclass.max_length`, the sequence length the model was trained with, when known.
     pub trained_max_length: Option<usize>,
+    /// `txclass.subscription_labels`: the labels that are subscription services (streaming,
+    /// software, telecom, ...), when the model says; `txclass.subscriptions()` reads it.
+    pub subscription_labels: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +50,7 @@ struct TxclassBlock {
     normalization: Option<String>,
     max_length: Option<usize>,
     label2category: Option<HashMap<String, String>>,
+    subscription_labels: Option<Vec<String>>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -125,6 +129,7 @@ impl ModelDir {
             )
         })?;
         let mut trained_max_length = None;
+        let mut subscription_labels = None;
         let mut categories = vec![None; labels.len()];
         if let Some(block) = raw.txclass {
             if let Some(norm) = block.normalization {
@@ -140,6 +145,7 @@ impl ModelDir {
                 }
             }
             trained_max_length = block.max_length;
+            subscription_labels = block.subscription_labels;
             if let Some(map) = block.label2category {
                 for (i, l) in labels.iter().enumerate() {
                     categories[i] = map.get(l).cloned();
@@ -158,6 +164,7 @@ impl ModelDir {
             checksum,
             max_positions: raw.max_position_embeddings,
             trained_max_length,
+            subscription_labels,
         })
     }
 

@@ -187,7 +187,7 @@ pub struct Series {
     pub charges: usize,
     /// The odd extra charges at the merchant between its slots (not part of the series).
     pub extras: usize,
-    /// Median amount since the last price change.
+    /// Median amount since the last price change, in cents.
     pub amount: f64,
     /// The amounts since the last price change agree within 2%.
     pub fixed_amount: bool,
@@ -460,6 +460,11 @@ fn build(charges: &[Charge], cadence: Cadence, f: &Fit, regularity: f64, extras:
     } else {
         (amount, fixed, price_changes)
     };
+    let cents = |x: f64| (x * 100.0).round() / 100.0;
+    let (amount, price_changes) = (
+        cents(amount),
+        price_changes.into_iter().map(|c| PriceChange { day: c.day, from: cents(c.from), to: cents(c.to) }).collect(),
+    );
     Series {
         cadence,
         regularity: regularity.clamp(0.0, 1.0),

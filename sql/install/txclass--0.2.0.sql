@@ -66,6 +66,31 @@ AS 'MODULE_PATHNAME', '_curve_at_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- txclass::recurring::_detect_series
+CREATE  FUNCTION "_detect_series"(
+	"days" INT[], /* Vec < Option < i32 > > */
+	"amounts" double precision[] /* Vec < Option < f64 > > */
+) RETURNS TABLE (
+	"series" INT,  /* i32 */
+	"cadence" TEXT,  /* String */
+	"regularity" double precision,  /* f64 */
+	"charges" INT,  /* i32 */
+	"extras" INT,  /* i32 */
+	"amount" double precision,  /* f64 */
+	"fixed_amount" bool,  /* bool */
+	"price_changes" jsonb,  /* pgrx :: JsonB */
+	"first_day" INT,  /* i32 */
+	"last_day" INT,  /* i32 */
+	"next_expected" INT,  /* i32 */
+	"next_amount" double precision,  /* f64 */
+	"anchor_day" INT  /* i32 */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_detect_series_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- txclass::drift::_gated_status
 CREATE  FUNCTION "_gated_status"(
 	"effect" double precision, /* Option < f64 > */
@@ -172,6 +197,19 @@ AS 'MODULE_PATHNAME', '_published_model_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- txclass::recurring::_series_status
+CREATE  FUNCTION "_series_status"(
+	"cadence" TEXT, /* & str */
+	"next_expected" INT, /* i32 */
+	"anchor_day" INT, /* i32 */
+	"today" INT /* i32 */
+) RETURNS TEXT /* Option < & '_ str > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_series_status_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- txclass::drift::_share_exceeds
 CREATE  FUNCTION "_share_exceeds"(
 	"k" double precision, /* Option < f64 > */
@@ -194,6 +232,14 @@ CREATE  FUNCTION "_status"(
 IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_status_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- txclass::recurring::_subscription_labels
+CREATE  FUNCTION "_subscription_labels"() RETURNS TEXT[] /* :: std :: option :: Option < Vec < String > > */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_subscription_labels_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -871,7 +917,12 @@ CREATE TABLE monitored (
     thresholds        jsonb NOT NULL DEFAULT '{"psi_warn": 0.1, "psi_alert": 0.25, "js_warn": 0.1, "js_alert": 0.2,
                                                 "new_warn": 0.15, "new_alert": 0.3, "low_confidence": 0.5,
                                                 "p_warn": 0.01, "p_alert": 0.001, "min_rows": 50}',
-    watermark         text
+    watermark         text,
+    -- recurring payments (sql/recurring.sql): the account and amount columns, and how far
+    -- txclass.refresh_recurring has read (by key)
+    account_column    name,
+    amount_column     name,
+    recurring_watermark text
 );
 COMMENT ON TABLE monitored IS 'txclass: tables enriched on write (txclass.attach); the drift views read this list';
 COMMENT ON COLUMN monitored.key_column IS 'Single-column primary key through which misses are classified per statement in batches (NULL: row by row)';
@@ -920,7 +971,9 @@ CREATE FUNCTION attach(tbl regclass, descriptor_column name,
                        model_column name DEFAULT 'txclass_model',
                        on_error text DEFAULT 'null',
                        time_column name DEFAULT NULL,
-                       drift_unit text DEFAULT 'day')
+                       drift_unit text DEFAULT NULL,
+                       account_column name DEFAULT NULL,
+                       amount_column name DEFAULT NULL)
 RETURNS monitored LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -963,6 +1016,11 @@ BEGIN
                 HINT = 'name other output columns in txclass.attach(..., label_column => ...), or change the column type';
         END IF;
     END LOOP;
+    -- a re-attach keeps the time column, drift unit, account and amount columns it does not name
+    SELECT coalesce(attach.time_column, o.time_column), coalesce(attach.drift_unit, o.drift_unit, 'day'),
+           coalesce(attach.account_column, o.account_column), coalesce(attach.amount_column, o.amount_column)
+    INTO time_column, drift_unit, account_column, amount_column
+    FROM (SELECT 1) x LEFT JOIN txclass.monitored o ON o.relid = tbl;
     -- the time the drift views bucket by: the caller's column, or txclass_at (insert time)
     IF time_column IS NULL THEN
         time_column := 'txclass_at';
@@ -978,6 +1036,19 @@ BEGIN
     END IF;
     IF drift_unit NOT IN ('hour', 'day', 'week', 'month') THEN
         RAISE EXCEPTION 'drift_unit must be hour, day, week or month, not %', drift_unit;
+    END IF;
+    IF account_column IS NOT NULL AND NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl
+            AND a.attname = account_column AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_column', MESSAGE = format('column %I of %s does not exist', account_column, tbl);
+    END IF;
+    IF amount_column IS NOT NULL THEN
+        SELECT format_type(a.atttypid, a.atttypmod) AS type INTO col
+        FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = amount_column AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND OR (col.type NOT IN ('real', 'double precision', 'integer', 'bigint', 'smallint', 'money')
+                         AND col.type NOT LIKE 'numeric%') THEN
+            RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                MESSAGE = format('amount column %I of %s must exist and be numeric, real, double precision or an integer', amount_column, tbl);
+        END IF;
     END IF;
     -- a single-column primary key lets misses be classified per statement in batches
     SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO key_col, key_type
@@ -1003,14 +1074,15 @@ BEGIN
                        descriptor_column, tbl, on_error, update_sql);
     END IF;
     INSERT INTO txclass.monitored (relid, descriptor_column, label_column, category_column, confidence_column,
-                                   model_column, key_column, on_error, attached_by, time_column, drift_unit)
+                                   model_column, key_column, on_error, attached_by, time_column, drift_unit,
+                                   account_column, amount_column)
     VALUES (tbl, descriptor_column, label_column, category_column, confidence_column,
-            model_column, key_col, on_error, caller, time_column, drift_unit)
+            model_column, key_col, on_error, caller, time_column, drift_unit, account_column, amount_column)
     ON CONFLICT (relid) DO UPDATE SET descriptor_column = EXCLUDED.descriptor_column, label_column = EXCLUDED.label_column,
         category_column = EXCLUDED.category_column, confidence_column = EXCLUDED.confidence_column,
         model_column = EXCLUDED.model_column, key_column = EXCLUDED.key_column, on_error = EXCLUDED.on_error,
         attached_by = EXCLUDED.attached_by, attached_at = now(), time_column = EXCLUDED.time_column,
-        drift_unit = EXCLUDED.drift_unit
+        drift_unit = EXCLUDED.drift_unit, account_column = EXCLUDED.account_column, amount_column = EXCLUDED.amount_column
     RETURNING * INTO m;
     RETURN m;
 END
@@ -1023,7 +1095,17 @@ BEGIN
     PERFORM txclass._check_owner(tbl, 'detach it');
     PERFORM txclass._drop_enrich_triggers(tbl);
     DELETE FROM txclass.monitored WHERE relid = tbl;
-    RETURN FOUND;
+    IF FOUND THEN
+        -- the summaries go with it: a later attach reads the table from its first row again, and
+        -- would count every row twice into summaries that stayed
+        DELETE FROM txclass.drift_counts WHERE relid = tbl;
+        DELETE FROM txclass.drift_seen WHERE relid = tbl;
+        DELETE FROM txclass.drift_baseline WHERE relid = tbl;
+        DELETE FROM txclass.recurring_charges WHERE relid = tbl;
+        DELETE FROM txclass.recurring_series WHERE relid = tbl;
+        RETURN true;
+    END IF;
+    RETURN false;
 END
 $$;
 
@@ -1188,8 +1270,8 @@ CREATE POLICY writers_insert ON backfill_progress FOR INSERT WITH CHECK (has_tab
 CREATE POLICY writers_update ON backfill_progress FOR UPDATE
     USING (has_table_privilege(relid, 'UPDATE')) WITH CHECK (has_table_privilege(relid, 'UPDATE'));
 REVOKE ALL ON FUNCTION _check_owner(regclass, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text), detach(regclass), _drop_enrich_triggers(regclass) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text), detach(regclass) TO PUBLIC;
+REVOKE ALL ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text, name, name), detach(regclass), _drop_enrich_triggers(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text, name, name), detach(regclass) TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1651,6 +1733,228 @@ WHERE has_table_privilege(m.relid, 'SELECT');
 REVOKE ALL ON FUNCTION _check_reader(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _check_reader(regclass) TO PUBLIC;
 GRANT SELECT ON drift_summary TO PUBLIC;
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- requires:
+--   drift_sql
+--   parse::parse_descriptor
+--   recurring::_detect_series
+--   recurring::_series_status
+--   recurring::_subscription_labels
+
+-- Recurring payments and subscriptions (see core/src/recurring.rs for the detection).
+--
+-- A table attached with account_column and amount_column (and its time_column) is summarized
+-- by txclass.refresh_recurring(table): rows added since its last run (by primary key; late
+-- rows included) are folded into per-account, per-merchant charges (day, amount, count); the
+-- series of every account and merchant that got new charges are detected again. The merchant
+-- is the model's label where the model is confident (>= 0.9), else the descriptor's merchant
+-- key (txclass.parse_descriptor), so long-tail merchants recur too, and a service billed through
+-- PayPal and directly is one merchant. The views read only the summaries.
+
+CREATE TABLE recurring_charges (
+    relid    regclass NOT NULL,
+    account  text NOT NULL,
+    merchant text NOT NULL,
+    day      date NOT NULL,
+    amount   float8 NOT NULL,
+    n        integer NOT NULL,
+    label    text,
+    category text,
+    PRIMARY KEY (relid, account, merchant, day, amount)
+);
+COMMENT ON TABLE recurring_charges IS 'txclass recurring payments: charges per monitored table, account, merchant, day and amount';
+
+CREATE TABLE recurring_series (
+    relid         regclass NOT NULL,
+    account       text NOT NULL,
+    merchant      text NOT NULL,
+    series        integer NOT NULL,
+    label         text,
+    category      text,
+    cadence       text NOT NULL,
+    regularity    float8 NOT NULL,
+    charges       integer NOT NULL,
+    extras        integer NOT NULL,
+    amount        float8 NOT NULL,
+    fixed_amount  boolean NOT NULL,
+    price_changes jsonb NOT NULL,
+    first_charge  date NOT NULL,
+    last_charge   date NOT NULL,
+    next_expected date NOT NULL,
+    next_amount   float8 NOT NULL,
+    anchor_day    integer NOT NULL,
+    PRIMARY KEY (relid, account, merchant, series)
+);
+COMMENT ON TABLE recurring_series IS 'txclass recurring payments: the series detected per monitored table, account and merchant';
+CREATE INDEX recurring_series_next ON recurring_series (relid, next_expected);
+
+SELECT pg_catalog.pg_extension_config_dump('txclass.recurring_charges', '');
+SELECT pg_catalog.pg_extension_config_dump('txclass.recurring_series', '');
+
+-- a role sees the charges and series of tables it may SELECT
+ALTER TABLE recurring_charges ENABLE ROW LEVEL SECURITY;
+ALTER TABLE recurring_series ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readers ON recurring_charges FOR SELECT USING (has_table_privilege(relid, 'SELECT'));
+CREATE POLICY readers ON recurring_series FOR SELECT USING (has_table_privilege(relid, 'SELECT'));
+GRANT SELECT ON recurring_charges, recurring_series TO PUBLIC;
+
+-- Folds rows added since the last refresh into the charges and detects the touched series
+-- again; returns how many rows it read.
+CREATE FUNCTION refresh_recurring(tbl regclass) RETURNS bigint LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE m txclass.monitored; key_type text; upto text; n bigint; accounts text[]; merchants text[];
+BEGIN
+    m := txclass._check_reader(tbl);
+    IF m.account_column IS NULL OR m.amount_column IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('%s has no account and amount columns for recurring payments', tbl),
+            HINT = format('re-attach it naming them: SELECT txclass.attach(%L, %L, account_column => ..., amount_column => ...)',
+                          tbl::text, m.descriptor_column);
+    END IF;
+    IF m.key_column IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('%s has no single-column primary key; recurring charges are folded in key order', tbl);
+    END IF;
+    PERFORM pg_advisory_xact_lock('txclass.recurring_charges'::regclass::oid::int, tbl::oid::int);
+    SELECT recurring_watermark INTO m.recurring_watermark FROM txclass.monitored WHERE relid = tbl;
+    SELECT format_type(a.atttypid, a.atttypmod) INTO key_type FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = m.key_column;
+    EXECUTE format('SELECT max(%I)::text FROM %s', m.key_column, tbl) INTO upto;
+    IF upto IS NULL THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format($q$
+        WITH inc AS MATERIALIZED (
+            SELECT %1$I::text AS account,
+                   CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %2$I
+                        ELSE (SELECT p.merchant_key FROM txclass.parse_descriptor(%4$I) p) END AS merchant,
+                   %5$I::date AS day, %6$I::float8 AS amount,
+                   -- the label and category name the series only where they named the merchant
+                   CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %2$I END AS label,
+                   CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %7$I END AS category
+            FROM %8$s WHERE ($1 IS NULL OR %9$I > $1::%10$s) AND %9$I <= $2::%10$s
+              AND %1$I IS NOT NULL AND %5$I IS NOT NULL AND %6$I > 0),
+        agg AS (
+            SELECT account, merchant, day, amount, count(*)::int AS n, max(label) AS label, max(category) AS category
+            FROM inc WHERE merchant IS NOT NULL AND merchant <> '' GROUP BY 1, 2, 3, 4),
+        ins AS (
+            INSERT INTO txclass.recurring_charges AS r (relid, account, merchant, day, amount, n, label, category)
+            SELECT %11$L::regclass, account, merchant, day, amount, n, label, category FROM agg
+            ON CONFLICT (relid, account, merchant, day, amount) DO UPDATE SET n = r.n + EXCLUDED.n,
+                label = coalesce(EXCLUDED.label, r.label), category = coalesce(EXCLUDED.category, r.category)
+            RETURNING account, merchant),
+        touched AS (SELECT DISTINCT account, merchant FROM ins)
+        SELECT (SELECT count(*) FROM inc), (SELECT array_agg(account ORDER BY account, merchant) FROM touched),
+               (SELECT array_agg(merchant ORDER BY account, merchant) FROM touched)
+        $q$, m.account_column, m.label_column, m.confidence_column, m.descriptor_column, m.time_column, m.amount_column,
+             m.category_column, tbl, m.key_column, key_type, tbl::oid::text)
+    INTO n, accounts, merchants USING m.recurring_watermark, upto;
+    DELETE FROM txclass.recurring_series s USING unnest(accounts, merchants) t(account, merchant)
+    WHERE s.relid = tbl AND s.account = t.account AND s.merchant = t.merchant;
+    INSERT INTO txclass.recurring_series
+    SELECT tbl, t.account, t.merchant, d.series, c.label, c.category, d.cadence, d.regularity, d.charges, d.extras,
+           d.amount, d.fixed_amount, d.price_changes, '1970-01-01'::date + d.first_day, '1970-01-01'::date + d.last_day,
+           '1970-01-01'::date + d.next_expected, d.next_amount, d.anchor_day
+    FROM unnest(accounts, merchants) t(account, merchant),
+         LATERAL (SELECT array_agg(r.day - '1970-01-01'::date ORDER BY r.day) AS days, array_agg(r.amount ORDER BY r.day) AS amounts,
+                         max(r.label) AS label, max(r.category) AS category
+                  FROM txclass.recurring_charges r, generate_series(1, r.n)
+                  WHERE r.relid = tbl AND r.account = t.account AND r.merchant = t.merchant) c,
+         LATERAL txclass._detect_series(c.days, c.amounts) d;
+    UPDATE txclass.monitored SET recurring_watermark = upto WHERE relid = tbl;
+    RETURN n;
+END
+$$;
+
+-- Everything attached, for one pg_cron job: drift summaries (tables with a key) and recurring
+-- payments (tables with account and amount columns).
+CREATE FUNCTION refresh_all() RETURNS TABLE (tbl regclass, drift_rows bigint, recurring_rows bigint)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE r txclass.monitored;
+BEGIN
+    FOR r IN SELECT * FROM txclass.monitored WHERE key_column IS NOT NULL AND has_table_privilege(relid, 'SELECT')
+             ORDER BY relid::text LOOP
+        tbl := r.relid;
+        drift_rows := txclass.refresh_drift(r.relid);
+        recurring_rows := CASE WHEN r.account_column IS NOT NULL AND r.amount_column IS NOT NULL
+                               THEN txclass.refresh_recurring(r.relid) END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Every series of a table: cadence, regularity, amounts, price changes, first and last charge,
+-- the next expected date and amount, and its status on as_of.
+CREATE FUNCTION recurring(tbl regclass, as_of date DEFAULT current_date, for_account text DEFAULT NULL)
+RETURNS TABLE (account text, merchant text, label text, category text, cadence text, regularity float8, charges integer,
+               amount float8, fixed_amount boolean, price_changes jsonb, first_charge date, last_charge date,
+               next_expected date, next_amount float8, status text)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM txclass._check_reader(tbl);
+    RETURN QUERY
+    SELECT s.account, s.merchant, s.label, s.category, s.cadence, s.regularity, s.charges, s.amount, s.fixed_amount,
+           (SELECT coalesce(jsonb_agg(jsonb_build_object('since', '1970-01-01'::date + (c->>'day')::int,
+                                                         'from', (c->>'from')::float8, 'to', (c->>'to')::float8)
+                                      ORDER BY (c->>'day')::int), '[]')
+            FROM jsonb_array_elements(s.price_changes) c),
+           s.first_charge, s.last_charge, s.next_expected, s.next_amount,
+           txclass._series_status(s.cadence, s.next_expected - '1970-01-01'::date, s.anchor_day, as_of - '1970-01-01'::date)
+    FROM txclass.recurring_series s WHERE s.relid = tbl AND (for_account IS NULL OR s.account = for_account)
+    ORDER BY s.account, s.merchant, s.series;
+END
+$$;
+
+-- Series whose merchant is a subscription service: the model's subscription labels
+-- (config.json, txclass.subscription_labels) or, for a model without them, its categories of
+-- services people subscribe to.
+CREATE FUNCTION subscriptions(tbl regclass, as_of date DEFAULT current_date, for_account text DEFAULT NULL)
+RETURNS TABLE (account text, merchant text, label text, category text, cadence text, amount float8, fixed_amount boolean,
+               price_changes jsonb, first_charge date, last_charge date, next_expected date, next_amount float8, status text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE subs text[] := txclass._subscription_labels();
+BEGIN
+    RETURN QUERY
+    SELECT r.account, r.merchant, r.label, r.category, r.cadence, r.amount, r.fixed_amount, r.price_changes,
+           r.first_charge, r.last_charge, r.next_expected, r.next_amount, r.status
+    FROM txclass.recurring(tbl, as_of, for_account) r
+    WHERE CASE WHEN subs IS NOT NULL THEN r.label = ANY (subs)
+               ELSE r.category IN ('Streaming & Digital Media', 'Software & Cloud', 'Telecom', 'Insurance', 'Fitness',
+                                   'Utilities') END;
+END
+$$;
+
+-- Expected charges in the next `days` days, per account.
+CREATE FUNCTION upcoming(tbl regclass, days integer DEFAULT 30, as_of date DEFAULT current_date, for_account text DEFAULT NULL)
+RETURNS TABLE (account text, merchant text, label text, expected date, amount float8, cadence text, status text)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM txclass._check_reader(tbl);
+    RETURN QUERY
+    SELECT r.account, r.merchant, r.label, r.next_expected, r.next_amount, r.cadence, r.status
+    FROM txclass.recurring(tbl, as_of, for_account) r
+    WHERE r.status <> 'ended' AND r.next_expected >= as_of AND r.next_expected < as_of + days
+    ORDER BY r.account, r.next_expected, r.merchant;
+END
+$$;
+
+-- Price changes of every series: when, from what, to what.
+CREATE FUNCTION price_changes(tbl regclass)
+RETURNS TABLE (account text, merchant text, label text, since date, old_amount float8, new_amount float8)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM txclass._check_reader(tbl);
+    RETURN QUERY
+    SELECT s.account, s.merchant, s.label, '1970-01-01'::date + (c->>'day')::int, (c->>'from')::float8, (c->>'to')::float8
+    FROM txclass.recurring_series s, jsonb_array_elements(s.price_changes) c
+    WHERE s.relid = tbl
+    ORDER BY 1, 2, 4;
+END
+$$;
+
+REVOKE ALL ON FUNCTION refresh_recurring(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION refresh_recurring(regclass) TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */

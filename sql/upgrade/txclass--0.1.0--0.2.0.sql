@@ -513,3 +513,404 @@ CREATE FUNCTION txclass.parse_descriptor(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'parse_descriptor_wrapper';
+
+-- Recurring payments and subscriptions: attach gains account_column and amount_column (a
+-- re-attach keeps what it does not name), per-account charges and series, refresh_recurring,
+-- refresh_all, recurring, subscriptions, upcoming, price_changes
+ALTER TABLE txclass.monitored ADD COLUMN account_column name, ADD COLUMN amount_column name,
+    ADD COLUMN recurring_watermark text;
+DROP FUNCTION txclass.attach(regclass, name, name, name, name, name, text, name, text);
+CREATE FUNCTION attach(tbl regclass, descriptor_column name,
+                       label_column name DEFAULT 'txclass_label',
+                       category_column name DEFAULT 'txclass_category',
+                       confidence_column name DEFAULT 'txclass_confidence',
+                       model_column name DEFAULT 'txclass_model',
+                       on_error text DEFAULT 'null',
+                       time_column name DEFAULT NULL,
+                       drift_unit text DEFAULT NULL,
+                       account_column name DEFAULT NULL,
+                       amount_column name DEFAULT NULL)
+RETURNS monitored LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    caller text := txclass._caller();
+    col record;
+    want record;
+    key_col name;
+    key_type text;
+    update_sql text;
+    m txclass.monitored;
+BEGIN
+    PERFORM txclass._check_owner(tbl, 'attach it');
+    IF (SELECT relkind FROM pg_class WHERE oid = tbl) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', tbl;
+    END IF;
+    IF on_error NOT IN ('null', 'error') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('on_error must be ''null'' (write the row with NULL outputs) or ''error'' (fail the statement), not %L', on_error);
+    END IF;
+    SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type INTO col
+    FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = descriptor_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_column',
+            MESSAGE = format('column %I of %s does not exist', descriptor_column, tbl);
+    END IF;
+    IF col.type NOT IN ('text') AND col.type NOT LIKE 'character varying%' THEN
+        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+            MESSAGE = format('descriptor column %I of %s is %s; it must be text or varchar', descriptor_column, tbl, col.type);
+    END IF;
+    -- output columns: added when missing, checked when present
+    FOR want IN SELECT * FROM (VALUES (label_column, 'text'), (category_column, 'text'),
+                                      (confidence_column, 'real'), (model_column, 'text')) v(name, type) LOOP
+        SELECT format_type(a.atttypid, a.atttypmod) AS type INTO col
+        FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = want.name AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', tbl, want.name, want.type);
+        ELSIF col.type <> want.type THEN
+            RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                MESSAGE = format('column %I of %s is %s but txclass writes %s into it', want.name, tbl, col.type, want.type),
+                HINT = 'name other output columns in txclass.attach(..., label_column => ...), or change the column type';
+        END IF;
+    END LOOP;
+    -- a re-attach keeps the time column, drift unit, account and amount columns it does not name
+    SELECT coalesce(attach.time_column, o.time_column), coalesce(attach.drift_unit, o.drift_unit, 'day'),
+           coalesce(attach.account_column, o.account_column), coalesce(attach.amount_column, o.amount_column)
+    INTO time_column, drift_unit, account_column, amount_column
+    FROM (SELECT 1) x LEFT JOIN txclass.monitored o ON o.relid = tbl;
+    -- the time the drift views bucket by: the caller's column, or txclass_at (insert time)
+    IF time_column IS NULL THEN
+        time_column := 'txclass_at';
+        IF NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = 'txclass_at' AND NOT a.attisdropped) THEN
+            EXECUTE format('ALTER TABLE %s ADD COLUMN txclass_at timestamptz DEFAULT now()', tbl);
+        END IF;
+    END IF;
+    SELECT format_type(a.atttypid, a.atttypmod) AS type INTO col
+    FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = time_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND OR col.type NOT IN ('timestamp with time zone', 'timestamp without time zone', 'date') THEN
+        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+            MESSAGE = format('time column %I of %s must exist and be timestamptz, timestamp or date', time_column, tbl);
+    END IF;
+    IF drift_unit NOT IN ('hour', 'day', 'week', 'month') THEN
+        RAISE EXCEPTION 'drift_unit must be hour, day, week or month, not %', drift_unit;
+    END IF;
+    IF account_column IS NOT NULL AND NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl
+            AND a.attname = account_column AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_column', MESSAGE = format('column %I of %s does not exist', account_column, tbl);
+    END IF;
+    IF amount_column IS NOT NULL THEN
+        SELECT format_type(a.atttypid, a.atttypmod) AS type INTO col
+        FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = amount_column AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND OR (col.type NOT IN ('real', 'double precision', 'integer', 'bigint', 'smallint', 'money')
+                         AND col.type NOT LIKE 'numeric%') THEN
+            RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                MESSAGE = format('amount column %I of %s must exist and be numeric, real, double precision or an integer', amount_column, tbl);
+        END IF;
+    END IF;
+    -- a single-column primary key lets misses be classified per statement in batches
+    SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO key_col, key_type
+    FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+    WHERE i.indrelid = tbl AND i.indisprimary AND i.indnatts = 1;
+    IF key_col IS NULL THEN
+        RAISE NOTICE '% has no single-column primary key: cache misses are classified one row at a time, and txclass.backfill needs a key', tbl;
+    END IF;
+    PERFORM txclass._drop_enrich_triggers(tbl);
+    IF key_col IS NOT NULL THEN
+        update_sql := format('UPDATE %s AS t SET %I = u.l, %I = u.c, %I = u.f, %I = u.m '
+                             'FROM unnest($1::text[], $2::text[], $3::text[], $4::real[], $5::text[]) AS u(k, l, c, f, m) '
+                             'WHERE t.%I = u.k::%s',
+                             tbl, label_column, category_column, confidence_column, model_column, key_col, key_type);
+    END IF;
+    EXECUTE format('CREATE TRIGGER txclass_enrich BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW '
+                   'EXECUTE FUNCTION txclass._enrich_row(%L, %L, %L, %L, %L, %L, %L, %L)',
+                   descriptor_column, tbl, descriptor_column, label_column, category_column,
+                   confidence_column, model_column, on_error, coalesce(key_col, ''), coalesce(update_sql, ''));
+    IF key_col IS NOT NULL THEN
+        EXECUTE format('CREATE TRIGGER txclass_enrich_batch AFTER INSERT OR UPDATE OF %I ON %s FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION txclass._enrich_statement(%L, %L)',
+                       descriptor_column, tbl, on_error, update_sql);
+    END IF;
+    INSERT INTO txclass.monitored (relid, descriptor_column, label_column, category_column, confidence_column,
+                                   model_column, key_column, on_error, attached_by, time_column, drift_unit,
+                                   account_column, amount_column)
+    VALUES (tbl, descriptor_column, label_column, category_column, confidence_column,
+            model_column, key_col, on_error, caller, time_column, drift_unit, account_column, amount_column)
+    ON CONFLICT (relid) DO UPDATE SET descriptor_column = EXCLUDED.descriptor_column, label_column = EXCLUDED.label_column,
+        category_column = EXCLUDED.category_column, confidence_column = EXCLUDED.confidence_column,
+        model_column = EXCLUDED.model_column, key_column = EXCLUDED.key_column, on_error = EXCLUDED.on_error,
+        attached_by = EXCLUDED.attached_by, attached_at = now(), time_column = EXCLUDED.time_column,
+        drift_unit = EXCLUDED.drift_unit, account_column = EXCLUDED.account_column, amount_column = EXCLUDED.amount_column
+    RETURNING * INTO m;
+    RETURN m;
+END
+$$;
+
+REVOKE ALL ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text, name, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text, name, name) TO PUBLIC;
+CREATE FUNCTION txclass._detect_series(
+	"days" INT[],
+	"amounts" double precision[]
+) RETURNS TABLE (
+	"series" INT,
+	"cadence" TEXT,
+	"regularity" double precision,
+	"charges" INT,
+	"extras" INT,
+	"amount" double precision,
+	"fixed_amount" bool,
+	"price_changes" jsonb,
+	"first_day" INT,
+	"last_day" INT,
+	"next_expected" INT,
+	"next_amount" double precision,
+	"anchor_day" INT
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_detect_series_wrapper';
+CREATE FUNCTION txclass._series_status(
+	"cadence" TEXT,
+	"next_expected" INT,
+	"anchor_day" INT,
+	"today" INT
+) RETURNS TEXT
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_series_status_wrapper';
+CREATE FUNCTION txclass._subscription_labels() RETURNS TEXT[]
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_subscription_labels_wrapper';
+
+-- Recurring payments and subscriptions (see core/src/recurring.rs for the detection).
+--
+-- A table attached with account_column and amount_column (and its time_column) is summarized
+-- by txclass.refresh_recurring(table): rows added since its last run (by primary key; late
+-- rows included) are folded into per-account, per-merchant charges (day, amount, count); the
+-- series of every account and merchant that got new charges are detected again. The merchant
+-- is the model's label where the model is confident (>= 0.9), else the descriptor's merchant
+-- key (txclass.parse_descriptor), so long-tail merchants recur too, and a service billed through
+-- PayPal and directly is one merchant. The views read only the summaries.
+
+CREATE TABLE recurring_charges (
+    relid    regclass NOT NULL,
+    account  text NOT NULL,
+    merchant text NOT NULL,
+    day      date NOT NULL,
+    amount   float8 NOT NULL,
+    n        integer NOT NULL,
+    label    text,
+    category text,
+    PRIMARY KEY (relid, account, merchant, day, amount)
+);
+COMMENT ON TABLE recurring_charges IS 'txclass recurring payments: charges per monitored table, account, merchant, day and amount';
+
+CREATE TABLE recurring_series (
+    relid         regclass NOT NULL,
+    account       text NOT NULL,
+    merchant      text NOT NULL,
+    series        integer NOT NULL,
+    label         text,
+    category      text,
+    cadence       text NOT NULL,
+    regularity    float8 NOT NULL,
+    charges       integer NOT NULL,
+    extras        integer NOT NULL,
+    amount        float8 NOT NULL,
+    fixed_amount  boolean NOT NULL,
+    price_changes jsonb NOT NULL,
+    first_charge  date NOT NULL,
+    last_charge   date NOT NULL,
+    next_expected date NOT NULL,
+    next_amount   float8 NOT NULL,
+    anchor_day    integer NOT NULL,
+    PRIMARY KEY (relid, account, merchant, series)
+);
+COMMENT ON TABLE recurring_series IS 'txclass recurring payments: the series detected per monitored table, account and merchant';
+CREATE INDEX recurring_series_next ON recurring_series (relid, next_expected);
+
+SELECT pg_catalog.pg_extension_config_dump('txclass.recurring_charges', '');
+SELECT pg_catalog.pg_extension_config_dump('txclass.recurring_series', '');
+
+-- a role sees the charges and series of tables it may SELECT
+ALTER TABLE recurring_charges ENABLE ROW LEVEL SECURITY;
+ALTER TABLE recurring_series ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readers ON recurring_charges FOR SELECT USING (has_table_privilege(relid, 'SELECT'));
+CREATE POLICY readers ON recurring_series FOR SELECT USING (has_table_privilege(relid, 'SELECT'));
+GRANT SELECT ON recurring_charges, recurring_series TO PUBLIC;
+
+-- Folds rows added since the last refresh into the charges and detects the touched series
+-- again; returns how many rows it read.
+CREATE FUNCTION refresh_recurring(tbl regclass) RETURNS bigint LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE m txclass.monitored; key_type text; upto text; n bigint; accounts text[]; merchants text[];
+BEGIN
+    m := txclass._check_reader(tbl);
+    IF m.account_column IS NULL OR m.amount_column IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('%s has no account and amount columns for recurring payments', tbl),
+            HINT = format('re-attach it naming them: SELECT txclass.attach(%L, %L, account_column => ..., amount_column => ...)',
+                          tbl::text, m.descriptor_column);
+    END IF;
+    IF m.key_column IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('%s has no single-column primary key; recurring charges are folded in key order', tbl);
+    END IF;
+    PERFORM pg_advisory_xact_lock('txclass.recurring_charges'::regclass::oid::int, tbl::oid::int);
+    SELECT recurring_watermark INTO m.recurring_watermark FROM txclass.monitored WHERE relid = tbl;
+    SELECT format_type(a.atttypid, a.atttypmod) INTO key_type FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = m.key_column;
+    EXECUTE format('SELECT max(%I)::text FROM %s', m.key_column, tbl) INTO upto;
+    IF upto IS NULL THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format($q$
+        WITH inc AS MATERIALIZED (
+            SELECT %1$I::text AS account,
+                   CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %2$I
+                        ELSE (SELECT p.merchant_key FROM txclass.parse_descriptor(%4$I) p) END AS merchant,
+                   %5$I::date AS day, %6$I::float8 AS amount,
+                   -- the label and category name the series only where they named the merchant
+                   CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %2$I END AS label,
+                   CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %7$I END AS category
+            FROM %8$s WHERE ($1 IS NULL OR %9$I > $1::%10$s) AND %9$I <= $2::%10$s
+              AND %1$I IS NOT NULL AND %5$I IS NOT NULL AND %6$I > 0),
+        agg AS (
+            SELECT account, merchant, day, amount, count(*)::int AS n, max(label) AS label, max(category) AS category
+            FROM inc WHERE merchant IS NOT NULL AND merchant <> '' GROUP BY 1, 2, 3, 4),
+        ins AS (
+            INSERT INTO txclass.recurring_charges AS r (relid, account, merchant, day, amount, n, label, category)
+            SELECT %11$L::regclass, account, merchant, day, amount, n, label, category FROM agg
+            ON CONFLICT (relid, account, merchant, day, amount) DO UPDATE SET n = r.n + EXCLUDED.n,
+                label = coalesce(EXCLUDED.label, r.label), category = coalesce(EXCLUDED.category, r.category)
+            RETURNING account, merchant),
+        touched AS (SELECT DISTINCT account, merchant FROM ins)
+        SELECT (SELECT count(*) FROM inc), (SELECT array_agg(account ORDER BY account, merchant) FROM touched),
+               (SELECT array_agg(merchant ORDER BY account, merchant) FROM touched)
+        $q$, m.account_column, m.label_column, m.confidence_column, m.descriptor_column, m.time_column, m.amount_column,
+             m.category_column, tbl, m.key_column, key_type, tbl::oid::text)
+    INTO n, accounts, merchants USING m.recurring_watermark, upto;
+    DELETE FROM txclass.recurring_series s USING unnest(accounts, merchants) t(account, merchant)
+    WHERE s.relid = tbl AND s.account = t.account AND s.merchant = t.merchant;
+    INSERT INTO txclass.recurring_series
+    SELECT tbl, t.account, t.merchant, d.series, c.label, c.category, d.cadence, d.regularity, d.charges, d.extras,
+           d.amount, d.fixed_amount, d.price_changes, '1970-01-01'::date + d.first_day, '1970-01-01'::date + d.last_day,
+           '1970-01-01'::date + d.next_expected, d.next_amount, d.anchor_day
+    FROM unnest(accounts, merchants) t(account, merchant),
+         LATERAL (SELECT array_agg(r.day - '1970-01-01'::date ORDER BY r.day) AS days, array_agg(r.amount ORDER BY r.day) AS amounts,
+                         max(r.label) AS label, max(r.category) AS category
+                  FROM txclass.recurring_charges r, generate_series(1, r.n)
+                  WHERE r.relid = tbl AND r.account = t.account AND r.merchant = t.merchant) c,
+         LATERAL txclass._detect_series(c.days, c.amounts) d;
+    UPDATE txclass.monitored SET recurring_watermark = upto WHERE relid = tbl;
+    RETURN n;
+END
+$$;
+
+-- Everything attached, for one pg_cron job: drift summaries (tables with a key) and recurring
+-- payments (tables with account and amount columns).
+CREATE FUNCTION refresh_all() RETURNS TABLE (tbl regclass, drift_rows bigint, recurring_rows bigint)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE r txclass.monitored;
+BEGIN
+    FOR r IN SELECT * FROM txclass.monitored WHERE key_column IS NOT NULL AND has_table_privilege(relid, 'SELECT')
+             ORDER BY relid::text LOOP
+        tbl := r.relid;
+        drift_rows := txclass.refresh_drift(r.relid);
+        recurring_rows := CASE WHEN r.account_column IS NOT NULL AND r.amount_column IS NOT NULL
+                               THEN txclass.refresh_recurring(r.relid) END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Every series of a table: cadence, regularity, amounts, price changes, first and last charge,
+-- the next expected date and amount, and its status on as_of.
+CREATE FUNCTION recurring(tbl regclass, as_of date DEFAULT current_date, for_account text DEFAULT NULL)
+RETURNS TABLE (account text, merchant text, label text, category text, cadence text, regularity float8, charges integer,
+               amount float8, fixed_amount boolean, price_changes jsonb, first_charge date, last_charge date,
+               next_expected date, next_amount float8, status text)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM txclass._check_reader(tbl);
+    RETURN QUERY
+    SELECT s.account, s.merchant, s.label, s.category, s.cadence, s.regularity, s.charges, s.amount, s.fixed_amount,
+           (SELECT coalesce(jsonb_agg(jsonb_build_object('since', '1970-01-01'::date + (c->>'day')::int,
+                                                         'from', (c->>'from')::float8, 'to', (c->>'to')::float8)
+                                      ORDER BY (c->>'day')::int), '[]')
+            FROM jsonb_array_elements(s.price_changes) c),
+           s.first_charge, s.last_charge, s.next_expected, s.next_amount,
+           txclass._series_status(s.cadence, s.next_expected - '1970-01-01'::date, s.anchor_day, as_of - '1970-01-01'::date)
+    FROM txclass.recurring_series s WHERE s.relid = tbl AND (for_account IS NULL OR s.account = for_account)
+    ORDER BY s.account, s.merchant, s.series;
+END
+$$;
+
+-- Series whose merchant is a subscription service: the model's subscription labels
+-- (config.json, txclass.subscription_labels) or, for a model without them, its categories of
+-- services people subscribe to.
+CREATE FUNCTION subscriptions(tbl regclass, as_of date DEFAULT current_date, for_account text DEFAULT NULL)
+RETURNS TABLE (account text, merchant text, label text, category text, cadence text, amount float8, fixed_amount boolean,
+               price_changes jsonb, first_charge date, last_charge date, next_expected date, next_amount float8, status text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE subs text[] := txclass._subscription_labels();
+BEGIN
+    RETURN QUERY
+    SELECT r.account, r.merchant, r.label, r.category, r.cadence, r.amount, r.fixed_amount, r.price_changes,
+           r.first_charge, r.last_charge, r.next_expected, r.next_amount, r.status
+    FROM txclass.recurring(tbl, as_of, for_account) r
+    WHERE CASE WHEN subs IS NOT NULL THEN r.label = ANY (subs)
+               ELSE r.category IN ('Streaming & Digital Media', 'Software & Cloud', 'Telecom', 'Insurance', 'Fitness',
+                                   'Utilities') END;
+END
+$$;
+
+-- Expected charges in the next `days` days, per account.
+CREATE FUNCTION upcoming(tbl regclass, days integer DEFAULT 30, as_of date DEFAULT current_date, for_account text DEFAULT NULL)
+RETURNS TABLE (account text, merchant text, label text, expected date, amount float8, cadence text, status text)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM txclass._check_reader(tbl);
+    RETURN QUERY
+    SELECT r.account, r.merchant, r.label, r.next_expected, r.next_amount, r.cadence, r.status
+    FROM txclass.recurring(tbl, as_of, for_account) r
+    WHERE r.status <> 'ended' AND r.next_expected >= as_of AND r.next_expected < as_of + days
+    ORDER BY r.account, r.next_expected, r.merchant;
+END
+$$;
+
+-- Price changes of every series: when, from what, to what.
+CREATE FUNCTION price_changes(tbl regclass)
+RETURNS TABLE (account text, merchant text, label text, since date, old_amount float8, new_amount float8)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM txclass._check_reader(tbl);
+    RETURN QUERY
+    SELECT s.account, s.merchant, s.label, '1970-01-01'::date + (c->>'day')::int, (c->>'from')::float8, (c->>'to')::float8
+    FROM txclass.recurring_series s, jsonb_array_elements(s.price_changes) c
+    WHERE s.relid = tbl
+    ORDER BY 1, 2, 4;
+END
+$$;
+
+REVOKE ALL ON FUNCTION refresh_recurring(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION refresh_recurring(regclass) TO PUBLIC;
+
+-- detach removes the table's summaries (a later attach reads the table again from its first row)
+CREATE OR REPLACE FUNCTION detach(tbl regclass) RETURNS boolean LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM txclass._check_owner(tbl, 'detach it');
+    PERFORM txclass._drop_enrich_triggers(tbl);
+    DELETE FROM txclass.monitored WHERE relid = tbl;
+    IF FOUND THEN
+        -- the summaries go with it: a later attach reads the table from its first row again, and
+        -- would count every row twice into summaries that stayed
+        DELETE FROM txclass.drift_counts WHERE relid = tbl;
+        DELETE FROM txclass.drift_seen WHERE relid = tbl;
+        DELETE FROM txclass.drift_baseline WHERE relid = tbl;
+        DELETE FROM txclass.recurring_charges WHERE relid = tbl;
+        DELETE FROM txclass.recurring_series WHERE relid = tbl;
+        RETURN true;
+    END IF;
+    RETURN false;
+END
+$$;
