@@ -61,14 +61,15 @@ TIERS=16
 passed=0; failed=0; failures=()
 count_cargo() {  # sums "test result: ok. N passed; M failed" lines of a log
   local p f
-  p=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$1" | awk '{s+=$4} END {print s+0}')
-  f=$(grep -Eo '[0-9]+ failed;' "$1" | awk '{s+=$1} END {print s+0}')
+  p=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$1" | awk '{s+=$4} END {print s+0}' || true)
+  f=$(grep -Eo '[0-9]+ failed;' "$1" | awk '{s+=$1} END {print s+0}' || true)
   passed=$((passed + p)); failed=$((failed + f))
 }
 count_plain() {  # adds a "<prefix>: N passed, M failed" summary line of a log; no line = 1 failure
+  # (|| true: a tier that crashed before its summary is a failure, not the end of the run)
   local p f
-  p=$(grep -Eo "$2: [0-9]+ passed" "$1" | awk '{print $2}'); p=${p:-0}
-  f=$(grep -Eo '[0-9]+ failed' "$1" | tail -1 | awk '{print $1}'); f=${f:-1}
+  p=$(grep -Eo "$2: [0-9]+ passed" "$1" | awk '{print $2}' || true); p=${p:-0}
+  f=$(grep -Eo "$2: [0-9]+ passed, [0-9]+ failed" "$1" | tail -1 | awk '{print $4}' || true); f=${f:-1}
   passed=$((passed + p)); failed=$((failed + f))
 }
 tier() { log "── $1"; }

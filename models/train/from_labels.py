@@ -53,13 +53,21 @@ SERVE_MAX_LENGTH = 64
 
 # ---- data --------------------------------------------------------------------------------------
 def read_rows(args):
-    """[(descriptor, label, category or None, time or None)] from the query or the CSV."""
+    """[(descriptor, label, category or None, time or None)] from the query or the CSV, the number
+    of rows dropped, and {label: [rows marked subscription, rows]} from --subscription-column."""
     rows = []
+    subs = collections.defaultdict(lambda: [0, 0])
+
+    def vote(label, flag):
+        if args.subscription_column and label is not None and str(label).strip():
+            v = subs[str(label).strip()]
+            v[0] += str(flag).strip().lower() in ("1", "t", "true", "yes", "y")
+            v[1] += 1
     if args.csv:
         with open(args.csv, newline="", encoding="utf-8-sig", errors="replace") as fh:
             reader = csv.DictReader(fh)
-            missing = [c for c in (args.text_column, args.label_column, args.category_column, args.time_column)
-                       if c and c not in (reader.fieldnames or [])]
+            missing = [c for c in (args.text_column, args.label_column, args.category_column, args.time_column,
+                                   args.subscription_column) if c and c not in (reader.fieldnames or [])]
             if missing:
                 sys.exit(f"{args.csv}: no column {missing[0]!r} (columns: {reader.fieldnames}); "
                          "name them with --text-column/--label-column/--category-column/--time-column")
@@ -67,6 +75,8 @@ def read_rows(args):
                 t = parse_time(r[args.time_column], args.time_format) if args.time_column else None
                 rows.append((r[args.text_column], r[args.label_column],
                              r[args.category_column] if args.category_column else None, t))
+                if args.subscription_column:
+                    vote(r[args.label_column], r[args.subscription_column])
     else:
         import psycopg
         with psycopg.connect(args.dsn) as conn:
@@ -76,12 +86,16 @@ def read_rows(args):
                 if need not in names:
                     sys.exit(f"the query returns columns {names}; it must return 'descriptor' and 'label' "
                              "(and optionally 'category' and 'time'): alias them, e.g. SELECT merchant AS descriptor")
+            if args.subscription_column and args.subscription_column not in names:
+                sys.exit(f"the query returns columns {names}; --subscription-column {args.subscription_column} is not one of them")
             for r in cur:
                 d = dict(zip(names, r))
                 rows.append((d["descriptor"], d["label"], d.get("category"), d.get("time")))
+                if args.subscription_column:
+                    vote(d["label"], d[args.subscription_column])
     kept = [(str(d), str(l).strip(), (str(c).strip() or None) if c is not None else None, t)
             for d, l, c, t in rows if d is not None and l is not None and str(l).strip()]
-    return kept, len(rows) - len(kept)
+    return kept, len(rows) - len(kept), subs
 
 
 def parse_time(v, fmt):
@@ -218,6 +232,8 @@ def main():
     ap.add_argument("--label-column", default="label")
     ap.add_argument("--category-column")
     ap.add_argument("--time-column")
+    ap.add_argument("--subscription-column", help="a boolean column: labels whose rows are mostly true are subscription "
+                                                  "services (config.json txclass.subscription_labels; txclass.subscriptions())")
     ap.add_argument("--time-format", help="strptime format of the CSV time column")
     ap.add_argument("--out", required=True)
     ap.add_argument("--mode", choices=["scratch", "finetune"], default="scratch")
@@ -246,7 +262,7 @@ def main():
     torch.set_num_threads(args.threads)
 
     t_all = time.time()
-    rows, dropped = read_rows(args)
+    rows, dropped, sub_votes = read_rows(args)
     if len(rows) < 10:
         sys.exit(f"only {len(rows)} labeled rows: need at least 10")
     train, test, split_info = split(rows, args)
@@ -366,6 +382,9 @@ def main():
     cfg_d["architectures"] = ["BertForSequenceClassification"]
     cfg_d["txclass"] = {"normalization": f"txclass-v{NORM_VERSION}", "max_length": args.max_length,
                         "label2category": {l: label2category[l] for l in labels if l in label2category}}
+    if args.subscription_column:
+        # a label is a subscription service when most of its rows say so (txclass.subscriptions())
+        cfg_d["txclass"]["subscription_labels"] = sorted(l for l in labels if sub_votes.get(l, [0, 1])[0] * 2 > sub_votes.get(l, [0, 1])[1])
     cfg_d.pop("transformers_version", None)
     json.dump(cfg_d, open(os.path.join(args.out, "config.json"), "w"), indent=2, sort_keys=True)
     freq = collections.Counter(l for _, l, *_ in train)

@@ -55,9 +55,9 @@ def main():
     shutil.rmtree(OUT, ignore_errors=True)
     os.makedirs(OUT)
     os.chmod(OUT, 0o755)
-    flags = cluster("start").split()
-    ci = harness.conninfo(" ".join(flags))
     try:
+        flags = cluster("start").split()
+        ci = harness.conninfo(" ".join(flags))
         with psycopg.connect(ci, autocommit=True) as c:
             c.execute("CREATE EXTENSION txclass")
             harness.load_oxford_labels(c)
@@ -66,12 +66,16 @@ def main():
 
         # 1. train from SQL
         model = f"{OUT}/oxford-v1"
-        train("--dsn", ci, "--sql", "SELECT descriptor, label, time FROM oxford_labels", "--out", model)
+        train("--dsn", ci, "--sql", "SELECT descriptor, label, time, label ILIKE '%software%' AS subscription FROM oxford_labels",
+              "--subscription-column", "subscription", "--out", model)
         files = sorted(os.listdir(model))
         card = open(f"{model}/MODEL_CARD.md").read()
         m = json.load(open(f"{model}/metrics.json"))
         need = {"model.onnx", "tokenizer.json", "config.json", "MODEL_CARD.md", "label_frequencies.json", "drift_baseline.json", "pytorch"}
         check("train.sh writes an Optimum-style directory with a model card", need <= set(files), str(files))
+        subs = json.load(open(f"{model}/config.json"))["txclass"].get("subscription_labels")
+        check("--subscription-column marks the labels whose rows say so (config.json txclass.subscription_labels)",
+              subs and all("software" in l.lower() for l in subs), str(subs))
         check("the card has data sizes, both models' accuracy and macro-F1, and the label frequencies",
               all(s in card for s in ("train (", "TF-IDF", "macro-F1", "## Label frequencies", f"{m['bert']['accuracy']:.4f}"))
               and m["train_rows"] + m["test_rows"] == m["rows"] and m["test_rows"] > 0, f"{m['train_rows']}/{m['test_rows']}")
@@ -84,8 +88,11 @@ def main():
             served = c.execute("SELECT txclass.classify_transaction('AMAZON.CO.UK MKTPLACE')").fetchone()[0]
             labels = {r[0] for r in c.execute("SELECT DISTINCT label FROM oxford_labels")}
             ev = c.execute("SELECT txclass.evaluate('oxford-v1', %s)", (m["gold_query"],)).fetchone()[0]
+            served_subs = c.execute("SELECT txclass._subscription_labels()").fetchone()[0]
         check("register_model accepts the directory unchanged and the activated model serves one of its labels",
               num == m["labels"] and served in labels, f"{num} labels; served {served!r}")
+        check("the extension reads the served model's subscription labels (what txclass.subscriptions() keeps)",
+              served_subs == subs, f"{served_subs}")
         b = m["bert"]
         same = (ev["rows"] == b["rows"] and ev["correct"] == b["correct"] and ev["gold_fingerprint"] == m["gold_fingerprint"]
                 and abs(ev["accuracy"] - b["accuracy"]) < 1e-12 and abs(ev["macro_f1"] - b["macro_f1"]) < 1e-12)
