@@ -47,6 +47,16 @@ fn _input_stats(descriptor: &str) -> Vec<i64> {
     vec![tokens as i64, unk as i64, if h == 0 { 1 } else { h }]
 }
 
+/// SQL arrays of labels and counts (or shares) as named categories; a NULL label is `(none)`.
+fn pairs(labels: Vec<Option<String>>, counts: Vec<Option<f64>>) -> Vec<(String, f64)> {
+    labels.into_iter().zip(counts).map(|(l, c)| (l.unwrap_or_else(|| "(none)".into()), c.unwrap_or(0.0))).collect()
+}
+
+/// SQL array of histogram bins, NULL as 0.
+fn values(v: Vec<Option<f64>>) -> Vec<f64> {
+    v.into_iter().map(|x| x.unwrap_or(0.0)).collect()
+}
+
 /// PSI and Jensen–Shannon distance of a bucket's label counts against baseline shares, and the
 /// `top` labels whose share moved most (JSON: label, share, baseline_share).
 #[pg_extern(immutable, parallel_safe)]
@@ -57,9 +67,6 @@ fn _compare_distribution(
     baseline_shares: Vec<Option<f64>>,
     top: default!(i32, 5),
 ) -> TableIterator<'static, (name!(psi, f64), name!(js_distance, f64), name!(top_movers, pgrx::JsonB))> {
-    let pairs = |l: Vec<Option<String>>, c: Vec<Option<f64>>| -> Vec<(String, f64)> {
-        l.into_iter().zip(c).map(|(l, c)| (l.unwrap_or_else(|| "(none)".into()), c.unwrap_or(0.0))).collect()
-    };
     let c = drift::compare(&pairs(labels, counts), &pairs(baseline_labels, baseline_shares), top.max(0) as usize);
     let movers: Vec<Value> = c
         .movers
@@ -75,8 +82,7 @@ fn _histogram_psi(current: Vec<Option<f64>>, baseline: Vec<Option<f64>>) -> Opti
     if current.len() != baseline.len() || current.is_empty() {
         return None;
     }
-    let f = |v: Vec<Option<f64>>| v.into_iter().map(|x| x.unwrap_or(0.0)).collect::<Vec<_>>();
-    Some(drift::histogram_psi(&f(current), &f(baseline)))
+    Some(drift::histogram_psi(&values(current), &values(baseline)))
 }
 
 /// G-test of a bucket's counts per label (or category) against the baseline's shares, as a
@@ -90,9 +96,6 @@ fn _homogeneity(
     baseline_shares: Vec<Option<f64>>,
     baseline_rows: Option<f64>,
 ) -> TableIterator<'static, (name!(statistic, Option<f64>), name!(df, Option<i32>), name!(p_value, Option<f64>))> {
-    let pairs = |l: Vec<Option<String>>, c: Vec<Option<f64>>| -> Vec<(String, f64)> {
-        l.into_iter().zip(c).map(|(l, c)| (l.unwrap_or_else(|| "(none)".into()), c.unwrap_or(0.0))).collect()
-    };
     let t = drift::homogeneity(&pairs(labels, counts), &pairs(baseline_labels, baseline_shares), baseline_rows);
     TableIterator::once(match t {
         Some(t) => (Some(t.statistic), Some(t.df as i32), Some(t.p_value)),
@@ -107,8 +110,7 @@ fn _histogram_p(current: Option<Vec<Option<f64>>>, baseline: Option<Vec<Option<f
     if current.len() != baseline.len() || current.is_empty() {
         return None;
     }
-    let named = |v: Vec<Option<f64>>| v.into_iter().enumerate().map(|(i, x)| (format!("{i:03}"), x.unwrap_or(0.0))).collect::<Vec<_>>();
-    drift::homogeneity(&named(current), &named(baseline), baseline_rows).map(|t| t.p_value)
+    drift::histogram_homogeneity(&values(current), &values(baseline), baseline_rows).map(|t| t.p_value)
 }
 
 /// P(a share at least k/n | the baseline's share p0 measured on m0 rows, or exact).

@@ -3,7 +3,7 @@
 use crate::session::with_serving;
 use pgrx::prelude::*;
 use serde_json::json;
-use txclass_core::recurring::{detect, Cadence, Charge, Series};
+use txclass_core::recurring::{detect, status_on, Cadence, Charge};
 
 /// The series in one account's charges at one merchant: `days` are days since 1970-01-01,
 /// `amounts` the charges (refunds, zero and NULL ignored).
@@ -63,21 +63,7 @@ fn _detect_series(
 #[pg_extern(immutable, strict, parallel_safe)]
 fn _series_status(cadence: &str, next_expected: i32, anchor_day: i32, today: i32) -> Option<&'static str> {
     let c = Cadence::parse(cadence)?;
-    let s = Series {
-        cadence: c,
-        regularity: 1.0,
-        charges: 0,
-        extras: 0,
-        amount: 0.0,
-        fixed_amount: true,
-        price_changes: Vec::new(),
-        first: next_expected,
-        last: next_expected,
-        next_expected,
-        next_amount: 0.0,
-        anchor_day: anchor_day.clamp(0, 31) as u32,
-    };
-    Some(s.status(today).name())
+    Some(status_on(c, next_expected, anchor_day.clamp(0, 31) as u32, today).name())
 }
 
 /// The serving model's subscription labels (`config.json`, `txclass.subscription_labels`), or

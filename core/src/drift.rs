@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 /// Added to every category's share before renormalising.
 pub const EPSILON: f64 = 1e-4;
 
-/// Both distributions over the union of their categories, smoothed and normalised.
-fn aligned(current: &[(String, f64)], baseline: &[(String, f64)]) -> Vec<(String, f64, f64)> {
+/// Both sides' amounts (negatives as 0) per category, over the union of their categories.
+fn union<'a>(current: &'a [(String, f64)], baseline: &'a [(String, f64)]) -> BTreeMap<&'a str, (f64, f64)> {
     let mut m: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for (k, v) in current {
         m.entry(k).or_default().0 += v.max(0.0);
@@ -28,6 +28,12 @@ fn aligned(current: &[(String, f64)], baseline: &[(String, f64)]) -> Vec<(String
     for (k, v) in baseline {
         m.entry(k).or_default().1 += v.max(0.0);
     }
+    m
+}
+
+/// Both distributions over the union of their categories, smoothed and normalised.
+fn aligned(current: &[(String, f64)], baseline: &[(String, f64)]) -> Vec<(String, f64, f64)> {
+    let m = union(current, baseline);
     let (sp, sq) = m.values().fold((0.0, 0.0), |(a, b), (p, q)| (a + p, b + q));
     let n = m.len() as f64;
     let norm = |x: f64, s: f64| if s > 0.0 { (x / s + EPSILON) / (1.0 + n * EPSILON) } else { 1.0 / n };
@@ -87,8 +93,18 @@ pub fn compare(current: &[(String, f64)], baseline: &[(String, f64)], top: usize
 
 /// PSI between two histograms over the same bins.
 pub fn histogram_psi(current: &[f64], baseline: &[f64]) -> f64 {
-    let named = |v: &[f64]| v.iter().enumerate().map(|(i, x)| (format!("{i:03}"), *x)).collect::<Vec<_>>();
-    compare(&named(current), &named(baseline), 0).psi
+    compare(&bins(current), &bins(baseline), 0).psi
+}
+
+/// [`homogeneity`] of two histograms over the same bins (the baseline measured on
+/// `baseline_rows` rows, or exact).
+pub fn histogram_homogeneity(current: &[f64], baseline: &[f64], baseline_rows: Option<f64>) -> Option<Test> {
+    homogeneity(&bins(current), &bins(baseline), baseline_rows)
+}
+
+/// A histogram's bins as named categories.
+fn bins(v: &[f64]) -> Vec<(String, f64)> {
+    v.iter().enumerate().map(|(i, x)| (format!("{i:03}"), *x)).collect()
 }
 
 /// Bin of a confidence in a `bins`-bin histogram over [0, 1].
@@ -130,13 +146,7 @@ pub struct Test {
 /// with rows in the bucket makes a one-sided exact baseline impossible: p = 0.
 /// None when the bucket is empty.
 pub fn homogeneity(current: &[(String, f64)], baseline: &[(String, f64)], baseline_rows: Option<f64>) -> Option<Test> {
-    let mut m: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
-    for (k, v) in current {
-        m.entry(k).or_default().0 += v.max(0.0);
-    }
-    for (k, v) in baseline {
-        m.entry(k).or_default().1 += v.max(0.0);
-    }
+    let m = union(current, baseline);
     let n: f64 = m.values().map(|v| v.0).sum();
     let qsum: f64 = m.values().map(|v| v.1).sum();
     if n <= 0.0 {

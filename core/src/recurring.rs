@@ -203,23 +203,36 @@ pub struct Series {
 
 impl Series {
     pub fn status(&self, today: i32) -> Status {
-        let tol = self.cadence.tolerance();
-        if today <= self.next_expected + tol {
-            Status::Active
-        } else if today <= self.next_after(self.next_expected) + tol {
-            Status::Late
-        } else {
-            Status::Ended
-        }
+        status_on(self.cadence, self.next_expected, self.anchor_day, today)
     }
+}
 
-    /// The expected date one period after `day` on this series' schedule.
-    fn next_after(&self, day: i32) -> i32 {
-        match self.cadence.months() {
-            Some(m) => add_months(day, m, self.anchor_day),
-            None => day + self.cadence.days() as i32,
-        }
+/// The expected date one period after `day` on a schedule (`anchor_day`: the day of month of a
+/// calendar cadence).
+fn next_after(cadence: Cadence, day: i32, anchor_day: u32) -> i32 {
+    match cadence.months() {
+        Some(m) => add_months(day, m, anchor_day),
+        None => day + cadence.days() as i32,
     }
+}
+
+/// The status on `today` of a series expected next on `next_expected`: active until the
+/// tolerance after it, late until the tolerance after the payment after it, then ended.
+pub fn status_on(cadence: Cadence, next_expected: i32, anchor_day: u32, today: i32) -> Status {
+    let tol = cadence.tolerance();
+    if today <= next_expected + tol {
+        Status::Active
+    } else if today <= next_after(cadence, next_expected, anchor_day) + tol {
+        Status::Late
+    } else {
+        Status::Ended
+    }
+}
+
+/// How far the matched charges lie from their nearest expected dates, in days (ties between
+/// anchors go to the closer grid).
+fn grid_distance(days: &[i32], grid: &[i32], matched: &[usize]) -> i64 {
+    matched.iter().map(|&i| grid.iter().map(|&e| (days[i] - e).abs() as i64).min().unwrap_or(0)).sum()
 }
 
 /// Amounts within 1% or 0.10 of each other are one price (a subscription charges the same
@@ -326,10 +339,7 @@ fn fit(days: &[i32], cadence: Cadence) -> Option<Fit> {
             for dom in doms {
                 let grid = calendar_grid(first, last, step, dom, tol);
                 let m = match_grid(days, &grid, tol);
-                let dist: i64 = m
-                    .iter()
-                    .map(|&i| grid.iter().map(|&e| (days[i] - e).abs() as i64).min().unwrap_or(0))
-                    .sum();
+                let dist = grid_distance(days, &grid, &m);
                 let better = match &best {
                     None => true,
                     Some((g, bm, _, bd)) => {
@@ -366,7 +376,7 @@ fn fit(days: &[i32], cadence: Cadence) -> Option<Fit> {
                 let n = ((last + tol - start) / p).max(0) as usize + 1;
                 let grid: Vec<i32> = (0..n).map(|i| start + (i as i32) * p).filter(|&e| e >= first - tol).collect();
                 let m = match_grid(days, &grid, tol);
-                let dist: i64 = m.iter().map(|&i| grid.iter().map(|&e| (days[i] - e).abs() as i64).min().unwrap_or(0)).sum();
+                let dist = grid_distance(days, &grid, &m);
                 let better = match &best {
                     None => true,
                     Some((_, bm, bd)) => m.len() > bm.len() || (m.len() == bm.len() && dist < *bd),
@@ -386,10 +396,7 @@ fn fit(days: &[i32], cadence: Cadence) -> Option<Fit> {
     };
     let slots = expected.iter().filter(|&&e| e >= lo - tol && e <= hi + tol).count();
     let last_slot = *expected.iter().rev().find(|&&e| e <= hi + tol)?;
-    let next = match cadence.months() {
-        Some(step) => add_months(last_slot, step, dom),
-        None => last_slot + cadence.days() as i32,
-    };
+    let next = next_after(cadence, last_slot, dom);
     Some(Fit { slots, extras: days.len() - matched.len(), matched, next, dom })
 }
 
