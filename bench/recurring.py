@@ -99,6 +99,11 @@ measure the recurring machinery, not the model).
 | one more day's increment ({o['inc_rows']:,} rows, their accounts' series detected again) | {o['inc_s']:.2f} s | ≤ 5 s |
 | `recurring(table, as_of, account)` for one account (median / p99 over 200 accounts) | {o['rec_ms']:.1f} / {o['rec_p99_ms']:.1f} ms | ≤ 10 ms |
 | `upcoming(table, 30, as_of, account)` for one account (median / p99) | {o['up_ms']:.1f} / {o['up_p99_ms']:.1f} ms | ≤ 10 ms |
+
+The first refresh writes the charges in key order with a plain `INSERT` (later refreshes add up
+with `INSERT ... ON CONFLICT`, also in key order): at 2M rows that step went from 16.4 s (0.2.0:
+`ON CONFLICT`, hash order) to 7.5 s, and the first refresh over these 10M rows from 152 s to the
+figure above.
 <!-- recurring:end -->"""
     write_section(ROOT, "recurring", md)
 

@@ -24,22 +24,31 @@ SELECT model, labels, execution_provider, round(load_ms::numeric, 1) AS load_ms 
 \echo '== classify_transaction() per row, unqualified thanks to search_path =='
 \timing on
 CREATE TABLE classified AS
-  SELECT t.id, t.descriptor, d.label, d.category, round(d.confidence::numeric, 3) AS confidence
+  SELECT t.id, t.descriptor, d.label, d.category, round(d.confidence::numeric, 3) AS confidence, d.level, d.source
   FROM txns t, LATERAL classify_transaction_detail(t.descriptor) d;
 \timing off
-\echo '== 20 random distinct real descriptors =='
-SELECT descriptor, normalize_descriptor(descriptor) AS normalized, label, category, confidence
+\echo '== what the model promises: calibrated confidence, levels from held-out precision, and its floor =='
+SELECT model, temperature, very_high, high, medium, min_confidence FROM confidence_info();
+\echo '== 20 random distinct real descriptors: brands it knows are answered, local suppliers abstain (label NULL) =='
+SELECT descriptor, coalesce(label, '(abstains)') AS label, category, confidence, level
 FROM (SELECT DISTINCT ON (descriptor) * FROM classified WHERE descriptor <> '') d ORDER BY md5(descriptor) LIMIT 20;
 \echo '== how sure is the model? (a synthetic-data model meets real council suppliers) =='
-SELECT count(*) AS rows, count(*) FILTER (WHERE confidence >= 0.9) AS "conf >= 0.9",
-       count(*) FILTER (WHERE confidence < 0.5) AS "conf < 0.5", count(*) FILTER (WHERE label IS NULL) AS "empty descriptor"
-FROM classified;
-\echo '== what the council spends its cards on, by predicted category =='
+SELECT coalesce(level, '(empty descriptor)') AS level, count(*) AS rows, count(label) AS answered,
+       count(*) FILTER (WHERE source = 'abstain') AS abstained
+FROM classified GROUP BY level ORDER BY min(confidence) DESC NULLS LAST;
+\echo '== what the council spends its cards on, by predicted category (answered rows only) =='
 SELECT category, count(*) AS txns, round(sum(t.amount)) AS pounds, round(avg(confidence), 2) AS mean_conf
-FROM classified c JOIN txns t USING (id) GROUP BY category ORDER BY pounds DESC NULLS LAST LIMIT 15;
+FROM classified c JOIN txns t USING (id) WHERE c.label IS NOT NULL GROUP BY category ORDER BY pounds DESC NULLS LAST LIMIT 15;
+\echo '== what to label next: the most traffic x uncertainty (txclass.review_queue on an attached table) =='
+CREATE TABLE card_txns (id bigint PRIMARY KEY, txn_date date, descriptor text, amount numeric);
+SELECT relid FROM attach('card_txns', 'descriptor', time_column => 'txn_date');
+INSERT INTO card_txns SELECT id, txn_date, descriptor, amount FROM txns;
+SELECT descriptor, rows, round(mean_confidence::numeric, 3) AS mean_conf, coalesce(predicted, '(abstains)') AS predicted, level
+FROM review_queue('card_txns', 10);
 \echo '== the whole table through classify_batch() in one call =='
 \timing on
-SELECT count(*) AS rows, count(label) AS labelled, count(DISTINCT label) AS distinct_labels
+SELECT count(*) AS rows, count(label) AS labelled, count(*) FILTER (WHERE source = 'abstain') AS abstained,
+       count(DISTINCT label) AS distinct_labels
 FROM classify_batch(ARRAY(SELECT descriptor FROM txns ORDER BY id));
 \timing off
 \echo '== the shared result cache: repeated descriptors never reach the model twice =='

@@ -28,7 +28,10 @@
 #  15. recurring       — recurring payments through SQL: generated ground truth (precision, recall,
 #                        cadence, next date), PayPal and direct as one series, incremental with late
 #                        rows, upcoming/subscriptions/price changes, row-level security, the Oxford file
-#  16. package         — make package's .deb (15) or tarball (18) installed in place of the development
+#  16. replication     — logical replication: classified on the publisher, the outputs replicate;
+#                        on the subscriber with ENABLE ALWAYS TRIGGER, every replicated row (misses
+#                        included) is enriched; backfill fills the rest (two clusters of its own)
+#  17. package         — make package's .deb (15) or tarball (18) installed in place of the development
 #                        install, smoke-tested (create, classify, upgrade, drop), purged without a trace
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
@@ -57,7 +60,7 @@ export PATH="$PG_BIN:$PATH"
 LOGS="$BUILD/test-pg$PG_MAJOR"; mkdir -p "$LOGS"
 export TXCLASS_ONNXRUNTIME="$ORT_LIB"
 export CARGO_PROFILE_DEV_DEBUG=0   # halves the debug build's disk and time
-TIERS=16
+TIERS=17
 passed=0; failed=0; failures=()
 count_cargo() {  # sums "test result: ok. N passed; M failed" lines of a log
   local p f
@@ -128,7 +131,8 @@ py_tier training "12/$TIERS training from your own labels (the Oxford file: trai
 py_tier worker "13/$TIERS shared inference workers (same answers, 16 clients, cancel, kill -9, switches, full queue)"
 py_tier upgrade "14/$TIERS upgrade from 0.1.0 (schema equals a fresh install, rows kept, serving, rollback, pg_dump)"
 py_tier recurring "15/$TIERS recurring payments (ground truth, PayPal = direct, incremental, upcoming, RLS, Oxford)"
-py_tier package "16/$TIERS package (installed in place of make install, smoke test, purged without a trace)"
+py_tier replication "16/$TIERS logical replication (outputs replicate; subscriber-side enrichment with ENABLE ALWAYS TRIGGER)"
+py_tier package "17/$TIERS package (installed in place of make install, smoke test, purged without a trace)"
 
 if [ ${#failures[@]} -gt 0 ]; then log "failing tiers: ${failures[*]}"; fi
 echo "tests (PostgreSQL $PG_MAJOR): $passed passed, $failed failed"

@@ -23,7 +23,9 @@ CREATE TABLE monitored (
     -- txclass.refresh_recurring has read (by key)
     account_column    name,
     amount_column     name,
-    recurring_watermark text
+    recurring_watermark text,
+    -- confidence levels (0.3.0): the column the trigger writes the answer's level into
+    level_column      name
 );
 COMMENT ON TABLE monitored IS 'txclass: tables enriched on write (txclass.attach); the drift views read this list';
 COMMENT ON COLUMN monitored.key_column IS 'Single-column primary key through which misses are classified per statement in batches (NULL: row by row)';
@@ -74,7 +76,8 @@ CREATE FUNCTION attach(tbl regclass, descriptor_column name,
                        time_column name DEFAULT NULL,
                        drift_unit text DEFAULT NULL,
                        account_column name DEFAULT NULL,
-                       amount_column name DEFAULT NULL)
+                       amount_column name DEFAULT NULL,
+                       level_column name DEFAULT 'txclass_level')
 RETURNS monitored LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -106,7 +109,8 @@ BEGIN
     END IF;
     -- output columns: added when missing, checked when present
     FOR want IN SELECT * FROM (VALUES (label_column, 'text'), (category_column, 'text'),
-                                      (confidence_column, 'real'), (model_column, 'text')) v(name, type) LOOP
+                                      (confidence_column, 'real'), (model_column, 'text'), (level_column, 'text')) v(name, type)
+                 WHERE name IS NOT NULL LOOP
         SELECT format_type(a.atttypid, a.atttypmod) AS type INTO col
         FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = want.name AND a.attnum > 0 AND NOT a.attisdropped;
         IF NOT FOUND THEN
@@ -160,15 +164,18 @@ BEGIN
     END IF;
     PERFORM txclass._drop_enrich_triggers(tbl);
     IF key_col IS NOT NULL THEN
-        update_sql := format('UPDATE %s AS t SET %I = u.l, %I = u.c, %I = u.f, %I = u.m '
-                             'FROM unnest($1::text[], $2::text[], $3::text[], $4::real[], $5::text[]) AS u(k, l, c, f, m) '
+        update_sql := format('UPDATE %s AS t SET %I = u.l, %I = u.c, %I = u.f, %I = u.m%s '
+                             'FROM unnest($1::text[], $2::text[], $3::text[], $4::real[], $5::text[], $6::text[]) AS u(k, l, c, f, m, v) '
                              'WHERE t.%I = u.k::%s',
-                             tbl, label_column, category_column, confidence_column, model_column, key_col, key_type);
+                             tbl, label_column, category_column, confidence_column, model_column,
+                             CASE WHEN level_column IS NOT NULL THEN format(', %I = u.v', level_column) ELSE '' END,
+                             key_col, key_type);
     END IF;
     EXECUTE format('CREATE TRIGGER txclass_enrich BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW '
-                   'EXECUTE FUNCTION txclass._enrich_row(%L, %L, %L, %L, %L, %L, %L, %L)',
+                   'EXECUTE FUNCTION txclass._enrich_row(%L, %L, %L, %L, %L, %L, %L, %L, %L)',
                    descriptor_column, tbl, descriptor_column, label_column, category_column,
-                   confidence_column, model_column, on_error, coalesce(key_col, ''), coalesce(update_sql, ''));
+                   confidence_column, model_column, on_error, coalesce(key_col, ''), coalesce(update_sql, ''),
+                   coalesce(level_column, ''));
     IF key_col IS NOT NULL THEN
         EXECUTE format('CREATE TRIGGER txclass_enrich_batch AFTER INSERT OR UPDATE OF %I ON %s FOR EACH STATEMENT '
                        'EXECUTE FUNCTION txclass._enrich_statement(%L, %L)',
@@ -176,14 +183,15 @@ BEGIN
     END IF;
     INSERT INTO txclass.monitored (relid, descriptor_column, label_column, category_column, confidence_column,
                                    model_column, key_column, on_error, attached_by, time_column, drift_unit,
-                                   account_column, amount_column)
+                                   account_column, amount_column, level_column)
     VALUES (tbl, descriptor_column, label_column, category_column, confidence_column,
-            model_column, key_col, on_error, caller, time_column, drift_unit, account_column, amount_column)
+            model_column, key_col, on_error, caller, time_column, drift_unit, account_column, amount_column, level_column)
     ON CONFLICT (relid) DO UPDATE SET descriptor_column = EXCLUDED.descriptor_column, label_column = EXCLUDED.label_column,
         category_column = EXCLUDED.category_column, confidence_column = EXCLUDED.confidence_column,
         model_column = EXCLUDED.model_column, key_column = EXCLUDED.key_column, on_error = EXCLUDED.on_error,
         attached_by = EXCLUDED.attached_by, attached_at = now(), time_column = EXCLUDED.time_column,
-        drift_unit = EXCLUDED.drift_unit, account_column = EXCLUDED.account_column, amount_column = EXCLUDED.amount_column
+        drift_unit = EXCLUDED.drift_unit, account_column = EXCLUDED.account_column, amount_column = EXCLUDED.amount_column,
+        level_column = EXCLUDED.level_column
     RETURNING * INTO m;
     RETURN m;
 END
@@ -266,7 +274,8 @@ BEGIN
     SELECT i.model INTO model FROM txclass.model_info() i;
     -- rows still without outputs; with reclassify, also every row another model answered (its
     -- outputs are rewritten, to NULL where the descriptor gives nothing to classify)
-    pending := format('%I IS NOT NULL AND %I IS NULL', m.descriptor_column, m.label_column);
+    -- (by the model column: an abstention has no label but is answered, with its model)
+    pending := format('%I IS NOT NULL AND %I IS NULL', m.descriptor_column, m.model_column);
     IF reclassify THEN
         pending := format('(%s OR %I IS DISTINCT FROM %L)', pending, m.model_column, model);
     END IF;
@@ -301,13 +310,14 @@ BEGIN
             agg AS (SELECT array_agg(k ORDER BY k) AS ks, array_agg(d ORDER BY k) AS ds FROM batch),
             -- materialized: rows of (key, outputs) only; otherwise a plan may carry both whole
             -- arrays along every row into a sort (gigabytes on disk for a 10,000-row batch)
-            res AS MATERIALIZED (SELECT agg.ks[b.ordinality] AS k, b.label, b.category, b.confidence, b.model
+            res AS MATERIALIZED (SELECT agg.ks[b.ordinality] AS k, b.label, b.category, b.confidence, b.model, b.level
                     FROM agg, txclass.classify_batch(agg.ds) b),
-            upd AS (UPDATE %3$s AS t SET %6$I = res.label, %7$I = res.category, %8$I = res.confidence, %9$I = res.model
+            upd AS (UPDATE %3$s AS t SET %6$I = res.label, %7$I = res.category, %8$I = res.confidence, %9$I = res.model%10$s
                     FROM res WHERE t.%1$I = res.k RETURNING 1)
             SELECT (SELECT count(*) FROM batch), (SELECT max(k)::text FROM batch), (SELECT count(*) FROM upd)
             $q$, m.key_column, m.descriptor_column, tbl, pending, key_type,
-            m.label_column, m.category_column, m.confidence_column, m.model_column)
+            m.label_column, m.category_column, m.confidence_column, m.model_column,
+            CASE WHEN m.level_column IS NOT NULL THEN format(', %I = res.level', m.level_column) ELSE '' END)
         INTO n, next_key USING last_key, batch_size;
         EXIT WHEN n = 0;
         last_key := next_key;
@@ -345,18 +355,19 @@ BEGIN
                      ORDER BY w.ord)
     INTO broken
     FROM (VALUES (1, m.descriptor_column, NULL), (2, m.label_column, 'text'), (3, m.category_column, 'text'),
-                 (4, m.confidence_column, 'real'), (5, m.model_column, 'text')) w(ord, name, type)
+                 (4, m.confidence_column, 'real'), (5, m.model_column, 'text'), (6, m.level_column, 'text')) w(ord, name, type)
     LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = w.name AND a.attnum > 0 AND NOT a.attisdropped
-    WHERE a.attname IS NULL OR (w.type IS NOT NULL AND format_type(a.atttypid, a.atttypmod) <> w.type);
+    WHERE w.name IS NOT NULL AND (a.attname IS NULL OR (w.type IS NOT NULL AND format_type(a.atttypid, a.atttypmod) <> w.type));
     IF broken IS NOT NULL THEN
         RETURN QUERY EXECUTE format('SELECT count(*), NULL::bigint, NULL::bigint, NULL::jsonb, $1 FROM %s', tbl)
             USING broken || ARRAY['re-run txclass.attach() with the current column names, then txclass.backfill()'];
         RETURN;
     END IF;
     RETURN QUERY EXECUTE format(
+        -- enriched: rows with outputs (an abstention has its model, confidence and level, not a label)
         'SELECT count(*), count(%1$I), count(*) FILTER (WHERE %1$I IS NULL AND %2$I IS NOT NULL), '
         '(SELECT coalesce(jsonb_object_agg(coalesce(x.m, ''(none)''), x.n), ''{}'') FROM (SELECT %3$I AS m, count(*) AS n FROM %4$s GROUP BY 1) x), '
-        '''{}''::text[] FROM %4$s', m.label_column, m.descriptor_column, m.model_column, tbl);
+        '''{}''::text[] FROM %4$s', m.model_column, m.descriptor_column, m.model_column, tbl);
 END
 $$;
 
@@ -371,5 +382,5 @@ CREATE POLICY writers_insert ON backfill_progress FOR INSERT WITH CHECK (has_tab
 CREATE POLICY writers_update ON backfill_progress FOR UPDATE
     USING (has_table_privilege(relid, 'UPDATE')) WITH CHECK (has_table_privilege(relid, 'UPDATE'));
 REVOKE ALL ON FUNCTION _check_owner(regclass, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text, name, name), detach(regclass), _drop_enrich_triggers(regclass) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text, name, name), detach(regclass) TO PUBLIC;
+REVOKE ALL ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text, name, name, name), detach(regclass), _drop_enrich_triggers(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text, name, name, name), detach(regclass) TO PUBLIC;

@@ -8,7 +8,7 @@ use crate::session::{last_load_ms, with_classifier, with_serving, Serving};
 use pgrx::prelude::*;
 use pgrx::heap_tuple::PgHeapTuple;
 use pgrx::{composite_type, AllocatedByRust, IntoDatum};
-use txclass_core::{normalize, Answer};
+use txclass_core::{confidence, normalize, Answer, Level};
 
 fn check_interrupts() {
     pgrx::pg_sys::check_for_interrupts!();
@@ -33,12 +33,16 @@ fn answer_one(s: &mut Serving, descriptor: &str) -> Option<Answer> {
     Some(cache::with_cache(|cache| c.answer_one(&n, rules, cache, &mut check_interrupts)).or_raise())
 }
 
-/// What SQL shows for an answer: label and category (interned), confidence (1 for a rule), and
-/// the rule that answered. The one conversion every function and the trigger use.
+/// What SQL shows for an answer: label and category (interned; NULL when the model abstains),
+/// confidence (1 for a rule), level, who answered, and the rule that did. The one conversion
+/// every function and the trigger use.
 pub(crate) struct Outputs {
-    pub label: &'static str,
+    pub label: Option<&'static str>,
     pub category: Option<&'static str>,
     pub confidence: f32,
+    pub level: &'static str,
+    /// `model`, `rule` or `abstain` (a model answer below txclass.min_confidence).
+    pub source: &'static str,
     pub rule_id: Option<i64>,
 }
 
@@ -60,20 +64,35 @@ fn label_and_category(s: &Serving, names: &intern::Names, a: Answer) -> (&'stati
 
 pub(crate) fn outputs(s: &Serving, names: &intern::Names, a: Answer) -> Outputs {
     let (label, category) = label_and_category(s, names, a);
-    let (confidence, rule_id) = match a {
-        Answer::Model(p) => (p.confidence, None),
-        Answer::Rule(i) => (1.0f32, Some(s.rules.get(i).id)),
-    };
-    Outputs { label, category, confidence, rule_id }
+    match a {
+        Answer::Model(p) => {
+            let cal = &s.classifier.model.calibration;
+            let (level, abstain) = confidence::judge(cal, p.confidence, cal.floor(settings::min_confidence()));
+            if abstain {
+                return Outputs { label: None, category: None, confidence: p.confidence, level: level.as_str(), source: "abstain", rule_id: None };
+            }
+            Outputs { label: Some(label), category, confidence: p.confidence, level: level.as_str(), source: "model", rule_id: None }
+        }
+        // a rule is a person's decision: always an answer, at the top level
+        Answer::Rule(i) => Outputs {
+            label: Some(label),
+            category,
+            confidence: 1.0,
+            level: Level::VeryHigh.as_str(),
+            source: "rule",
+            rule_id: Some(s.rules.get(i).id),
+        },
+    }
 }
 
-/// The predicted label (or the label of the rule that matched). NULL for NULL input and for
-/// descriptors that normalize to nothing (empty, whitespace, punctuation only).
+/// The predicted label (or the label of the rule that matched). NULL for NULL input, for
+/// descriptors that normalize to nothing (empty, whitespace, punctuation only), and when the
+/// model abstains (its confidence is below txclass.min_confidence).
 #[pg_extern(stable, strict, parallel_safe)]
 fn classify_transaction(descriptor: &str) -> Option<&'static str> {
-    with_serving(|s| match answer_one(s, descriptor)? {
-        Answer::Model(p) => Some(intern::names(&s.classifier).labels[p.label]),
-        Answer::Rule(i) => Some(intern::text(&s.rules.get(i).label)),
+    with_serving(|s| {
+        let a = answer_one(s, descriptor)?;
+        outputs(s, &intern::names(&s.classifier), a).label
     })
 }
 
@@ -81,10 +100,9 @@ fn classify_transaction(descriptor: &str) -> Option<&'static str> {
 /// model, or a rule (then `rule_id` names it and confidence is 1).
 #[pg_extern(stable, strict, parallel_safe, requires = ["types"])]
 fn classify_transaction_detail(descriptor: &str) -> Option<composite_type!('static, "classification")> {
-    let (label, category, confidence, model, rule_id) = with_serving(|s| {
+    let (o, model) = with_serving(|s| {
         let a = answer_one(s, descriptor)?;
-        let o = outputs(s, &intern::names(&s.classifier), a);
-        Some((o.label, o.category, o.confidence, s.classifier.model.identity(), o.rule_id))
+        Some((outputs(s, &intern::names(&s.classifier), a), s.classifier.model.identity()))
     })?;
     let mut t = PgHeapTuple::new_composite_type("txclass.classification").unwrap_or_else(|e| {
         crate::errors::raise_code(
@@ -93,12 +111,17 @@ fn classify_transaction_detail(descriptor: &str) -> Option<composite_type!('stat
             "reinstall the extension: DROP EXTENSION txclass; CREATE EXTENSION txclass",
         )
     });
-    set_field(&mut t, "label", label);
-    set_field(&mut t, "category", category);
-    set_field(&mut t, "confidence", confidence);
+    set_field(&mut t, "label", o.label);
+    set_field(&mut t, "category", o.category);
+    set_field(&mut t, "confidence", o.confidence);
     set_field(&mut t, "model", model);
-    set_field(&mut t, "source", if rule_id.is_some() { "rule" } else { "model" });
-    set_field(&mut t, "rule_id", rule_id);
+    set_field(&mut t, "source", o.source);
+    set_field(&mut t, "rule_id", o.rule_id);
+    // 0.3.0 added `level`; a database not yet updated (ALTER EXTENSION txclass UPDATE) has the
+    // 0.2.0 type without it, and gets the rest
+    if t.get_attribute_by_name("level").is_some() {
+        set_field(&mut t, "level", o.level);
+    }
     Some(t)
 }
 
@@ -137,9 +160,12 @@ fn classify_topk(
 /// Classifies an array in batches of at most `txclass.batch_size`, rows grouped by token
 /// length; rules answer first, as in classify_transaction. One row per element, in order
 /// (`ordinality` is 1-based); NULL elements and descriptors that normalize to nothing give rows
-/// of NULLs. `model` is the identity of the model in force for the whole call.
-#[pg_extern(stable, strict, parallel_safe)]
-fn classify_batch(
+/// of NULLs. `model` is the identity of the model in force for the whole call; `level` the
+/// answer's confidence level, `source` model, rule or abstain (label NULL: the confidence is below
+/// txclass.min_confidence). The symbol is new in 0.3.0 (0.2.0's, without level and source, is in
+/// upgrade.rs).
+#[pg_extern(name = "classify_batch", stable, strict, parallel_safe)]
+fn classify_batch_0_3(
     descriptors: Array<&str>,
 ) -> TableIterator<
     'static,
@@ -149,8 +175,26 @@ fn classify_batch(
         name!(category, Option<&'static str>),
         name!(confidence, Option<f32>),
         name!(model, Option<&'static str>),
+        name!(level, Option<&'static str>),
+        name!(source, Option<&'static str>),
     ),
 > {
+    TableIterator::new(batch_rows(descriptors))
+}
+
+/// One classify_batch row: ordinality, label, category, confidence, model, level, source.
+pub(crate) type BatchRow = (
+    i64,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<f32>,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+/// The rows of classify_batch (this version's and 0.2.0's symbol, in upgrade.rs).
+pub(crate) fn batch_rows(descriptors: Array<&str>) -> Vec<BatchRow> {
     let limit = settings::max_batch();
     if descriptors.len() > limit {
         crate::errors::raise_code(
@@ -161,7 +205,7 @@ fn classify_batch(
         );
     }
     let raw: Vec<Option<&str>> = descriptors.iter().collect();
-    let rows = with_serving(|s| {
+    with_serving(|s| {
         let answers = {
             let (c, rules) = (&mut s.classifier, s.rules.clone());
             let rules = (!rules.is_empty()).then_some(&*rules);
@@ -173,15 +217,14 @@ fn classify_batch(
             .into_iter()
             .enumerate()
             .map(|(i, a)| match a {
-                None => (i as i64 + 1, None, None, None, None),
+                None => (i as i64 + 1, None, None, None, None, None, None),
                 Some(a) => {
                     let o = outputs(s, &names, a);
-                    (i as i64 + 1, Some(o.label), o.category, Some(o.confidence), Some(model))
+                    (i as i64 + 1, o.label, o.category, Some(o.confidence), Some(model), Some(o.level), Some(o.source))
                 }
             })
             .collect::<Vec<_>>()
-    });
-    TableIterator::new(rows)
+    })
 }
 
 /// Raw logits for a descriptor, in label order (see txclass.labels()). NULL when the

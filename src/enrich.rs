@@ -173,6 +173,8 @@ struct RowArgs {
     category: String,
     confidence: String,
     model: String,
+    /// The level column (0.3.0; a trigger attached by 0.2.0 has 8 arguments and none).
+    level: Option<String>,
     strict: bool,
     /// The single-column primary key, when misses are batched per statement.
     key: Option<String>,
@@ -182,10 +184,10 @@ struct RowArgs {
 
 fn row_args(trigger: &PgTrigger) -> RowArgs {
     let a = trigger.extra_args().unwrap_or_default();
-    if a.len() != 8 {
+    if a.len() != 8 && a.len() != 9 {
         crate::errors::raise_code(
             PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-            format!("txclass._enrich_row expects 8 trigger arguments, got {}", a.len()),
+            format!("txclass._enrich_row expects 8 or 9 trigger arguments, got {}", a.len()),
             "re-run txclass.attach() on the table",
         );
     }
@@ -198,6 +200,7 @@ fn row_args(trigger: &PgTrigger) -> RowArgs {
         strict: a[5] == "error",
         key: (!a[6].is_empty()).then(|| a[6].clone()),
         update_sql: a[7].clone(),
+        level: a.get(8).filter(|l| !l.is_empty()).cloned(),
     }
 }
 
@@ -225,6 +228,9 @@ fn missing_columns(desc: pg_sys::TupleDesc, a: &RowArgs) -> Vec<String> {
     if let Some(k) = &a.key {
         named.push(k);
     }
+    if let Some(l) = &a.level {
+        named.push(l);
+    }
     for c in named {
         if attnum(desc, c).is_none() {
             out.push(format!("column \"{c}\" no longer exists"));
@@ -234,7 +240,14 @@ fn missing_columns(desc: pg_sys::TupleDesc, a: &RowArgs) -> Vec<String> {
 }
 
 enum Outcome {
-    Known { label: &'static str, category: Option<&'static str>, confidence: f32, model: &'static str },
+    /// label and category are None when the model abstained (its confidence and level are kept)
+    Known {
+        label: Option<&'static str>,
+        category: Option<&'static str>,
+        confidence: f32,
+        model: &'static str,
+        level: &'static str,
+    },
     Nothing,
     Queue,
 }
@@ -269,6 +282,7 @@ fn known(s: &Serving, a: Answer) -> Outcome {
         category: o.category,
         confidence: o.confidence,
         model: intern::text(&s.classifier.model.identity()),
+        level: o.level,
     }
 }
 
@@ -277,20 +291,26 @@ fn known(s: &Serving, a: Answer) -> Outcome {
 fn set_outputs(t: &mut PgHeapTuple<'_, AllocatedByRust>, a: &RowArgs, o: &Outcome) -> Result<(), String> {
     fn set<T: pgrx::IntoDatum>(t: &mut PgHeapTuple<'_, AllocatedByRust>, column: &str, v: T) -> Result<(), String> {
         t.set_by_name(column, v).map_err(|_| {
-            format!("column \"{column}\" no longer has the type txclass writes (label, category and model text, confidence real)")
+            format!("column \"{column}\" no longer has the type txclass writes (label, category, model and level text, confidence real)")
         })
     }
     match o {
-        Outcome::Known { label, category, confidence, model } => {
+        Outcome::Known { label, category, confidence, model, level } => {
             set(t, &a.label, *label)?;
             set(t, &a.category, *category)?;
             set(t, &a.confidence, *confidence)?;
+            if let Some(l) = &a.level {
+                set(t, l, *level)?;
+            }
             set(t, &a.model, *model)
         }
         Outcome::Nothing | Outcome::Queue => {
             set(t, &a.label, Option::<&str>::None)?;
             set(t, &a.category, Option::<&str>::None)?;
             set(t, &a.confidence, Option::<f32>::None)?;
+            if let Some(l) = &a.level {
+                set(t, l, Option::<&str>::None)?;
+            }
             set(t, &a.model, Option::<&str>::None)
         }
     }
@@ -363,7 +383,7 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
     let outcome = if n.is_empty() {
         Outcome::Nothing
     } else {
-        match try_with_serving(|s| answer(s, &n, a.key.is_some())).and_then(|r| r) {
+        match try_with_serving(|s| answer(s, &n, a.key.is_some() && !replica_apply())).and_then(|r| r) {
             Ok(o) => o,
             Err(e) if a.strict => raise(e),
             Err(e) => {
@@ -393,6 +413,15 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
         }
     }
     Ok(Some(new))
+}
+
+/// Whether this backend applies replicated changes (a logical replication apply worker, or any
+/// session with `session_replication_role = replica`). The apply worker fires row triggers only
+/// (`ENABLE ALWAYS TRIGGER`), never statement triggers: a miss queued for the statement's batch
+/// would never be written, so misses are classified in place there.
+fn replica_apply() -> bool {
+    // SAFETY: a plain read of a backend-local GUC variable.
+    unsafe { pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32 }
 }
 
 /// AFTER INSERT OR UPDATE OF <descriptor> FOR EACH STATEMENT (installed by txclass.attach for
@@ -440,20 +469,21 @@ fn flush(relid: pg_sys::Oid, owner: pg_sys::Oid, strict: bool, update_sql: &str)
         let rules = (!rules.is_empty()).then_some(&*rules);
         let c = &mut s.classifier;
         let answers = cache::with_cache(|cache| c.answer_descriptors(&raw, rules, cache, &mut check_interrupts))?;
-        let mut out = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut out = Batch::default();
         for (e, a) in queued.iter().zip(answers) {
             let Some(a) = a else { continue };
-            let Outcome::Known { label, category, confidence, model } = known(s, a) else { continue };
-            out.0.push(e.key.clone());
-            out.1.push(label.to_string());
-            out.2.push(category.map(str::to_string));
-            out.3.push(confidence);
-            out.4.push(model.to_string());
+            let Outcome::Known { label, category, confidence, model, level } = known(s, a) else { continue };
+            out.keys.push(e.key.clone());
+            out.labels.push(label.map(str::to_string));
+            out.categories.push(category.map(str::to_string));
+            out.confidences.push(confidence);
+            out.models.push(model.to_string());
+            out.levels.push(level.to_string());
         }
         Ok::<_, Error>(out)
     })
     .and_then(|r| r);
-    let (keys, labels, categories, confidences, models) = match result {
+    let batch = match result {
         Ok(v) => v,
         Err(e) if strict => raise(e),
         Err(e) => {
@@ -463,11 +493,11 @@ fn flush(relid: pg_sys::Oid, owner: pg_sys::Oid, strict: bool, update_sql: &str)
         }
     };
     count(|c| {
-        c.batched.fetch_add(keys.len() as u64, Relaxed);
+        c.batched.fetch_add(batch.keys.len() as u64, Relaxed);
         c.batches.fetch_add(1, Relaxed);
     });
     let update_sql = current_table_name(relid, update_sql);
-    if let Err(message) = update_as_owner(owner, &update_sql, keys, labels, categories, confidences, models) {
+    if let Err(message) = update_as_owner(owner, &update_sql, batch) {
         if strict {
             crate::errors::raise_plain(
                 PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
@@ -500,17 +530,25 @@ fn current_table_name(relid: pg_sys::Oid, sql: &str) -> String {
     format!("UPDATE {name}{}", &sql[at..])
 }
 
+/// The outputs of a statement's batch, by column: the parameters $1..$6 of the UPDATE attach
+/// wrote (a 0.2.0 trigger's UPDATE has no level column and ignores $6).
+#[derive(Default)]
+struct Batch {
+    keys: Vec<String>,
+    labels: Vec<Option<String>>,
+    categories: Vec<Option<String>>,
+    confidences: Vec<f32>,
+    models: Vec<String>,
+    levels: Vec<String>,
+}
+
 /// Runs the outputs UPDATE as the table's owner (the owner attached the table; the inserting
 /// role need not have UPDATE on it), in a subtransaction so that a failure leaves the rows as
 /// written instead of failing the statement.
 fn update_as_owner(
     owner: pg_sys::Oid,
     sql: &str,
-    keys: Vec<String>,
-    labels: Vec<String>,
-    categories: Vec<Option<String>>,
-    confidences: Vec<f32>,
-    models: Vec<String>,
+    b: Batch,
 ) -> Result<(), String> {
     unsafe {
         let context = pg_sys::CurrentMemoryContext;
@@ -523,7 +561,14 @@ fn update_as_owner(
         let outcome = PgTryBuilder::new(|| {
             Spi::run_with_args(
                 sql,
-                &[keys.clone().into(), labels.clone().into(), categories.clone().into(), confidences.clone().into(), models.clone().into()],
+                &[
+                    b.keys.clone().into(),
+                    b.labels.clone().into(),
+                    b.categories.clone().into(),
+                    b.confidences.clone().into(),
+                    b.models.clone().into(),
+                    b.levels.clone().into(),
+                ],
             )
             .map_err(|e| e.to_string())
         })

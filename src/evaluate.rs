@@ -11,7 +11,7 @@ use crate::session::{self, Source};
 use pgrx::prelude::*;
 use serde_json::json;
 use txclass_core::metrics;
-use txclass_core::Classifier;
+use txclass_core::{confidence, Calibration, Classifier, Level};
 
 fn check_interrupts() {
     pgrx::pg_sys::check_for_interrupts!();
@@ -126,6 +126,7 @@ fn evaluate(
                    "support": k.support, "predicted": k.predicted})
         })
         .collect();
+    let levels = level_report(&c.model.calibration, &expected, &predicted);
     let evaluated_at = Spi::get_one::<String>("SELECT clock_timestamp()::text").ok().flatten();
     let result = json!({
         "model": model,
@@ -140,6 +141,7 @@ fn evaluate(
         "macro_f1": e.macro_f1,
         "classes": e.per_class.len(),
         "per_class": per_class,
+        "levels": levels,
         "evaluated_at": evaluated_at,
     });
     if store {
@@ -150,6 +152,39 @@ fn evaluate(
         .unwrap_or_else(|e| error!("txclass: storing the evaluation failed: {e}"));
     }
     pgrx::JsonB(result)
+}
+
+/// Precision per confidence level, and what abstaining at the floor in force would give: the
+/// share of rows answered (coverage) and the precision of those answers. Accuracy above counts
+/// every row (an abstention is never right).
+fn level_report(cal: &Calibration, expected: &[&str], predicted: &[Option<(String, f32)>]) -> serde_json::Value {
+    let floor = cal.floor(crate::settings::min_confidence());
+    let mut per: Vec<(Level, usize, usize)> = [Level::VeryHigh, Level::High, Level::Medium, Level::Low].map(|l| (l, 0, 0)).to_vec();
+    let (mut answered, mut answered_ok) = (0usize, 0usize);
+    for (e, p) in expected.iter().zip(predicted) {
+        let Some((label, conf)) = p else { continue };
+        let ok = label == e;
+        let (level, abstain) = confidence::judge(cal, *conf, floor);
+        if let Some(x) = per.iter_mut().find(|x| x.0 == level) {
+            x.1 += 1;
+            x.2 += ok as usize;
+        }
+        if !abstain {
+            answered += 1;
+            answered_ok += ok as usize;
+        }
+    }
+    let rate = |k: usize, n: usize| if n == 0 { serde_json::Value::Null } else { json!(k as f64 / n as f64) };
+    json!({
+        "thresholds": {"very_high": cal.levels.very_high, "high": cal.levels.high, "medium": cal.levels.medium,
+                       "fitted": cal.levels_fitted},
+        "per_level": per.iter().map(|(l, n, k)| json!({"level": l.as_str(), "rows": n, "correct": k, "precision": rate(*k, *n)}))
+            .collect::<Vec<_>>(),
+        "min_confidence": floor,
+        "answered": answered,
+        "coverage": rate(answered, expected.len()),
+        "precision_answered": rate(answered_ok, answered),
+    })
 }
 
 /// A/B: runs two registered models over the descriptors of a query (first column) and returns

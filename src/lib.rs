@@ -15,6 +15,7 @@
 mod cache;
 mod catalog;
 mod classify;
+mod confidence;
 mod drift;
 mod enrich;
 mod errors;
@@ -50,7 +51,7 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/enrich.sql",
     name = "enrich",
-    requires = ["registry", enrich::_enrich_row, enrich::_enrich_statement, enrich::enrichment_counters, classify::classify_batch]
+    requires = ["registry", enrich::_enrich_row, enrich::_enrich_statement, enrich::enrichment_counters, classify::classify_batch_0_3]
 );
 pgrx::extension_sql_file!(
     "../sql/drift.sql",
@@ -79,6 +80,11 @@ pgrx::extension_sql_file!(
         recurring::_series_status,
         recurring::_subscription_labels
     ]
+);
+pgrx::extension_sql_file!(
+    "../sql/labels.sql",
+    name = "labels_sql",
+    requires = ["recurring_sql", classify::normalize_descriptor, confidence::confidence_level]
 );
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 

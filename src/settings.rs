@@ -27,7 +27,7 @@ pub enum Inference {
 /// Superuser only.
 static MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 /// Served when the database has no active registered model and txclass.model is empty.
-pub const DEFAULT_MODEL: &str = "txclass-merchants-v1";
+pub const DEFAULT_MODEL: &str = "txclass-merchants-v2";
 /// Path of libonnxruntime.so; `$libdir` expands to the package library directory. Superuser only.
 static ONNXRUNTIME_LIBRARY: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"$libdir/txclass/libonnxruntime.so.1.31.1"));
@@ -42,6 +42,10 @@ static CACHE: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// works, and a Rust allocation failure would abort the backend (a crash restarts every backend),
 /// so an oversized batch is refused up front with an ERROR. Superuser only.
 static MAX_BATCH: GucSetting<i32> = GucSetting::<i32>::new(5_000_000);
+
+/// Answers of the model below this confidence are no answer (label NULL, source `abstain`);
+/// -1 (the default): the model's own floor (`config.json` `txclass.min_confidence`, else 0).
+static MIN_CONFIDENCE: GucSetting<f64> = GucSetting::<f64>::new(-1.0);
 
 /// `backend` (the default) or `worker`. Superuser only.
 static INFERENCE: GucSetting<Inference> = GucSetting::<Inference>::new(Inference::Backend);
@@ -65,7 +69,7 @@ pub fn init() {
     GucRegistry::define_string_guc(
         c"txclass.model",
         c"Pins the model txclass uses, overriding the registry: a bundled model name or an absolute directory path.",
-        c"Empty (the default): the database's active model (txclass.activate_model), or the bundled txclass-merchants-v1 \
+        c"Empty (the default): the database's active model (txclass.activate_model), or the bundled txclass-merchants-v2 \
           when none was activated. Otherwise a directory in the Hugging Face / Optimum layout (model.onnx, tokenizer.json, \
           config.json with id2label); a bare name (letters, digits, '.', '-', '_') is a model under SHAREDIR/txclass/models/.",
         &MODEL,
@@ -96,6 +100,17 @@ pub fn init() {
         1,
         64,
         GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"txclass.min_confidence",
+        c"Model answers below this confidence are abstentions: label NULL, source 'abstain' (confidence and level still given).",
+        c"-1 (the default): the model's own floor, txclass.min_confidence in its config.json (the trainer sets it to the \
+          medium level's threshold), or 0 (never abstain) for a model without one. 0: always answer. Rules always answer.",
+        &MIN_CONFIDENCE,
+        -1.0,
+        1.0,
+        GucContext::Userset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -372,6 +387,12 @@ pub fn options() -> txclass_core::Options {
 // ---- typed accessors: the only way other modules read the settings -------------------------
 
 /// Rows per ONNX run (txclass.batch_size).
+/// `txclass.min_confidence` as set: ≥ 0, or -1 for the model's own floor
+/// ([`txclass_core::Calibration::floor`] decides).
+pub fn min_confidence() -> f64 {
+    MIN_CONFIDENCE.get()
+}
+
 pub fn batch_size() -> usize {
     BATCH_SIZE.get().max(1) as usize
 }

@@ -43,3 +43,22 @@ fn model_info() -> TableIterator<
         m.rules,
     ))
 }
+
+/// 0.1.0's and 0.2.0's `txclass.classify_batch(text[])`: the 0.3.0 columns less `level` and
+/// `source` (an abstention shows as a NULL label with its confidence).
+#[pg_extern(sql = false, stable, strict, parallel_safe)]
+fn classify_batch(
+    descriptors: Array<&str>,
+) -> TableIterator<
+    'static,
+    (
+        name!(ordinality, i64),
+        name!(label, Option<&'static str>),
+        name!(category, Option<&'static str>),
+        name!(confidence, Option<f32>),
+        name!(model, Option<&'static str>),
+    ),
+> {
+    let rows = crate::classify::batch_rows(descriptors);
+    TableIterator::new(rows.into_iter().map(|(i, l, c, f, m, _, _)| (i, l, c, f, m)))
+}

@@ -508,10 +508,11 @@ fn run_group(q: &Queue, slots: &[usize], engine: &mut OrtEngine, runs: &mut u64)
         }
     }
     let batch_size = settings::batch_size();
+    let temperature = engine.temperature();
     engine.for_each(&ids, batch_size, &mut || *runs += 1, &mut |k, logits| {
         let (i, r) = at[k];
         let s = q.slot(i);
-        let p = top_1(logits);
+        let p = top_1(logits, temperature);
         // SAFETY: as above; out and logits are disjoint from ids.
         unsafe {
             (*s).out[r] = Out { label: p.label as u32, confidence: p.confidence };

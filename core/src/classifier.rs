@@ -220,8 +220,9 @@ impl Classifier {
             return Err(Error::input("k must be at least 1"));
         }
         let mut out = vec![Vec::new(); texts.len()];
+        let temperature = self.model.calibration.temperature;
         self.for_each_logits(texts, between_batches, &mut |rows, l| {
-            let top = top_k(&softmax(l), k);
+            let top = top_k(&softmax(l, temperature), k);
             for &r in rows {
                 out[r] = top.clone();
             }
@@ -395,17 +396,17 @@ pub(crate) fn mismatch(model: &ModelDir, width: usize) -> Error {
     )
 }
 
-/// Numerically stable softmax.
-pub fn softmax(logits: &[f32]) -> Vec<f32> {
+/// Numerically stable softmax of `logits / temperature` (the model's calibration; 1 = none).
+pub fn softmax(logits: &[f32], temperature: f32) -> Vec<f32> {
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
+    let exps: Vec<f32> = logits.iter().map(|&x| ((x - max) / temperature).exp()).collect();
     let sum: f32 = exps.iter().sum();
     exps.into_iter().map(|e| e / sum).collect()
 }
 
-/// The most probable label straight from logits: argmax, and its softmax probability
-/// `1 / Σ exp(l_i - l_max)`. Ties go to the lower label index, as in [`top_k`].
-pub fn top_1(logits: &[f32]) -> Prediction {
+/// The most probable label straight from logits: argmax, and its softmax probability at
+/// `temperature`, `1 / Σ exp((l_i - l_max) / T)`. Ties go to the lower label index, as in [`top_k`].
+pub fn top_1(logits: &[f32], temperature: f32) -> Prediction {
     let mut best = 0;
     for (i, &x) in logits.iter().enumerate() {
         if x > logits[best] {
@@ -413,7 +414,7 @@ pub fn top_1(logits: &[f32]) -> Prediction {
         }
     }
     let max = logits[best];
-    let sum: f32 = logits.iter().map(|&x| (x - max).exp()).sum();
+    let sum: f32 = logits.iter().map(|&x| ((x - max) / temperature).exp()).sum();
     Prediction { label: best, confidence: 1.0 / sum }
 }
 
@@ -436,18 +437,27 @@ mod tests {
 
     #[test]
     fn softmax_sums_to_one_and_is_stable() {
-        let p = softmax(&[1000.0, 1001.0, 999.0]);
+        let p = softmax(&[1000.0, 1001.0, 999.0], 1.0);
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(p[1] > p[0] && p[0] > p[2]);
+        // a temperature above 1 flattens, below 1 sharpens; the order stays
+        let hot = softmax(&[1000.0, 1001.0, 999.0], 2.0);
+        let cold = softmax(&[1000.0, 1001.0, 999.0], 0.5);
+        assert!(hot[1] < p[1] && p[1] < cold[1], "{hot:?} {p:?} {cold:?}");
+        assert!(hot[1] > hot[0] && cold[1] > cold[0]);
+        // logits 1000, 1001, 999 at T = 2: exp(-0.5), 1, exp(-1) over their sum
+        assert!((hot[1] - 1.0 / (1.0 + (-0.5f32).exp() + (-1.0f32).exp())).abs() < 1e-6);
     }
 
     #[test]
     fn top_1_agrees_with_softmax_top_k() {
         for logits in [vec![0.5f32, 2.0, -1.0, 2.0], vec![-3.0, -2.5, -10.0], vec![7.0], vec![1e3, 1e3 + 1.0, 0.0]] {
-            let a = top_1(&logits);
-            let b = top_k(&softmax(&logits), 1)[0];
-            assert_eq!(a.label, b.label, "{logits:?}");
-            assert!((a.confidence - b.confidence).abs() < 1e-6, "{logits:?}");
+            for t in [1.0f32, 0.37, 2.5] {
+                let a = top_1(&logits, t);
+                let b = top_k(&softmax(&logits, t), 1)[0];
+                assert_eq!(a.label, b.label, "{logits:?} at {t}");
+                assert!((a.confidence - b.confidence).abs() < 1e-6, "{logits:?} at {t}");
+            }
         }
     }
 

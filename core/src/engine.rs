@@ -47,6 +47,8 @@ pub struct OrtEngine {
     pad_id: i64,
     model_path: PathBuf,
     provider: ExecutionProvider,
+    /// The model's calibration temperature: top-1 confidence is softmax(logits / T).
+    temperature: f32,
 }
 
 impl OrtEngine {
@@ -155,7 +157,8 @@ impl OrtEngine {
                 ))
             }
         }
-        let mut e = OrtEngine { session, inputs, output_index, n_labels, pad_id, model_path, provider };
+        let temperature = model.calibration.temperature;
+        let mut e = OrtEngine { session, inputs, output_index, n_labels, pad_id, model_path, provider, temperature };
         // a dynamic output width is only known by running
         let (width, _) = e.run_raw(&[&[pad_id as u32, pad_id as u32]])?;
         if width != n_labels {
@@ -247,6 +250,13 @@ impl OrtEngine {
     }
 }
 
+impl OrtEngine {
+    /// The temperature its top-1 confidences are computed at (the model's calibration).
+    pub fn temperature(&self) -> f32 {
+        self.temperature
+    }
+}
+
 impl Engine for OrtEngine {
     fn logits(&mut self, ids: &[&[u32]], batch_size: usize, between_batches: &mut dyn FnMut()) -> Result<Vec<f32>> {
         let n = self.n_labels;
@@ -257,7 +267,8 @@ impl Engine for OrtEngine {
 
     fn top1(&mut self, ids: &[&[u32]], batch_size: usize, between_batches: &mut dyn FnMut()) -> Result<Vec<Prediction>> {
         let mut out = vec![Prediction { label: 0, confidence: 0.0 }; ids.len()];
-        self.for_each(ids, batch_size, between_batches, &mut |i, l| out[i] = top_1(l))?;
+        let t = self.temperature;
+        self.for_each(ids, batch_size, between_batches, &mut |i, l| out[i] = top_1(l, t))?;
         Ok(out)
     }
 

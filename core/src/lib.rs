@@ -23,6 +23,7 @@
 pub mod batching;
 pub mod cache;
 pub mod classifier;
+pub mod confidence;
 pub mod drift;
 pub mod engine;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod runtime;
 pub mod stats;
 
 pub use classifier::{Answer, Classifier, ExecutionProvider, Options, Prediction};
+pub use confidence::{Calibration, Level, Levels};
 pub use engine::{Engine, OrtEngine};
 pub use error::{Error, ErrorKind, Result};
 pub use model::ModelDir;

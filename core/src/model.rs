@@ -4,6 +4,7 @@
 //! `config.json` may carry a `txclass` block written by txclass's own training code:
 //! `{"normalization": "txclass-v1", "max_length": 32, "label2category": {label: category}}`.
 //! A model exported from transformers without it loads unchanged (categories are then NULL).
+use crate::confidence::{Calibration, Levels};
 use crate::error::{Error, Result};
 use crate::normalize;
 use serde::Deserialize;
@@ -36,6 +37,16 @@ pub struct ModelDir {
     /// `txclass.subscription_labels`: the labels that are subscription services (streaming,
     /// software, telecom, ...), when the model says; `txclass.subscriptions()` reads it.
     pub subscription_labels: Option<Vec<String>>,
+    /// Temperature, confidence levels and default abstention floor (`txclass.temperature`,
+    /// `txclass.confidence_levels`, `txclass.min_confidence`; see [`crate::confidence`]).
+    pub calibration: Calibration,
+}
+
+#[derive(Deserialize)]
+struct RawLevels {
+    very_high: f32,
+    high: f32,
+    medium: f32,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +62,9 @@ struct TxclassBlock {
     max_length: Option<usize>,
     label2category: Option<HashMap<String, String>>,
     subscription_labels: Option<Vec<String>>,
+    temperature: Option<f32>,
+    confidence_levels: Option<RawLevels>,
+    min_confidence: Option<f32>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -130,6 +144,7 @@ impl ModelDir {
         })?;
         let mut trained_max_length = None;
         let mut subscription_labels = None;
+        let mut calibration = Calibration::default();
         let mut categories = vec![None; labels.len()];
         if let Some(block) = raw.txclass {
             if let Some(norm) = block.normalization {
@@ -146,6 +161,32 @@ impl ModelDir {
             }
             trained_max_length = block.max_length;
             subscription_labels = block.subscription_labels;
+            let bad = |detail: String| {
+                Error::config(
+                    format!("{}: txclass.{detail}", config_path.display()),
+                    "these entries are written by models/train/calibrate.py: temperature > 0, \
+                     confidence_levels {\"very_high\": a, \"high\": b, \"medium\": c} with 1.01 >= a >= b >= c >= 0, \
+                     min_confidence in 0..1.01; re-run the trainer or remove them",
+                )
+            };
+            if let Some(t) = block.temperature {
+                if !(t.is_finite() && t > 0.0) {
+                    return Err(bad(format!("temperature = {t} is not a positive number")));
+                }
+                calibration.temperature = t;
+            }
+            if let Some(l) = block.confidence_levels {
+                let levels = Levels { very_high: l.very_high, high: l.high, medium: l.medium };
+                levels.validate().map_err(bad)?;
+                calibration.levels = levels;
+                calibration.levels_fitted = true;
+            }
+            if let Some(m) = block.min_confidence {
+                if !(0.0..=1.01).contains(&m) {
+                    return Err(bad(format!("min_confidence = {m} is outside 0..1.01")));
+                }
+                calibration.min_confidence = m;
+            }
             if let Some(map) = block.label2category {
                 for (i, l) in labels.iter().enumerate() {
                     categories[i] = map.get(l).cloned();
@@ -165,6 +206,7 @@ impl ModelDir {
             max_positions: raw.max_position_embeddings,
             trained_max_length,
             subscription_labels,
+            calibration,
         })
     }
 
@@ -271,5 +313,31 @@ mod tests {
         let before = m.checksum.clone();
         std::fs::write(d.join(MODEL_FILE), b"not onnx either").unwrap();
         assert_ne!(ModelDir::open(&d).unwrap().checksum, before, "content change must change identity");
+        assert_eq!(m.calibration, Calibration::default(), "no txclass calibration: T = 1, never abstain");
+    }
+
+    #[test]
+    fn calibration_is_read_and_checked() {
+        let d = write_dir(
+            "cal",
+            r#"{"id2label": {"0": "a"}, "txclass": {"temperature": 0.5,
+                "confidence_levels": {"very_high": 0.9, "high": 0.7, "medium": 0.4}, "min_confidence": 0.4}}"#,
+        );
+        let c = ModelDir::open(&d).unwrap().calibration;
+        assert_eq!(c.temperature, 0.5);
+        assert!(c.levels_fitted);
+        assert_eq!(c.levels.high, 0.7);
+        assert_eq!(c.min_confidence, 0.4);
+        for (tag, block) in [
+            ("t0", r#""temperature": 0"#),
+            ("tneg", r#""temperature": -2"#),
+            ("unnested", r#""confidence_levels": {"very_high": 0.5, "high": 0.7, "medium": 0.4}"#),
+            ("floor", r#""min_confidence": 3"#),
+        ] {
+            let d = write_dir(tag, &format!(r#"{{"id2label": {{"0": "a"}}, "txclass": {{{block}}}}}"#));
+            let e = ModelDir::open(&d).unwrap_err();
+            assert!(e.message.contains("txclass."), "{tag}: {e}");
+            assert!(e.hint.as_deref().unwrap_or("").contains("calibrate.py"), "{tag}: {e}");
+        }
     }
 }

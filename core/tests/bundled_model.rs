@@ -243,3 +243,28 @@ fn rules_answer_before_the_cache_and_the_model() {
     let plain = c.classify_descriptors(&raw, None, &mut || {}).unwrap();
     assert!(plain[0].is_some() && plain[3].is_some());
 }
+
+/// The successor model (0.3.0's default) carries its calibration, and every path applies it:
+/// the top-1 confidence is softmax(logits / T), not softmax(logits); businesses that are no
+/// brand fall under its floor, the brands it knows stay well above it.
+#[test]
+fn calibrated_successor_applies_its_temperature_and_abstains_on_unknown_businesses() {
+    let mut c = load(&root().join("models/txclass-merchants-v2"));
+    let cal = c.model.calibration;
+    assert!(cal.levels_fitted && cal.temperature > 0.0 && (cal.temperature - 1.0).abs() > 1e-3, "{cal:?}");
+    assert!(cal.min_confidence > 0.0, "the bundled successor abstains below a floor: {cal:?}");
+    let texts = ["netflix.com 866-579-7172 ca", "eyre & elliston ltd", "oxfordshire county council"];
+    let logits = c.logits(&texts, &mut || {}).unwrap();
+    let preds = c.classify(&texts, &mut || {}).unwrap();
+    for ((t, l), p) in texts.iter().zip(&logits).zip(&preds) {
+        let at_t = txclass_core::classifier::top_1(l, cal.temperature);
+        let raw = txclass_core::classifier::top_1(l, 1.0);
+        assert_eq!(p.label, at_t.label, "{t}");
+        assert!((p.confidence - at_t.confidence).abs() < 1e-6, "{t}: {} vs {}", p.confidence, at_t.confidence);
+        assert!((p.confidence - raw.confidence).abs() > 1e-6 || raw.confidence > 0.9999, "{t}: the temperature changed nothing");
+        let topk = c.topk(&[t], 1, &mut || {}).unwrap().remove(0).remove(0);
+        assert!((topk.confidence - p.confidence).abs() < 1e-6, "{t}: topk and classify disagree");
+    }
+    assert!(preds[0].confidence >= cal.min_confidence, "a known brand is answered: {:?}", preds[0]);
+    assert!(preds[1].confidence < cal.min_confidence && preds[2].confidence < cal.min_confidence, "{preds:?}");
+}

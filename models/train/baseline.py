@@ -4,7 +4,9 @@ compare a monitored table with when its baseline is the model's training distrib
 like: a monitored table holds the model's *predictions*, so the baseline holds them too,
 measured on held-out descriptors of the training generator (unseen places and store numbers).
 
-  label_shares          label -> share of the model's top-1 predictions on the held-out rows
+  label_shares          label -> share of the model's top-1 predictions on the held-out rows it
+                        answers (an abstention, below its config's txclass.min_confidence, has no
+                        label: drift() leaves rows without a label out of the label shares too)
   label_shares_kind     "predicted"
   category_shares       category -> share of the same predictions
   rows                  how many held-out rows (the drift tests weigh the baseline's own noise)
@@ -57,7 +59,12 @@ def main():
     unk = tok.token_to_id("[UNK]")
     sess = ort.InferenceSession(os.path.join(d, "model.onnx"), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
-    texts = [normalize(t) for t, _ in make("test", args.rows, args.seed + 1)]
+    metrics_path = os.path.join(d, "metrics.json")
+    unknown_share = json.load(open(metrics_path)).get("unknown_share", 0.0) if os.path.exists(metrics_path) else 0.0
+    block = cfg.get("txclass", {})
+    temperature, floor = block.get("temperature", 1.0), block.get("min_confidence", 0.0)
+    # the held-out rows as the model was trained: with its share of unknown businesses (open set)
+    texts = [normalize(t) for t, _ in make("test", args.rows, args.seed + 1, unknown_share)]
     id2label = {int(k): v for k, v in cfg["id2label"].items()}
     label2category = cfg.get("txclass", {}).get("label2category", {})
     predicted = collections.Counter()
@@ -79,23 +86,27 @@ def main():
             mask[i, : len(x)] = 1
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         logits = sess.run(None, {k: v for k, v in feed.items() if k in names})[0]
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p = np.exp((logits - logits.max(axis=1, keepdims=True)) / temperature)
         conf = (p / p.sum(axis=1, keepdims=True)).max(axis=1)
         for c in conf:
             hist[min(int(c * 10), 9)] += 1
-        for i in logits.argmax(axis=1):
-            predicted[id2label[int(i)]] += 1
-    shares = {l: round(n / len(texts), 8) for l, n in sorted(predicted.items())}
+        for c, i in zip(conf, logits.argmax(axis=1)):
+            if c >= floor:
+                predicted[id2label[int(i)]] += 1
+    answered = sum(predicted.values())
+    shares = {l: round(n / answered, 8) for l, n in sorted(predicted.items())}
     categories = collections.Counter()
     for l, n in predicted.items():
-        categories[label2category.get(l, "(none)")] += n / len(texts)
-    train_texts = [normalize(t) for t, _ in make("train", args.train_rows, args.seed)]
+        categories[label2category.get(l, "(none)")] += n / answered
+    train_texts = [normalize(t) for t, _ in make("train", args.train_rows, args.seed, unknown_share)]
     curve = new_share_curve(texts, train_texts)
     new_share = curve[-1][1]
     out = {
-        "source": f"the model's predictions on {len(texts)} held-out descriptors of its generator (seed {args.seed + 1})",
+        "source": f"the model's predictions on {len(texts)} held-out descriptors of its generator (seed {args.seed + 1}"
+                  + (f", {unknown_share:.0%} unknown businesses" if unknown_share else "") + ")",
         "label_shares_kind": "predicted",
-        "rows": len(texts),
+        "rows": answered,
+        "abstained_share": round(1 - answered / len(texts), 6),
         "label_shares": shares,
         "category_shares": {c: round(v, 8) for c, v in sorted(categories.items())},
         "new_descriptor_share": round(new_share, 6),

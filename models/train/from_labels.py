@@ -33,7 +33,6 @@ import csv
 import datetime
 import hashlib
 import json
-import math
 import os
 import pickle
 import random
@@ -44,6 +43,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from budget import Budget  # noqa: E402
 from normalize import VERSION as NORM_VERSION, normalize  # noqa: E402
 from train import build_tokenizer, export_onnx, pad, quantize  # noqa: E402
 
@@ -241,8 +241,11 @@ def main():
     ap.add_argument("--warm-start", help="a model directory written by this script: continue training it")
     ap.add_argument("--split", choices=["time", "random"])
     ap.add_argument("--test-fraction", type=float, default=0.2)
-    ap.add_argument("--minutes", type=float, default=5.0, help="training time budget")
-    ap.add_argument("--max-steps", type=int, default=4000)
+    ap.add_argument("--minutes", type=float, default=5.0,
+                    help="training time budget: the learning-rate schedule runs over it, so training ends when it is spent")
+    ap.add_argument("--max-steps", type=int, help="an optional cap on steps (the log and the card say when it, not the budget, stopped training)")
+    ap.add_argument("--calibration-fraction", type=float, default=0.1,
+                    help="share of the training rows held out to fit the temperature and the confidence levels")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, help="default 1e-3 (scratch) or 5e-5 (finetune, warm start); the head gets 10x")
     ap.add_argument("--vocab", type=int, default=4096)
@@ -268,10 +271,18 @@ def main():
     train, test, split_info = split(rows, args)
     if not train:
         sys.exit("the split left no training rows: lower --test-fraction")
+    # calibration rows: held out of training (a random slice), for the temperature and the level
+    # thresholds; the model and the TF-IDF baseline both train on the rest
+    cal = []
+    if args.calibration_fraction > 0 and len(train) >= 200:
+        order = np.random.default_rng(args.seed + 7).permutation(len(train))
+        k = max(50, int(len(train) * args.calibration_fraction))
+        cal = [train[i] for i in sorted(order[:k])]
+        train = [train[i] for i in sorted(order[k:])]
     # every step reads the normalized text: normalize each distinct descriptor once
     norm = {d: normalize(d) for d in {r[0] for r in rows}}
     print(f"data: {len(rows)} rows ({dropped} without descriptor or label dropped); "
-          f"{len(train)} train / {len(test)} test ({split_info})", flush=True)
+          f"{len(train)} train / {len(cal)} calibration / {len(test)} test ({split_info})", flush=True)
 
     # labels: a warm start keeps the old ids and appends new classes
     old_labels, old_cats, warm = [], {}, None
@@ -334,16 +345,16 @@ def main():
     head = [p for n, p in model.named_parameters() if n.startswith("classifier")]
     body = [p for n, p in model.named_parameters() if not n.startswith("classifier")]
     opt = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": lr * head_lr_mult}], weight_decay=0.01)
-    warmup = min(200, args.max_steps // 10 + 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.max_steps)))))
+    budget = Budget(args.minutes, args.max_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, budget.lr_factor)
     tgt = torch.from_numpy(targets)
     smooth = args.label_smoothing
     model.train()
+    budget.begin()
     start = time.time()
     step = 0
     rng = np.random.default_rng(args.seed)
-    while step < args.max_steps and time.time() - start < args.minutes * 60:
+    while budget.more(step):
         idx = rng.choice(len(texts), size=min(args.batch, len(texts)), p=probs)
         a, m = pad([ids[i] for i in idx], pad_id)
         logits = model(input_ids=torch.from_numpy(a), attention_mask=torch.from_numpy(m),
@@ -357,7 +368,10 @@ def main():
         if step % 200 == 0:
             print(f"step {step} loss {loss.item():.3f} ({time.time() - start:.0f}s)", flush=True)
     train_s = time.time() - start
-    print(f"trained {step} steps in {train_s:.0f}s", flush=True)
+    stopped_by = budget.stopped_by(step)
+    print(f"trained {step} steps in {train_s:.0f}s: stopped by the {stopped_by} "
+          f"({'--max-steps ' + str(args.max_steps) + ' reached before the ' if stopped_by != 'time budget' else ''}"
+          f"{budget.seconds:.0f} s budget{' was spent' if stopped_by == 'time budget' else ''})", flush=True)
 
     # export + quantize
     fp32 = os.path.join(args.out, "model_fp32.onnx")
@@ -382,6 +396,7 @@ def main():
     cfg_d["architectures"] = ["BertForSequenceClassification"]
     cfg_d["txclass"] = {"normalization": f"txclass-v{NORM_VERSION}", "max_length": args.max_length,
                         "label2category": {l: label2category[l] for l in labels if l in label2category}}
+    config_path = os.path.join(args.out, "config.json")
     if args.subscription_column:
         # a label is a subscription service when most of its rows say so (txclass.subscriptions())
         cfg_d["txclass"]["subscription_labels"] = sorted(l for l in labels if sub_votes.get(l, [0, 1])[0] * 2 > sub_votes.get(l, [0, 1])[1])
@@ -399,25 +414,65 @@ def main():
     serve.no_padding(); serve.enable_truncation(min(SERVE_MAX_LENGTH, max_pos))
     unk = serve.token_to_id("[UNK]")
 
-    def predict(normalized):
-        out, conf = [None] * len(normalized), [None] * len(normalized)
+    def raw_logits(normalized):
+        """Logits of each non-empty text (None for empty ones), one row at a time as txclass runs
+        a lone miss, and the rows per second of that."""
+        out = [None] * len(normalized)
         todo = [i for i, t in enumerate(normalized) if t]
         enc = serve.encode_batch([normalized[i] for i in todo]) if todo else []
         t0 = time.time()
         for i, e in zip(todo, enc):
             x = np.array([e.ids], dtype=np.int64)
-            lg = sess.run(["logits"], {"input_ids": x, "attention_mask": np.ones_like(x), "token_type_ids": np.zeros_like(x)})[0][0]
-            p = np.exp(lg - lg.max()); p /= p.sum()
-            out[i], conf[i] = labels[int(lg.argmax())], float(p.max())
-        return out, conf, len(todo) / max(time.time() - t0, 1e-9)
+            out[i] = sess.run(["logits"], {"input_ids": x, "attention_mask": np.ones_like(x), "token_type_ids": np.zeros_like(x)})[0][0]
+        return out, len(todo) / max(time.time() - t0, 1e-9)
+
+    # calibration: temperature and levels from the calibration rows (test rows if there are none)
+    from calibrate import calibrate, card_lines, level_table, reliability, softmax as csoftmax
+    cal_rows = cal or test
+    cal_lg, _ = raw_logits([norm[d] for d, *_ in cal_rows])
+    keep = [i for i, (r, lg) in enumerate(zip(cal_rows, cal_lg)) if lg is not None and r[1] in label2id]
+    cal_block, cal_report = calibrate(np.array([cal_lg[i] for i in keep]), np.array([label2id[cal_rows[i][1]] for i in keep])) \
+        if keep else ({"temperature": 1.0, "confidence_levels": {"very_high": 1.01, "high": 1.01, "medium": 1.01}, "min_confidence": 0.0}, None)
+    temperature = cal_block["temperature"]
+    print(f"calibration on {len(keep)} {'calibration' if cal else 'test'} rows: T {temperature}, "
+          f"levels {cal_block['confidence_levels']}, min_confidence {cal_block['min_confidence']}", flush=True)
+
+    def predict(normalized):
+        lgs, rps = raw_logits(normalized)
+        out, conf = [None] * len(normalized), [None] * len(normalized)
+        for i, lg in enumerate(lgs):
+            if lg is not None:
+                p = csoftmax(lg[None, :], temperature)[0]
+                out[i], conf[i] = labels[int(lg.argmax())], float(p.max())
+        return out, conf, rps
 
     expected = [l for _, l, *_ in test]
     test_texts = [norm[d] for d, *_ in test]
     pred, conf, rps = predict(test_texts)
     bert = evaluate(expected, pred)
+    # the calibration as measured on the test split (ECE before and after, levels)
+    test_lg, _ = raw_logits(test_texts)
+    ok_rows = [i for i, lg in enumerate(test_lg) if lg is not None]
+    calibration_md = []
+    if cal_report and ok_rows:
+        lg = np.array([test_lg[i] for i in ok_rows])
+        correct = np.array([pred[i] == expected[i] for i in ok_rows])
+        rep = dict(cal_report)
+        rep["rows"] = len(ok_rows)
+        rep["reliability_before"], rep["ece_before"] = reliability(csoftmax(lg, 1.0).max(1), correct)
+        rep["reliability_after"], rep["ece_after"] = reliability(csoftmax(lg, temperature).max(1), correct)
+        from calibrate import nll as cnll
+        known = [k for k, i in enumerate(ok_rows) if expected[i] in label2id]
+        yk = np.array([label2id[expected[ok_rows[k]]] for k in known])
+        rep["nll_before"] = cnll(lg[known], yk, 1.0) if known else float("nan")
+        rep["nll_after"] = cnll(lg[known], yk, temperature) if known else float("nan")
+        rep["level_table"], rep["abstain_share"] = level_table(
+            csoftmax(lg, temperature).max(1), correct, cal_block["confidence_levels"], cal_block["min_confidence"])
+        bert.update({"ece_before": round(rep["ece_before"], 4), "ece_after": round(rep["ece_after"], 4)})
+        calibration_md = card_lines(rep, "the test split", f"{len(keep)} {'calibration rows held out of training' if cal else 'test rows (too few rows to hold calibration rows out)'}")
     bert.update({"train_seconds": round(train_s, 1), "steps": step, "bytes": os.path.getsize(onnx_path),
                  "rows_per_s_onnxruntime_1_thread_batch_1": round(rps)})
-    base = tfidf_baseline(train, test, norm)
+    base = tfidf_baseline(train, test, norm)  # the same training rows as the model (calibration rows held out)
     print(f"test: BERT acc {bert['accuracy']:.4f} macro-F1 {bert['macro_f1']:.4f}; "
           f"TF-IDF+LR acc {base['accuracy']:.4f} macro-F1 {base['macro_f1']:.4f}", flush=True)
 
@@ -427,7 +482,10 @@ def main():
     # share (test rows whose normalized descriptor no training row has, over history)
     train_texts = [norm[d] for d, *_ in train]
     train_pred, train_conf, _ = predict(train_texts)
-    every = [p for p in train_pred + pred if p is not None]
+    # an answer under the model's floor is an abstention: a monitored table holds no label for it,
+    # and drift() leaves rows without a label out of the label shares, so the baseline does too
+    floor = cal_block["min_confidence"]
+    every = [p for p, c in zip(train_pred + pred, train_conf + conf) if p is not None and c >= floor]
     pred_freq = collections.Counter(every)
     pred_shares = {l: round(n / max(len(every), 1), 8) for l, n in sorted(pred_freq.items())}
     cat_shares = collections.Counter()
@@ -465,10 +523,16 @@ def main():
         "split": split_info, "gold_query": gold_sql(split_info, args),
         "gold_fingerprint": fingerprint([(d, l) for d, l, *_ in test]),
         "bert": bert, "tfidf_logreg": base, "seed": args.seed, "minutes_budget": args.minutes,
+        "max_steps": args.max_steps, "stopped_by": stopped_by, "calibration_rows": len(cal), "calibration_rows_used": len(keep),
+        "temperature": temperature, "confidence_levels": cal_block["confidence_levels"],
+        "min_confidence": cal_block["min_confidence"],
         "total_seconds": round(time.time() - t_all, 1),
     }
     json.dump(metrics, open(os.path.join(args.out, "metrics.json"), "w"), indent=2, default=str)
-    write_card(args, metrics, labels, freq, label2category)
+    # the calibration goes into config.json (written before the evaluation: rewritten with it)
+    cfg_d["txclass"].update(cal_block)
+    json.dump(cfg_d, open(config_path, "w"), indent=2, sort_keys=True)
+    write_card(args, metrics, labels, freq, label2category, calibration_md)
     print(json.dumps({k: metrics[k] for k in ("train_rows", "test_rows", "labels", "gold_fingerprint")}), flush=True)
 
 
@@ -488,7 +552,7 @@ def grow_head(model, n, torch):
     model.num_labels = n
 
 
-def write_card(args, mt, labels, freq, label2category):
+def write_card(args, mt, labels, freq, label2category, calibration_md=()):
     b, t = mt["bert"], mt["tfidf_logreg"]
     name = os.path.basename(os.path.normpath(args.out))
     lines = [
@@ -515,6 +579,11 @@ def write_card(args, mt, labels, freq, label2category):
         f"| TF-IDF char 2–5-grams + logistic regression | {t['accuracy']:.4f} | {t['macro_f1']:.4f} | "
         f"{t['train_seconds']:.1f} s | {t['bytes'] / 1e6:.2f} MB (pickle) | {t['rows_per_s_python_1_process']:,} (scikit-learn) |",
         "",
+        f"Training: {b['steps']} steps in {b['train_seconds']:.0f} s of a {mt['minutes_budget']:g}-minute budget"
+        + (f" (--max-steps {mt['max_steps']})" if mt["max_steps"] else "") + f"; stopped by the {mt['stopped_by']}.",
+        "",
+        versus_baseline(mt),
+        "",
         "Macro-F1 as `txclass.evaluate` computes it: classes = expected ∪ predicted, zero_division = 0; a",
         "descriptor that normalizes to nothing counts as wrong. Reproduce in SQL after registering:",
         "",
@@ -524,6 +593,7 @@ def write_card(args, mt, labels, freq, label2category):
         f"FROM txclass.evaluate('{name}', $q${mt['gold_query']}$q$) AS evaluate;",
         "```",
         "",
+    ] + list(calibration_md) + [
         "## Label frequencies (the training labels; the drift baseline, `drift_baseline.json`, holds the model's predicted shares)",
         "",
         "| label | category | training rows | share |",
@@ -536,6 +606,17 @@ def write_card(args, mt, labels, freq, label2category):
               f"`python models/train/from_labels.py ... --warm-start {args.out}` continues from this model's `pytorch/` weights;",
               "new labels are appended (the classifier head grows; register the result under a new name).", ""]
     open(os.path.join(args.out, "MODEL_CARD.md"), "w").write("\n".join(lines))
+
+
+def versus_baseline(mt):
+    b, t = mt["bert"], mt["tfidf_logreg"]
+    d = b["macro_f1"] - t["macro_f1"]
+    line = f"Versus the TF-IDF baseline on the same split: macro-F1 {d:+.4f}."
+    if d < -0.01:
+        line += (f" More than 0.01 below it: in {b['steps']} steps the network has not learned what character n-grams"
+                 f" take from {mt['train_rows']} rows at once. Give it a longer --minutes, fine-tune a pretrained"
+                 " checkpoint (--mode finetune --base ...), or label more rows; or keep serving the current model.")
+    return line
 
 
 def split_words(s):

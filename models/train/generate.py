@@ -8,11 +8,19 @@ The held-out split is built from cities, towns, store numbers and generic shop n
 training split never uses, so the test accuracy measures generalisation to unseen places and
 stores rather than memorisation.
 """
+import collections
 import random
 import string
 
-from merchants import (CATEGORIES, GENERIC_CATEGORIES, NAME_WORDS, PROCESSOR_PREFIXES,
-                       UK_PLACES, US_PLACES)
+from merchants import (CATEGORIES, CHARITY, COMPANY_SUFFIXES, EDUCATION, GENERIC_CATEGORIES, NAME_SYLLABLES,
+                       NAME_WORDS, PLAIN_WORDS, PROCESSOR_PREFIXES, PUBLIC_BODIES, SAINTS, SURNAMES, UK_PLACES,
+                       US_PLACES)
+
+# the label of a generated business that is none of the classes (open set): no class is right
+UNKNOWN = None
+# ordinary words that brands share with local firms ("OXFORD GARDEN CENTRE" is not Olive Garden)
+NEAR_MISS_WORDS = ["GARDEN", "HOUSE", "WORLD", "TRAVEL", "TRADE", "RECYCLING", "TOOLS", "OFFICE", "CENTRE", "NEWS",
+                   "MEDIA", "HOME", "STATION", "TRAINS", "RAILWAY", "BOOKS", "CARS", "TAXIS", "HIRE"]
 
 
 def labels_and_categories():
@@ -32,10 +40,11 @@ def _split(seq, held_out_every):
 
 
 class Generator:
-    def __init__(self, split: str, seed: int):
+    def __init__(self, split: str, seed: int, open_set: bool = False):
         assert split in ("train", "test")
         self.rng = random.Random(seed)
         self.split = split
+        self.open_set = open_set
         us_tr, us_te = _split(US_PLACES, 5)
         uk_tr, uk_te = _split(UK_PLACES, 5)
         nw_tr, nw_te = _split(NAME_WORDS, 5)
@@ -48,6 +57,9 @@ class Generator:
                 self.stems[label] = stems
         self.generic = GENERIC_CATEGORIES
         self.labels = [l for l, _ in labels_and_categories()]
+        pick = lambda seq: _split(seq, 4)[0 if split == "train" else 1]
+        self.surnames, self.syllables, self.plain = pick(SURNAMES), pick(NAME_SYLLABLES), pick(PLAIN_WORDS)
+        self._stems = None
 
     # store numbers: training uses n % 7 != 3, the test split only n % 7 == 3
     def store_number(self):
@@ -107,8 +119,11 @@ class Generator:
         elif style < 0.8:
             name = f"{first} {r.choice(self.names)} {r.choice(suffixes)}"
         elif style < 0.9:
-            # company-register style: "SMITH & LOW LTD"
+            # company-register style: "SMITH & LOW LTD" (in the open set, with its trade: a bare
+            # "SMITH & LOW" names no family, so it belongs to the unknowns)
             name = f"{first} & {r.choice(self.names)}"
+            if self.open_set:
+                name += " " + r.choice(suffixes)
         else:
             # the business's web address: "WWW.GREENWAYPLUMBING.CO.UK"
             body = (first + r.choice(suffixes)).replace(" ", "").replace("&", "AND").replace("'", "")
@@ -163,15 +178,138 @@ class Generator:
         label = self.rng.choice(self.labels)
         return self.descriptor(label), label
 
+    # ---- open set -------------------------------------------------------------------------
+    def brand_stems(self):
+        if self._stems is None:
+            from normalize import normalize
+            self._stems = [normalize(s) for stems in self.stems.values() for s in stems]
+            self._stems = [s for s in self._stems if len(s) >= 4]
+        return self._stems
 
-def make(split, n, seed):
-    g = Generator(split, seed)
-    return [g.sample() for _ in range(n)]
+    def invented(self):
+        r = self.rng
+        return "".join(r.choice(self.syllables) for _ in range(r.choice([2, 2, 3])))
+
+    def unknown_name(self):
+        """A business that is none of the brands and names no long-tail family: a firm called
+        after people, places, plain words or invented words; a public body; a school; a charity."""
+        r = self.rng
+        place = r.choice(self.uk)
+        kind = r.random()
+        if kind < 0.22:
+            name = f"{r.choice(self.surnames)} {r.choice(COMPANY_SUFFIXES)}"
+        elif kind < 0.34:
+            name = f"{r.choice(self.surnames)} & {r.choice(self.surnames)}"
+            if r.random() < 0.5:
+                name += " " + r.choice(COMPANY_SUFFIXES)
+        elif kind < 0.50:
+            name = self.invented() + (" " + r.choice(COMPANY_SUFFIXES) if r.random() < 0.6 else "")
+        elif kind < 0.62:
+            words = " ".join(r.choice(self.plain) for _ in range(r.choice([1, 2, 2, 3])))
+            name = words + (" " + r.choice(COMPANY_SUFFIXES) if r.random() < 0.6 else "")
+        elif kind < 0.72:
+            letters = "".join(r.choice(string.ascii_uppercase) for _ in range(r.choice([2, 3, 3, 4])))
+            name = f"{letters} {r.choice(COMPANY_SUFFIXES)}"
+        elif kind < 0.82:
+            body = r.choice(PUBLIC_BODIES)
+            name = r.choice([f"{place} {body}", f"{body} OF {place}", f"{place}SHIRE {body}"])
+        elif kind < 0.91:
+            school = r.choice(EDUCATION)
+            name = r.choice([f"{place} {school}", f"{r.choice(SAINTS)} {school}", f"{school} OF {place}",
+                             f"{r.choice(self.surnames)} {school}"])
+        else:
+            org = r.choice(CHARITY)
+            name = r.choice([f"{place} {org}", f"{r.choice(self.plain)} {org}", f"{r.choice(SAINTS)} {org}",
+                             f"{r.choice(self.surnames)} {org}", f"{place} {r.choice(self.plain)} {org}"])
+        return name
+
+    def brand_words(self):
+        """(words of multi-word brand stems, first words of all stems), for near misses."""
+        if getattr(self, "_words", None) is None:
+            multi, first, own = collections.Counter(), set(), set()
+            for label, stems in self.stems.items():
+                # a word that names the brand by itself (its label's first word, a one-word stem:
+                # ETSY, TESCO) is the brand wherever it appears: never a near miss
+                own.add(label.split()[0].upper().replace("'", ""))
+                for st in stems:
+                    parts = st.replace("*", " ").replace(".", " ").split()
+                    if len(parts) == 1:
+                        own.add(parts[0])
+                    ws = [w for w in parts if w.isalpha() and len(w) >= 4]
+                    if len(parts) > 1:
+                        multi.update({(w, label) for w in ws})
+                    if ws:
+                        first.add(ws[0])
+            # generic words: in the stems of two brands or more (CENTRE, DIRECT, EXPRESS), or
+            # ordinary words a brand shares with local firms
+            brands_of = collections.Counter(w for w, _ in multi)
+            generic = {w for w, k in brands_of.items() if k >= 2} | set(NEAR_MISS_WORDS)
+            # never a long-tail family's trade word: "... SERVICES", "... HOTEL", "... PARKING"
+            # name an Other class, not an unknown
+            trade = {w for _, suffixes in self.generic.values() for sfx in suffixes for w in sfx.split()}
+            trade |= {w + "S" for w in trade} | {w[:-1] for w in trade if w.endswith("S")}
+            self._words = (sorted(generic - own - trade - {"AMZN", "EDISON"}), sorted(first))
+        return self._words
+
+    def near_miss_name(self):
+        """A business that shares a word or a word's start with a brand but is not it: "OXFORD
+        GARDEN CENTRE" is not Olive Garden, "TOOLMASTER" is not Toolstation, "BOOKER LIMITED" is not
+        Booking.com. Without these the model answers a brand for any string that shares a piece of it."""
+        r = self.rng
+        multi, first = self.brand_words()
+        kind = r.random()
+        if kind < 0.5 and multi:
+            w = r.choice(multi)
+            other = r.choice([r.choice(self.surnames), r.choice(self.plain), r.choice(self.uk), self.invented()])
+            name = r.choice([f"{other} {w}", f"{w} {other}", f"{self.rng.choice(self.uk)} {w} {r.choice(self.plain)}"])
+        else:
+            w = r.choice(first)
+            cut = w[: r.randint(3, max(3, min(5, len(w) - 1)))]
+            name = cut + r.choice(self.syllables + ["MASTER", "ER", "ERS", "WISE", "LINE", "WORLD", "TECH", "PRO"])
+        if r.random() < 0.5:
+            name += " " + r.choice(COMPANY_SUFFIXES)
+        return name
+
+    def unknown_descriptor(self):
+        from normalize import normalize
+        while True:
+            stem = self.near_miss_name() if self.rng.random() < 0.4 else self.unknown_name()
+            n = " " + normalize(stem) + " "
+            if not any(f" {s} " in n for s in self.brand_stems()):
+                break
+        return self.dress(self.typo(stem))
+
+    def dress(self, name):
+        """The card network's framing around a merchant name (see descriptor())."""
+        r = self.rng
+        if r.random() < 0.2:
+            name = r.choice(PROCESSOR_PREFIXES) + name
+        if r.random() < 0.15:
+            name = name.rstrip() + " " + self.ref_code()
+        if r.random() < 0.55:
+            name = name[:22]
+        parts = [name]
+        if r.random() < 0.5:
+            parts.append(self.location())
+        return self.noise_case(" ".join(parts))
+
+
+def make(split, n, seed, unknown_share=0.0):
+    """n (descriptor, label) pairs; with unknown_share > 0 (the open set) that share of them are
+    businesses that are none of the classes, with label UNKNOWN (None)."""
+    g = Generator(split, seed, open_set=unknown_share > 0)
+    out = []
+    for _ in range(n):
+        if unknown_share > 0 and g.rng.random() < unknown_share:
+            out.append((g.unknown_descriptor(), UNKNOWN))
+        else:
+            out.append(g.sample())
+    return out
 
 
 if __name__ == "__main__":
-    for d, l in make("train", 40, 1):
-        print(f"{l:24s} | {d}")
+    for d, l in make("train", 40, 1, unknown_share=0.3):
+        print(f"{l or '(unknown)':24s} | {d}")
     print("---- test")
     for d, l in make("test", 15, 2):
-        print(f"{l:24s} | {d}")
+        print(f"{l or '(unknown)':24s} | {d}")

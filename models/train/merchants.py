@@ -491,3 +491,48 @@ PROCESSOR_PREFIXES = [
     "ZETTLE_*", "SUMUP *", "CRV*", "CKO*", "DNH*", "WPY*", "STRIPE*", "GOOGLE *", "APL*",
     "VISA DDA PUR ", "ACH DEBIT ", "CARD PAYMENT TO ", "CONTACTLESS ",
 ]
+
+# ---- open set (txclass-merchants-v2): businesses that are none of the brands above ---------
+# Generated names of local suppliers, firms, public bodies and charities; their training target
+# is "none of the classes" (a uniform distribution), so the model learns to say it does not know
+# instead of naming the nearest brand. Invented here; never taken from real transaction data.
+SURNAMES = [
+    "ABBOTT", "ATKINS", "BARKER", "BARTON", "BENNETT", "BIRCH", "BOWEN", "BRADLEY", "BRIGGS",
+    "BURTON", "CARR", "CHAPMAN", "COLE", "COOPER", "CROSS", "DAWSON", "DIXON", "DOYLE", "ELLIS",
+    "FARMER", "FISHER", "FLETCHER", "FOSTER", "FOWLER", "GIBSON", "GRAHAM", "GRANT", "GRIFFIN",
+    "HALL", "HARDY", "HART", "HAYES", "HOLMES", "HOWARD", "HUGHES", "HUNT", "JACKSON", "JAMES",
+    "KELLY", "KNIGHT", "LAMBERT", "LANE", "LAWSON", "LLOYD", "MARSH", "MASON", "MAY", "MILLS",
+    "MORGAN", "NASH", "NORTON", "OWEN", "PAGE", "PALMER", "PAYNE", "PEARCE", "PERRY", "PORTER",
+    "PRICE", "REED", "REEVES", "RILEY", "ROSS", "RUSSELL", "SHAW", "SIMPSON", "SPENCER", "STONE",
+    "SUTTON", "TUCKER", "WARD", "WATSON", "WEBB", "WELLS", "WEST", "WHEELER", "WOOD", "WOODS",
+    "AHMED", "BAKSHI", "CHOWDHURY", "DESAI", "HUSSAIN", "KHAN", "MALIK", "SINGH", "OKAFOR",
+    "MENSAH", "NOWAK", "KOWALSKI", "ROSSI", "MULLER", "SCHMIDT", "DUBOIS", "FERREIRA", "SANTOS",
+    "OCONNOR", "MACLEOD", "FRASER", "BYRNE", "QUINN", "GALLAGHER", "DUNCAN",
+]
+# syllables for invented company names ("ALLMAKES", "VENTRIX", "CORDELL")
+NAME_SYLLABLES = [
+    "AL", "AR", "BEL", "BRO", "CAR", "COR", "DEL", "DAN", "EX", "EN", "FAR", "GEN", "HAL", "IN",
+    "KEN", "LAN", "MAR", "MER", "NOR", "NOV", "OR", "PAR", "PRO", "QUA", "RAD", "REN", "SAL",
+    "SEL", "TAN", "TEC", "TRI", "UL", "VAL", "VEN", "WEL", "ZEN", "MAKES", "TRIX", "DELL", "TON",
+    "WAY", "LINE", "TEK", "SYS", "ION", "ICA", "ORA", "ELL", "ANT", "ENT", "IUM", "STAR", "FORD",
+]
+# ordinary English words that firms are named after ("ALL BAR ONE" is this kind of name)
+PLAIN_WORDS = [
+    "ALL", "ONE", "FIRST", "BEST", "PRIME", "TOP", "NEW", "OLD", "GOOD", "FINE", "TRUE", "BRIGHT",
+    "CLEAR", "SWIFT", "QUICK", "SMART", "WISE", "BOLD", "FRESH", "PURE", "ARROW", "ANCHOR",
+    "BEACON", "COMPASS", "FALCON", "HARVEST", "KESTREL", "LANTERN", "MERIDIAN", "NORTHERN",
+    "PHOENIX", "QUADRANT", "RAVEN", "SOVEREIGN", "TRINITY", "VANGUARD", "ZENITH", "EAT", "BAR",
+    "HOUSE", "WORKS", "LINK", "POINT", "CORE", "HUB", "EDGE", "NEST", "FORGE", "FIELD", "GATE",
+]
+COMPANY_SUFFIXES = ["LTD", "LIMITED", "PLC", "LLP", "& SONS", "& CO", "AND CO", "UK LTD", "GROUP",
+                    "HOLDINGS", "ENTERPRISES", "INTERNATIONAL", "SOLUTIONS", "SYSTEMS", "PARTNERSHIP",
+                    "BROTHERS", "& DAUGHTERS", "(UK) LTD", "CIC", "INC", "LLC", "CORP"]
+PUBLIC_BODIES = ["CITY COUNCIL", "COUNTY COUNCIL", "DISTRICT COUNCIL", "BOROUGH COUNCIL",
+                 "PARISH COUNCIL", "CORPORATION", "MAGISTRATES", "FIRE SERVICE", "POLICE",
+                 "CORONERS", "ARCHIVES", "LIBRARIES", "CREMATORIUM", "COMMUNITY CENTRE", "TOWN HALL"]
+EDUCATION = ["PRIMARY SCHOOL", "ACADEMY", "COLLEGE", "HIGH SCHOOL", "UNIVERSITY", "NURSERY",
+             "GRAMMAR SCHOOL", "INFANT SCHOOL", "SIXTH FORM", "SCHOOL OF MUSIC"]
+CHARITY = ["TRUST", "FOUNDATION", "SOCIETY", "ASSOCIATION", "CHARITY", "FUND", "APPEAL",
+           "INSTITUTE", "FEDERATION", "NETWORK", "CLUB", "GUILD", "CHURCH", "PARISH", "MISSION"]
+SAINTS = ["ST MARY'S", "ST JOHN'S", "ST PETER'S", "ST ANNE'S", "ST GEORGE'S", "ST ALBAN'S",
+          "ST MICHAEL'S", "ST JAMES'", "ST HELEN'S", "ST CLEMENT'S", "CHRIST CHURCH", "HOLY TRINITY"]

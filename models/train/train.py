@@ -11,7 +11,6 @@ Offline, CPU only. See models/train/README.md.
 import argparse
 import collections
 import json
-import math
 import os
 import random
 import sys
@@ -21,6 +20,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from budget import Budget  # noqa: E402
+from calibrate import calibrate, card_lines  # noqa: E402
 from generate import labels_and_categories, make  # noqa: E402
 from normalize import VERSION as NORM_VERSION, normalize  # noqa: E402
 
@@ -119,13 +120,92 @@ def macro_f1(y_true, y_pred, n_labels):
     return float(f1[present].mean())
 
 
+def ort_logits(path, n_labels, ids_list):
+    import onnxruntime as ort
+    so = ort.SessionOptions(); so.intra_op_num_threads = 1
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    out = []
+    for i in range(0, len(ids_list), 256):
+        a, m = pad(ids_list[i:i + 256])
+        out.append(s.run(["logits"], {"input_ids": a, "attention_mask": m, "token_type_ids": np.zeros_like(a)})[0])
+    return np.concatenate(out) if out else np.zeros((0, n_labels), dtype=np.float32)
+
+
+def calibrate_shipped(int8, tok, args, labels, label2id, cal, cal_unknown, test_unknown, te_ids, te_y):
+    """Temperature and levels on the shipped int8 graph, fitted on the calibration split (its
+    own held-out rows, not the test split), measured on the test split."""
+    enc = lambda rows: encode(tok, [normalize(d) for d, _ in rows], args.max_length)
+    other = np.array([l.startswith("Other ") for l in labels])
+    cal_logits, cal_y = ort_logits(int8, len(labels), enc(cal)), np.array([label2id[l] for _, l in cal])
+    unk_logits = ort_logits(int8, len(labels), enc(cal_unknown))
+    # an unknown business answered with a long-tail "Other ..." class is right; with a brand, wrong
+    block, cal_report = calibrate(cal_logits, cal_y, (unk_logits, other[unk_logits.argmax(-1)]) if len(cal_unknown) else None)
+    # the same measures on the test split, with the fitted temperature and thresholds
+    from calibrate import level_table, reliability, softmax as csoftmax
+    te_logits = ort_logits(int8, len(labels), te_ids)
+    tu_logits = ort_logits(int8, len(labels), enc(test_unknown))
+    te_p1, te_pt = csoftmax(te_logits, 1.0).max(1), csoftmax(te_logits, block["temperature"]).max(1)
+    te_ok = te_logits.argmax(-1) == te_y
+    test_report = dict(cal_report)
+    test_report["rows"] = len(te_y)
+    test_report["reliability_before"], test_report["ece_before"] = reliability(te_p1, te_ok)
+    test_report["reliability_after"], test_report["ece_after"] = reliability(te_pt, te_ok)
+    from calibrate import nll as cnll
+    test_report["nll_before"], test_report["nll_after"] = cnll(te_logits, te_y, 1.0), cnll(te_logits, te_y, block["temperature"])
+    tu_conf = csoftmax(tu_logits, block["temperature"]).max(1) if len(test_unknown) else np.zeros(0)
+    tu_ok = other[tu_logits.argmax(-1)] if len(test_unknown) else np.zeros(0, dtype=bool)
+    test_report["open_set_rows"] = len(test_unknown)
+    test_report["level_table"], test_report["abstain_share"] = level_table(
+        np.concatenate([te_pt, tu_conf]), np.concatenate([te_ok, tu_ok]), block["confidence_levels"], block["min_confidence"])
+    hi = np.array([c >= block["confidence_levels"]["high"] for c in tu_conf])
+    unknown_high_brand = float((hi & ~tu_ok).mean()) if len(tu_conf) else 0.0
+    unknown_abstain = float((tu_conf < block["min_confidence"]).mean()) if len(tu_conf) else 0.0
+    print(f"calibration: T {block['temperature']}, ECE {cal_report['ece_before']:.4f} -> {cal_report['ece_after']:.4f} "
+          f"(test {test_report['ece_before']:.4f} -> {test_report['ece_after']:.4f}); levels {block['confidence_levels']}; "
+          f"unknown businesses answered a brand at high or above {unknown_high_brand:.3f}, abstained {unknown_abstain:.3f}", flush=True)
+    return block, test_report, unknown_high_brand, unknown_abstain
+
+
+def recalibrate(args, tok, labels, label2id, cal, cal_unknown, test_unknown, te_ids, te_y):
+    int8 = os.path.join(args.out, "model.onnx")
+    block, test_report, unknown_high_brand, unknown_abstain = calibrate_shipped(
+        int8, tok, args, labels, label2id, cal, cal_unknown, test_unknown, te_ids, te_y)
+    cfg_path = os.path.join(args.out, "config.json")
+    cfg = json.load(open(cfg_path))
+    cfg["txclass"].update(block)
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+    mt_path = os.path.join(args.out, "metrics.json")
+    mt = json.load(open(mt_path))
+    mt.update({"temperature": block["temperature"], "confidence_levels": block["confidence_levels"],
+               "min_confidence": block["min_confidence"], "ece_before": round(test_report["ece_before"], 4),
+               "ece_after": round(test_report["ece_after"], 4), "unknown_answered_brand_high": round(unknown_high_brand, 4),
+               "unknown_abstained": round(unknown_abstain, 4)})
+    with open(mt_path, "w") as f:
+        json.dump(mt, f, indent=2)
+    card_path = os.path.join(args.out, "MODEL_CARD.md")
+    card = open(card_path).read()
+    a = card.index("## Calibration and confidence levels")
+    b = card.index("Some held-out errors", a)
+    section = "\n".join(card_lines(test_report, "the held-out test split",
+                                   "a calibration split of held-out rows (places, stores and names unseen in training)"))
+    open(card_path, "w").write(card[:a] + section + "\n" + card[b:])
+    print(f"recalibrated {args.out}: {json.dumps(block)}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--train-size", type=int, default=150000)
     ap.add_argument("--test-size", type=int, default=10000)
-    ap.add_argument("--minutes", type=float, default=10.0, help="training time budget")
-    ap.add_argument("--max-steps", type=int, default=6000)
+    ap.add_argument("--minutes", type=float, default=10.0,
+                    help="training time budget: the learning-rate schedule runs over it, so training ends when it is spent")
+    ap.add_argument("--max-steps", type=int, help="an optional cap on steps (the log says when it, not the budget, stopped training)")
+    ap.add_argument("--unknown-share", type=float, default=0.15,
+                    help="share of generated businesses that are none of the classes (open set; trained towards a uniform "
+                         "distribution). txclass-merchants-v1 was trained with 0")
+    ap.add_argument("--unknown-weight", type=float, default=0.5, help="weight of the open-set loss")
+    ap.add_argument("--calibration-size", type=int, default=6000, help="held-out rows for temperature and level thresholds")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--vocab", type=int, default=4096)
@@ -138,6 +218,9 @@ def main():
                          "dynamic: activation scales are computed per batch, so they do")
     ap.add_argument("--calibration-rows", type=int, default=2000)
     ap.add_argument("--keep-fp32", help="also copy the fp32 ONNX export to this path (not shipped)")
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="do not train: fit the temperature and levels of the model already in --out again (same data "
+                         "arguments), and rewrite its config.json txclass block, metrics.json and the card's calibration section")
     args = ap.parse_args()
 
     random.seed(args.seed); np.random.seed(args.seed); torch.manual_seed(args.seed)
@@ -148,14 +231,27 @@ def main():
     labels = [l for l, _ in labcat]
     label2id = {l: i for i, l in enumerate(labels)}
     t0 = time.time()
-    train = make("train", args.train_size, args.seed)
-    test = make("test", args.test_size, args.seed + 1)
+    # unknowns (label None) get y = -1: their target is the uniform distribution
+    train = make("train", args.train_size, args.seed, args.unknown_share)
+    test_all = make("test", args.test_size + int(args.test_size * args.unknown_share), args.seed + 1, args.unknown_share)
+    cal_all = make("test", args.calibration_size, args.seed + 2, args.unknown_share)
+    test = [x for x in test_all if x[1] is not None][:args.test_size]
+    test_unknown = [x for x in test_all if x[1] is None]
+    cal = [x for x in cal_all if x[1] is not None]
+    cal_unknown = [x for x in cal_all if x[1] is None]
     tr_text = [normalize(d) for d, _ in train]
     te_text = [normalize(d) for d, _ in test]
-    tr_y = np.array([label2id[l] for _, l in train])
+    tr_y = np.array([label2id[l] if l is not None else -1 for _, l in train])
     te_y = np.array([label2id[l] for _, l in test])
-    print(f"data: {len(train)} train / {len(test)} test, {len(labels)} labels ({time.time() - t0:.1f}s)", flush=True)
+    print(f"data: {len(train)} train ({int((tr_y < 0).sum())} unknown businesses) / {len(test)} test "
+          f"+ {len(test_unknown)} unknown, calibration {len(cal)} + {len(cal_unknown)} unknown, "
+          f"{len(labels)} labels ({time.time() - t0:.1f}s)", flush=True)
 
+    if args.recalibrate:
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(os.path.join(args.out, "tokenizer.json"))
+        recalibrate(args, tok, labels, label2id, cal, cal_unknown, test_unknown, encode(tok, te_text, args.max_length), te_y)
+        return
     tok = build_tokenizer(tr_text, args.vocab)
     tr_ids = encode(tok, tr_text, args.max_length)
     te_ids = encode(tok, te_text, args.max_length)
@@ -170,9 +266,8 @@ def main():
                      pad_token_id=0)
     model = BertForSequenceClassification(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    warm = 300
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.max_steps)))))
+    budget = Budget(args.minutes, args.max_steps, warmup=300)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, budget.lr_factor)
 
     def evaluate(ids, y, bs=512):
         model.eval()
@@ -188,11 +283,12 @@ def main():
         return float((preds == y).mean()), macro_f1(y, preds, len(labels)), preds
 
     model.train()
+    budget.begin()
     start = time.time()
     order = np.random.permutation(len(tr_ids))
     pos = 0
     step = 0
-    while step < args.max_steps and time.time() - start < args.minutes * 60:
+    while budget.more(step):
         if pos + args.batch > len(order):
             order = np.random.permutation(len(tr_ids)); pos = 0
         idx = order[pos:pos + args.batch]; pos += args.batch
@@ -201,7 +297,13 @@ def main():
                        token_type_ids=torch.zeros_like(torch.from_numpy(a))).logits
         # label smoothing: descriptors from merchants the generator never produced should not
         # come back with confidence 1.0
-        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(tr_y[idx]), label_smoothing=args.label_smoothing)
+        y = torch.from_numpy(tr_y[idx])
+        known = y >= 0
+        loss = torch.nn.functional.cross_entropy(logits[known], y[known], label_smoothing=args.label_smoothing) \
+            if known.any() else logits.sum() * 0
+        if (~known).any():
+            # open set: a business that is none of the classes should get no class's confidence
+            loss = loss + args.unknown_weight * (-torch.log_softmax(logits[~known], dim=-1).mean())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step(); sched.step(); opt.zero_grad()
@@ -210,6 +312,8 @@ def main():
             acc, f1, _ = evaluate(te_ids[:2000], te_y[:2000])
             print(f"step {step} loss {loss.item():.3f} held-out acc {acc:.4f} macroF1 {f1:.4f} ({time.time() - start:.0f}s)", flush=True)
     train_s = time.time() - start
+    stopped_by = budget.stopped_by(step)
+    print(f"training stopped by the {stopped_by} ({step} steps, {train_s:.0f} s of a {budget.seconds:.0f} s budget)", flush=True)
     acc, f1, _ = evaluate(te_ids, te_y)
     print(f"trained {step} steps in {train_s:.0f}s: torch fp32 held-out acc {acc:.4f} macro-F1 {f1:.4f}", flush=True)
 
@@ -224,13 +328,7 @@ def main():
     import onnxruntime as ort
 
     def ort_eval(path):
-        so = ort.SessionOptions(); so.intra_op_num_threads = 1
-        s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        preds = []
-        for i in range(0, len(te_ids), 256):
-            a, m = pad(te_ids[i:i + 256])
-            preds.extend(s.run(["logits"], {"input_ids": a, "attention_mask": m, "token_type_ids": np.zeros_like(a)})[0].argmax(-1).tolist())
-        preds = np.array(preds)
+        preds = ort_logits(path, len(labels), te_ids).argmax(-1)
         return float((preds == te_y).mean()), macro_f1(te_y, preds, len(labels)), preds
 
     def batch_invariance(path, n=512):
@@ -254,6 +352,8 @@ def main():
     acc8, f18, p8 = ort_eval(int8)
     agree = float((p32 == p8).mean())
     print(f"onnx fp32 acc {acc32:.4f} F1 {f132:.4f}; int8 acc {acc8:.4f} F1 {f18:.4f}; argmax agreement {agree:.4f}", flush=True)
+    block, test_report, unknown_high_brand, unknown_abstain = calibrate_shipped(
+        int8, tok, args, labels, label2id, cal, cal_unknown, test_unknown, te_ids, te_y)
     size32, size8 = os.path.getsize(fp32), os.path.getsize(int8)
     if args.keep_fp32:
         import shutil
@@ -272,6 +372,8 @@ def main():
         "normalization": f"txclass-v{NORM_VERSION}",
         "max_length": args.max_length,
         "label2category": {l: c for l, c in labcat},
+        "subscription_labels": [l for l, c in labcat if c in SUBSCRIPTION_CATEGORIES and l not in NOT_SUBSCRIPTIONS],
+        **block,
     }
     cfg_d.pop("transformers_version", None)
     with open(os.path.join(args.out, "config.json"), "w") as f:
@@ -298,14 +400,26 @@ def main():
         "onnx_bytes_fp32": size32, "onnx_bytes_int8": size8,
         "mean_tokens": round(float(np.mean(lens)), 1), "p99_tokens": int(np.percentile(lens, 99)),
         "seed": args.seed, "label_smoothing": args.label_smoothing,
+        "stopped_by": stopped_by, "budget_seconds": round(budget.seconds),
+        "unknown_share": args.unknown_share, "open_set_test_rows": len(test_unknown),
+        "temperature": block["temperature"], "confidence_levels": block["confidence_levels"],
+        "min_confidence": block["min_confidence"],
+        "ece_before": round(test_report["ece_before"], 4), "ece_after": round(test_report["ece_after"], 4),
+        "unknown_answered_brand_high": round(unknown_high_brand, 4), "unknown_abstained": round(unknown_abstain, 4),
     }
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
-    write_card(args, metrics, labcat, per_cat, errors)
+    write_card(args, metrics, labcat, per_cat, errors, card_lines(
+        test_report, "the held-out test split", "a calibration split of held-out rows (places, stores and names unseen in training)"))
     print(json.dumps(metrics, indent=2))
 
 
-def write_card(args, mt, labcat, per_cat, errors):
+# label families people subscribe to (txclass.subscriptions()); a label in them that is not one
+SUBSCRIPTION_CATEGORIES = {"Streaming & Digital Media", "Software & Cloud", "Telecom", "Insurance", "Fitness", "Utilities"}
+NOT_SUBSCRIPTIONS = {"Eventbrite", "Steam", "PlayStation Network", "Xbox", "Nintendo"}
+
+
+def write_card(args, mt, labcat, per_cat, errors, calibration):
     cats = collections.defaultdict(list)
     for l, c in labcat:
         cats[c].append(l)
@@ -341,6 +455,18 @@ def write_card(args, mt, labcat, per_cat, errors):
         "rules `txclass-v1`) before tokenization — the same text the extension feeds the model.",
         "No real transaction data was used for training.",
         "",
+    ]
+    if mt["unknown_share"] > 0:
+        lines += [
+            f"**Open set:** {mt['unknown_share']:.0%} of the training rows are generated businesses that are none of the",
+            "classes (firms named after people, places, plain or invented words, with LTD, & SONS, PLC, ...; councils,",
+            "schools, charities; `merchants.py`, open-set pools, split between training and test like the places).",
+            f"Their target is the uniform distribution (outlier exposure, loss weight {args.unknown_weight}), so the model learns",
+            "to give no class its confidence instead of naming the nearest brand. A name with a trade word",
+            "(`... PLUMBING`, `... BISTRO`) stays in its long-tail *Other …* class.",
+            "",
+        ]
+    lines += [
         "**Held-out split:** the test split uses only cities, towns, generic shop names and store",
         "numbers (`n % 7 == 3`) that never occur in training.",
         "",
@@ -352,7 +478,8 @@ def write_card(args, mt, labcat, per_cat, errors):
         "",
         f"int8 vs fp32 argmax agreement: {mt['int8_fp32_argmax_agreement']:.4f}. Largest logit difference between a row alone",
         f"and the same row in a padded batch of 64: {mt['batch_invariance_max_logit_diff']:.1e}.",
-        f"Training: {mt['steps']} steps in {mt['train_seconds']} s on 2 CPU cores (label smoothing {mt['label_smoothing']}).",
+        f"Training: {mt['steps']} steps in {mt['train_seconds']} s on 2 CPU cores (budget {mt['budget_seconds']} s; "
+        f"stopped by the {mt['stopped_by']}; label smoothing {mt['label_smoothing']}).",
         f"Tokens per descriptor: mean {mt['mean_tokens']}, p99 {mt['p99_tokens']} (max_length {args.max_length}).",
         "",
         "| category | held-out accuracy | n |", "|---|---|---|",
@@ -360,6 +487,7 @@ def write_card(args, mt, labcat, per_cat, errors):
     for c in sorted(per_cat):
         ok, n = per_cat[c]
         lines.append(f"| {c} | {ok / n:.3f} | {n} |")
+    lines += [""] + calibration
     lines += ["", "Some held-out errors (descriptor → expected / predicted):", ""]
     for d, t, p in errors:
         lines.append(f"- `{d}` → {t} / {p}")

@@ -11,6 +11,8 @@ golden output is stable:   make_fixtures.py <bundled model dir> <out dir>
   wrong_inputs/       a valid ONNX graph whose input is called "features"
   good/               an unchanged copy (for "the same backend works after the fix")
   relabelled/         the same ONNX graph with label 'Starbucks' renamed: another model identity
+  recalibrated/       (with a calibrated model as third argument) its temperature x3
+  bad_temperature/    ... a negative temperature;  bad_levels/  ... levels not nested
   wide5000/           5,000 classes: the bundled graph with its logits scattered into a wider
                       output (old label j at column (13*j + 7) mod 5000, the other columns a
                       constant -30), config.json with 5,000 labels: a class-count change whose
@@ -104,6 +106,22 @@ for j, name in enumerate(old):
 cfg["id2label"] = {str(i): l for i, l in enumerate(labels)}
 cfg["label2id"] = {l: i for i, l in enumerate(labels)}
 json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+
+# calibrated copies of a calibrated model (third argument): the same graph with another
+# temperature (another identity: its answers must never come from the first one's cache entries)
+# and with calibration entries that make no sense
+if len(sys.argv) > 3:
+    cal_src = sys.argv[3]
+    for name, change in [("recalibrated", {"temperature": None}), ("bad_temperature", {"temperature": -1.0}),
+                         ("bad_levels", {"confidence_levels": {"very_high": 0.5, "high": 0.9, "medium": 0.1}})]:
+        d = os.path.join(out, name)
+        os.makedirs(d)
+        for f in FILES:
+            shutil.copy(os.path.join(cal_src, f), d)
+        cfg = json.load(open(os.path.join(d, "config.json")))
+        for k, v in change.items():
+            cfg["txclass"][k] = cfg["txclass"][k] * 3 if v is None else v
+        json.dump(cfg, open(os.path.join(d, "config.json"), "w"), indent=2, sort_keys=True)
 
 for root, dirs, files in os.walk(out):
     os.chmod(root, 0o755)

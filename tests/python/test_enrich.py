@@ -47,7 +47,8 @@ def test_copy(ci):
                 cp.write_row((r,))
         secs = time.perf_counter() - t
         after = c.execute("SELECT batched, batches, row_by_row, in_place FROM txclass.enrichment_stats").fetchone()
-        n, labelled = c.execute("SELECT count(*), count(txclass_label) FROM copied").fetchone()
+        # enriched = has outputs: its model is set (an abstention has model, confidence and level, no label)
+        n, labelled = c.execute("SELECT count(*), count(txclass_model) FROM copied").fetchone()
         wrong = c.execute("SELECT count(*) FROM copied WHERE txclass_label IS DISTINCT FROM txclass.classify_transaction(descriptor)").fetchone()[0]
     check("COPY of 25,000 rows: every row enriched", n == 25000 and labelled == 25000, f"{labelled}/{n} in {secs:.1f} s")
     check("COPY: outputs equal classify_transaction", wrong == 0, f"{wrong} differ")
@@ -104,9 +105,9 @@ def test_backfill_cancel_resume(ci):
           f"{len(insert_ms)} inserts, slowest {max(insert_ms):.0f} ms")
     with psycopg.connect(ci, autocommit=True) as c:
         done, last_key, status = c.execute("SELECT rows_done, last_key, status FROM txclass.backfill_progress WHERE relid = 'history'::regclass").fetchone()
-        labelled_upto = c.execute("SELECT count(*) FILTER (WHERE txclass_label IS NOT NULL), count(*) FROM history WHERE id <= %s::bigint",
+        labelled_upto = c.execute("SELECT count(*) FILTER (WHERE txclass_model IS NOT NULL), count(*) FROM history WHERE id <= %s::bigint",
                                   (last_key,)).fetchone()
-        after = c.execute("SELECT count(*) FILTER (WHERE txclass_label IS NOT NULL) FROM history WHERE id > %s::bigint AND id <= 30000",
+        after = c.execute("SELECT count(*) FILTER (WHERE txclass_model IS NOT NULL) FROM history WHERE id > %s::bigint AND id <= 30000",
                           (last_key,)).fetchone()[0]
         check("after the cancel: every row up to the last committed key is labelled, none after it (nothing half-written)",
               status == "running" and labelled_upto[0] == labelled_upto[1] and after == 0,
@@ -115,7 +116,7 @@ def test_backfill_cancel_resume(ci):
         c.add_notice_handler(lambda d: notices.append(d.message_primary))
         c.execute("CALL txclass.backfill('history', batch_size => 5000)")
         resumed = any("resuming" in n for n in notices)
-        n, labelled = c.execute("SELECT count(*), count(txclass_label) FROM history").fetchone()
+        n, labelled = c.execute("SELECT count(*), count(txclass_model) FROM history").fetchone()
         status, done2 = c.execute("SELECT status, rows_done FROM txclass.backfill_progress WHERE relid = 'history'::regclass").fetchone()
         wrong = c.execute("SELECT count(*) FROM history WHERE txclass_label IS DISTINCT FROM txclass.classify_transaction(descriptor)").fetchone()[0]
     check("a second run resumes after the last committed batch and finishes", resumed and status == "done" and labelled == n,

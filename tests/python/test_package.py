@@ -81,6 +81,8 @@ def contents_ok(files, doc):
             os.path.join(SHARE, "txclass", "models", "txclass-merchants-v1", "model.onnx"),
             os.path.join(SHARE, "txclass", "models", "txclass-merchants-v1", "config.json"),
             os.path.join(SHARE, "txclass", "models", "txclass-merchants-v1", "tokenizer.json"),
+            os.path.join(SHARE, "txclass", "models", "txclass-merchants-v2", "model.onnx"),
+            os.path.join(SHARE, "txclass", "models", "txclass-merchants-v2", "config.json"),
             os.path.join(doc, "README.md")]
     missing = [w for w in want if w not in files]
     licence = any(f.startswith(doc) and os.path.basename(f) in ("copyright", "LICENSE") for f in files)
@@ -109,12 +111,12 @@ def smoke(tag):
             # (PostgreSQL creates it before the extension, so it is no member) and the
             # cluster-wide role; both drop without CASCADE, so nothing else of txclass is left
             c.execute("DROP SCHEMA txclass")
-            c.execute("DROP ROLE txclass_model_admin")
+            c.execute("DROP ROLE txclass_model_admin, txclass_labeler")
             left = c.execute("""SELECT (SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'txclass%%')
                                      + (SELECT count(*) FROM pg_roles WHERE rolname LIKE 'txclass%%')
                                      + (SELECT count(*) FROM pg_proc WHERE proname LIKE '%%txclass%%' OR probin LIKE '%%txclass%%')""").fetchone()[0]
             check(f"{tag}: 0.1.0 from the packaged script, ALTER EXTENSION UPDATE, classify, DROP EXTENSION "
-                  "(then DROP SCHEMA txclass and DROP ROLE txclass_model_admin succeed without CASCADE: nothing else left)",
+                  "(then DROP SCHEMA txclass and DROP ROLE txclass_model_admin, txclass_labeler succeed without CASCADE: nothing else left)",
                   v == VERSION and label == "Tesco" and left == 0, f"{v}, {label}, left: {left}")
     finally:
         cluster("stop", "package", 54395)

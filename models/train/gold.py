@@ -1,0 +1,117 @@
+"""Scores a model directory on the hand-labeled Oxford gold set (tests/gold/oxford_brands.csv):
+precision at each confidence level, abstentions, and how often a string that is no known brand
+is answered with a brand at `high` or above — as txclass serves it (normalization, truncation,
+temperature, levels and min_confidence from config.json).
+
+    build/venv/bin/python models/train/gold.py models/txclass-merchants-v2 [models/txclass-merchants-v1 ...] [--json]
+
+Right answers: for a string labeled with one of the model's brands, that label; for one labeled
+"not a known brand", an abstention or one of the long-tail "Other ..." classes.
+"""
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from normalize import normalize  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GOLD = os.path.join(ROOT, "tests", "gold", "oxford_brands.csv")
+UNKNOWN = "not a known brand"
+LEVELS = ("very_high", "high", "medium", "low")
+UNCALIBRATED = {"very_high": 0.95, "high": 0.80, "medium": 0.50}  # core/src/confidence.rs
+
+
+def level_of(c, cuts):
+    for name in LEVELS[:3]:
+        if c >= cuts[name]:
+            return name
+    return "low"
+
+
+def score(model_dir, max_length=64):
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    block = cfg.get("txclass", {})
+    labels = [cfg["id2label"][str(i)] for i in range(len(cfg["id2label"]))]
+    t = block.get("temperature", 1.0)
+    cuts = block.get("confidence_levels", UNCALIBRATED)
+    floor = block.get("min_confidence", 0.0)
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(min(max_length, cfg.get("max_position_embeddings", max_length)))
+    so = ort.SessionOptions(); so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), so, providers=["CPUExecutionProvider"])
+    rows = list(csv.DictReader(open(GOLD, newline="")))
+    per = {lv: [0, 0] for lv in LEVELS}
+    unknown_brand_high = unknown = abstained = answered = answered_ok = 0
+    high_up = high_up_ok = 0
+    examples = []
+    for r in rows:
+        n = normalize(r["descriptor"])
+        x = np.array([tok.encode(n).ids], dtype=np.int64)
+        lg = sess.run(["logits"], {"input_ids": x, "attention_mask": np.ones_like(x), "token_type_ids": np.zeros_like(x)})[0][0]
+        z = (lg - lg.max()) / t
+        p = np.exp(z) / np.exp(z).sum()
+        k = int(p.argmax())
+        conf, pred = float(p[k]), labels[k]
+        lv = level_of(conf, cuts)
+        abstain = conf < floor
+        truth = r["label"]
+        is_other = pred.startswith("Other ")
+        if truth == UNKNOWN:
+            unknown += 1
+            ok = abstain or is_other
+            if lv in ("very_high", "high") and not is_other:
+                unknown_brand_high += 1
+                if len(examples) < 8:
+                    examples.append(f"{r['descriptor']} → {pred} {conf:.2f}")
+        else:
+            ok = (not abstain) and pred == truth
+        per[lv][0] += 1
+        per[lv][1] += ok
+        if lv in ("very_high", "high"):
+            high_up += 1
+            high_up_ok += ok
+        if abstain:
+            abstained += 1
+        else:
+            answered += 1
+            answered_ok += (pred == truth) or (truth == UNKNOWN and is_other)
+    return {
+        "model": os.path.basename(os.path.normpath(model_dir)), "rows": len(rows), "not_known_brand": unknown,
+        "temperature": t, "levels": cuts, "min_confidence": floor,
+        "per_level": {lv: {"rows": n, "precision": (k / n if n else None)} for lv, (n, k) in per.items()},
+        "precision_high_and_above": high_up_ok / high_up if high_up else None, "rows_high_and_above": high_up,
+        "not_known_brand_answered_brand_high": unknown_brand_high / max(unknown, 1),
+        "abstained": abstained / len(rows), "answered_precision": answered_ok / answered if answered else None,
+        "examples_not_known_high": examples,
+    }
+
+
+def markdown(results):
+    lines = ["| model | rows at high+ | precision at high+ | not-known brands answered a brand at high+ | "
+             "very_high | high | medium | low | abstained |", "|---|---|---|---|---|---|---|---|---|"]
+    cell = lambda d: f"{d['rows']} ({d['precision']:.2f})" if d["precision"] is not None else f"{d['rows']}"
+    for r in results:
+        pl = r["per_level"]
+        ph = f"{r['precision_high_and_above']:.3f}" if r["precision_high_and_above"] is not None else "—"
+        lines.append(f"| {r['model']} | {r['rows_high_and_above']} | {ph} | {r['not_known_brand_answered_brand_high']:.1%} | "
+                     f"{cell(pl['very_high'])} | {cell(pl['high'])} | {cell(pl['medium'])} | {cell(pl['low'])} | {r['abstained']:.1%} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    res = [score(a) for a in args]
+    if "--json" in sys.argv:
+        print(json.dumps(res, indent=1))
+    else:
+        print(markdown(res))
+        for r in res:
+            for e in r["examples_not_known_high"]:
+                print(f"  {r['model']}: {e}")
