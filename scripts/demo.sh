@@ -41,7 +41,7 @@ SELECT category, count(*) AS txns, round(sum(t.amount)) AS pounds, round(avg(con
 FROM classified c JOIN txns t USING (id) WHERE c.label IS NOT NULL GROUP BY category ORDER BY pounds DESC NULLS LAST LIMIT 15;
 \echo '== what to label next: the most traffic x uncertainty (txclass.review_queue on an attached table) =='
 CREATE TABLE card_txns (id bigint PRIMARY KEY, txn_date date, descriptor text, amount numeric);
-SELECT relid FROM attach('card_txns', 'descriptor', time_column => 'txn_date');
+DO \$\$ BEGIN PERFORM txclass.attach('card_txns', 'descriptor', time_column => 'txn_date'); END \$\$;
 INSERT INTO card_txns SELECT id, txn_date, descriptor, amount FROM txns;
 SELECT descriptor, rows, round(mean_confidence::numeric, 3) AS mean_conf, coalesce(predicted, '(abstains)') AS predicted, level
 FROM review_queue('card_txns', 10);
