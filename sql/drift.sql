@@ -172,21 +172,23 @@ $$;
 -- Folds rows added since the last refresh into the summaries; returns how many rows it read.
 CREATE FUNCTION refresh_drift(tbl regclass) RETURNS bigint LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE m txclass.monitored; key_type text; upto text; n bigint;
+DECLARE m txclass.monitored; upto text; n bigint;
 BEGIN
     m := txclass._check_reader(tbl);
-    IF m.key_column IS NULL THEN
+    IF m.key_columns IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
-            MESSAGE = format('%s has no single-column primary key; drift summaries are folded in key order', tbl);
+            MESSAGE = format('%s has no primary key or unique key; drift summaries are folded in key order', tbl),
+            HINT = 'add one (e.g. ALTER TABLE ... ADD PRIMARY KEY (...)): txclass takes it up at once';
     END IF;
     -- one refresh per table at a time
     PERFORM pg_advisory_xact_lock('txclass.monitored'::regclass::oid::int, tbl::oid::int);
     SELECT watermark INTO m.watermark FROM txclass.monitored WHERE relid = tbl;
-    SELECT format_type(a.atttypid, a.atttypmod) INTO key_type FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = m.key_column;
-    IF NOT EXISTS (SELECT FROM txclass.drift_baseline WHERE relid = tbl) THEN
+        IF NOT EXISTS (SELECT FROM txclass.drift_baseline WHERE relid = tbl) THEN
         PERFORM txclass.set_baseline(tbl);
     END IF;
-    EXECUTE format('SELECT max(%I)::text FROM %s', m.key_column, tbl) INTO upto;
+    -- the newest key (a composite key's as a JSON array): the refresh reads up to it
+    EXECUTE format('SELECT %s AS txclass_position FROM %s ORDER BY %s LIMIT 1', txclass._key_text(m.key_columns), tbl,
+                   (SELECT string_agg(quote_ident(k) || ' DESC', ', ') FROM unnest(m.key_columns) k)) INTO upto;
     IF upto IS NULL THEN
         RETURN 0;
     END IF;
@@ -195,7 +197,7 @@ BEGIN
             SELECT date_trunc(%1$L, %2$I::timestamptz) AS b, coalesce(%3$I, '(none)') AS label, %4$I::float8 AS conf,
                    coalesce(%10$I, '(none)') AS category,
                    least(floor(%4$I * 10), 9)::int AS bin, txclass._input_stats(%5$I) AS s
-            FROM %6$s WHERE ($1 IS NULL OR %7$I > $1::%8$s) AND %7$I <= $2::%8$s AND %2$I IS NOT NULL),
+            FROM %6$s WHERE ($1 IS NULL OR (%7$s) > %8$s) AND (%7$s) <= %11$s AND %2$I IS NOT NULL),
         fresh AS (
             INSERT INTO txclass.drift_seen (relid, h) SELECT DISTINCT %9$L::regclass, s[3] FROM inc WHERE s[3] <> 0
             ON CONFLICT DO NOTHING RETURNING h),
@@ -219,7 +221,8 @@ BEGIN
             RETURNING 1)
         SELECT (SELECT count(*) FROM inc) + 0 * (SELECT count(*) FROM ins)
         $q$, m.drift_unit, m.time_column, m.label_column, m.confidence_column, m.descriptor_column, tbl,
-             m.key_column, key_type, tbl::oid::text, m.category_column)
+             txclass._key_list(m.key_columns), txclass._key_position(tbl, m.key_columns, '$1'), tbl::oid::text, m.category_column,
+             txclass._key_position(tbl, m.key_columns, '$2'))
     INTO n USING m.watermark, upto;
     UPDATE txclass.monitored SET watermark = upto WHERE relid = tbl;
     RETURN n;
@@ -230,7 +233,7 @@ $$;
 CREATE FUNCTION refresh_drift_all() RETURNS TABLE (tbl regclass, rows bigint) LANGUAGE plpgsql VOLATILE AS $$
 DECLARE t regclass;
 BEGIN
-    FOR t IN SELECT relid FROM txclass.monitored WHERE key_column IS NOT NULL ORDER BY relid::text LOOP
+    FOR t IN SELECT relid FROM txclass.monitored WHERE key_columns IS NOT NULL ORDER BY relid::text LOOP
         tbl := t;
         rows := txclass.refresh_drift(t);
         RETURN NEXT;

@@ -25,18 +25,98 @@ CREATE TABLE monitored (
     amount_column     name,
     recurring_watermark text,
     -- confidence levels (0.3.0): the column the trigger writes the answer's level into
-    level_column      name
+    level_column      name,
+    -- 0.4.0: every column of the key misses are written back through (the primary key, else a
+    -- unique key; composite keys too; NULL: none), and the attribute numbers of the named
+    -- columns, by which txclass._on_ddl() follows a rename
+    key_columns       name[],
+    attnums           jsonb
 );
 COMMENT ON TABLE monitored IS 'txclass: tables enriched on write (txclass.attach); the drift views read this list';
-COMMENT ON COLUMN monitored.key_column IS 'Single-column primary key through which misses are classified per statement in batches (NULL: row by row)';
+COMMENT ON COLUMN monitored.key_column IS 'The key when it is a single column (see key_columns)';
+COMMENT ON COLUMN monitored.key_columns IS 'The primary or unique key through which misses are classified per statement in batches (NULL: row by row)';
 SELECT pg_catalog.pg_extension_config_dump('txclass.monitored', '');
 
+-- The key a table's misses, backfill and refreshes go through: its primary key, else its first
+-- unique key without expressions or a predicate (NULL: none). Composite keys too (a partitioned
+-- table's key holds its partition key).
+CREATE FUNCTION _key_columns(tbl regclass) RETURNS name[] LANGUAGE sql STABLE AS $$
+    SELECT (SELECT array_agg(a.attname ORDER BY k.o)
+            FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+            WHERE k.o <= i.indnkeyatts)
+    FROM pg_catalog.pg_index i
+    WHERE i.indrelid = tbl
+      AND (i.indisprimary OR (i.indisunique AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL))
+    ORDER BY i.indisprimary DESC, i.indnkeyatts, i.indexrelid LIMIT 1
+$$;
+
+-- SQL text for a key: its columns ("alias.k1, alias.k2"); a stored position (the text
+-- parameter `param`: a single key's value, a composite key's JSON array of values) as a value
+-- or row of the key's types; and a row's key as such text.
+CREATE FUNCTION _key_list(keys name[], alias text DEFAULT NULL) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT string_agg(coalesce(alias || '.', '') || quote_ident(k), ', ' ORDER BY o) FROM unnest(keys) WITH ORDINALITY u(k, o)
+$$;
+CREATE FUNCTION _key_position(tbl regclass, keys name[], param text) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN cardinality(keys) = 1 THEN format('%s::%s', param, max(x.t))
+                ELSE format('ROW(%s)', string_agg(format('(%s::jsonb->>%s)::%s', param, x.o - 1, x.t), ', ' ORDER BY x.o)) END
+    FROM (SELECT u.o, format_type(a.atttypid, a.atttypmod) AS t FROM unnest(keys) WITH ORDINALITY u(k, o)
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = u.k AND a.attnum > 0 AND NOT a.attisdropped) x
+$$;
+CREATE FUNCTION _key_text(keys name[], alias text DEFAULT NULL) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN cardinality(keys) = 1 THEN format('%s::text', txclass._key_list(keys, alias))
+                ELSE format('jsonb_build_array(%s)::text',
+                            (SELECT string_agg(coalesce(alias || '.', '') || quote_ident(k) || '::text', ', ' ORDER BY o)
+                             FROM unnest(keys) WITH ORDINALITY u(k, o))) END
+$$;
+
+-- The attribute numbers of the columns a monitored row names (those the table has).
+CREATE FUNCTION _attnums(m monitored) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_object_agg(c.k, a.attnum), '{}')
+    FROM (VALUES ('descriptor_column', m.descriptor_column), ('label_column', m.label_column),
+                 ('category_column', m.category_column), ('confidence_column', m.confidence_column),
+                 ('model_column', m.model_column), ('level_column', m.level_column), ('time_column', m.time_column),
+                 ('account_column', m.account_column), ('amount_column', m.amount_column)) c(k, n)
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = m.relid AND a.attname = c.n AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+
+-- The table and, when it is partitioned, every partition (all levels).
+CREATE FUNCTION _tree(tbl regclass) RETURNS SETOF regclass LANGUAGE sql STABLE AS $$
+    SELECT tbl UNION SELECT relid FROM pg_catalog.pg_partition_tree(tbl)
+$$;
+
 CREATE FUNCTION _drop_enrich_triggers(tbl regclass) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE t name;
+DECLARE t record;
 BEGIN
-    FOR t IN SELECT tgname FROM pg_catalog.pg_trigger
-             WHERE tgrelid = tbl AND tgname IN ('txclass_enrich', 'txclass_enrich_batch') LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', t, tbl);
+    -- the row trigger's clones on partitions go with it; the statement triggers are per table
+    FOR t IN SELECT g.tgname, g.tgrelid::regclass AS rel FROM pg_catalog.pg_trigger g
+             WHERE g.tgrelid IN (SELECT txclass._tree(tbl)) AND g.tgparentid = 0
+               AND g.tgname IN ('txclass_enrich', 'txclass_enrich_batch') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
+    END LOOP;
+END
+$$;
+
+-- The statement trigger that writes a statement's queued misses, on the table and on every
+-- partition (a statement that names a partition fires that partition's statement triggers, not
+-- its parent's), while the table has a key; none where it has not.
+CREATE FUNCTION _sync_statement_triggers(tbl regclass) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE m txclass.monitored; r regclass; has boolean;
+BEGIN
+    SELECT * INTO m FROM txclass.monitored WHERE relid = tbl;
+    -- only beside the row trigger attach creates (a restore adds keys before its triggers, and
+    -- restores the statement triggers itself)
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgrelid = tbl AND tgname = 'txclass_enrich') THEN
+        RETURN;
+    END IF;
+    FOR r IN SELECT txclass._tree(tbl) LOOP
+        has := EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgrelid = r AND tgname = 'txclass_enrich_batch');
+        IF m.relid IS NOT NULL AND m.key_columns IS NOT NULL AND NOT has THEN
+            EXECUTE format('CREATE TRIGGER txclass_enrich_batch AFTER INSERT OR UPDATE OF %I ON %s FOR EACH STATEMENT '
+                           'EXECUTE FUNCTION txclass._enrich_statement()', m.descriptor_column, r);
+        ELSIF (m.relid IS NULL OR m.key_columns IS NULL) AND has THEN
+            EXECUTE format('DROP TRIGGER txclass_enrich_batch ON %s', r);
+        END IF;
     END LOOP;
 END
 $$;
@@ -84,9 +164,7 @@ DECLARE
     caller text := txclass._caller();
     col record;
     want record;
-    key_col name;
-    key_type text;
-    update_sql text;
+    keys name[];
     m txclass.monitored;
 BEGIN
     PERFORM txclass._check_owner(tbl, 'attach it');
@@ -155,44 +233,35 @@ BEGIN
                 MESSAGE = format('amount column %I of %s must exist and be numeric, real, double precision or an integer', amount_column, tbl);
         END IF;
     END IF;
-    -- a single-column primary key lets misses be classified per statement in batches
-    SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO key_col, key_type
-    FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-    WHERE i.indrelid = tbl AND i.indisprimary AND i.indnatts = 1;
-    IF key_col IS NULL THEN
-        RAISE NOTICE '% has no single-column primary key: cache misses are classified one row at a time, and txclass.backfill needs a key', tbl;
+    -- the key misses are written back through, per statement in batches: the primary key, else
+    -- a unique key (composite keys too)
+    keys := txclass._key_columns(tbl);
+    IF keys IS NULL THEN
+        RAISE NOTICE '% has no primary key or unique key: cache misses are classified one row at a time, and txclass.backfill walks it by ctid ranges', tbl;
     END IF;
     PERFORM txclass._drop_enrich_triggers(tbl);
-    IF key_col IS NOT NULL THEN
-        update_sql := format('UPDATE %s AS t SET %I = u.l, %I = u.c, %I = u.f, %I = u.m%s '
-                             'FROM unnest($1::text[], $2::text[], $3::text[], $4::real[], $5::text[], $6::text[]) AS u(k, l, c, f, m, v) '
-                             'WHERE t.%I = u.k::%s',
-                             tbl, label_column, category_column, confidence_column, model_column,
-                             CASE WHEN level_column IS NOT NULL THEN format(', %I = u.v', level_column) ELSE '' END,
-                             key_col, key_type);
-    END IF;
+    -- the triggers carry nothing: txclass resolves the table's columns from txclass.monitored at
+    -- use (src/enrich.rs), so a rename needs no re-attach. On a partitioned table the row trigger
+    -- is cloned onto every partition, present and future.
     EXECUTE format('CREATE TRIGGER txclass_enrich BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW '
-                   'EXECUTE FUNCTION txclass._enrich_row(%L, %L, %L, %L, %L, %L, %L, %L, %L)',
-                   descriptor_column, tbl, descriptor_column, label_column, category_column,
-                   confidence_column, model_column, on_error, coalesce(key_col, ''), coalesce(update_sql, ''),
-                   coalesce(level_column, ''));
-    IF key_col IS NOT NULL THEN
-        EXECUTE format('CREATE TRIGGER txclass_enrich_batch AFTER INSERT OR UPDATE OF %I ON %s FOR EACH STATEMENT '
-                       'EXECUTE FUNCTION txclass._enrich_statement(%L, %L)',
-                       descriptor_column, tbl, on_error, update_sql);
-    END IF;
+                   'EXECUTE FUNCTION txclass._enrich_row()', descriptor_column, tbl);
     INSERT INTO txclass.monitored (relid, descriptor_column, label_column, category_column, confidence_column,
                                    model_column, key_column, on_error, attached_by, time_column, drift_unit,
-                                   account_column, amount_column, level_column)
+                                   account_column, amount_column, level_column, key_columns)
     VALUES (tbl, descriptor_column, label_column, category_column, confidence_column,
-            model_column, key_col, on_error, caller, time_column, drift_unit, account_column, amount_column, level_column)
+            model_column, CASE WHEN cardinality(keys) = 1 THEN keys[1] END, on_error, caller, time_column, drift_unit,
+            account_column, amount_column, level_column, keys)
     ON CONFLICT (relid) DO UPDATE SET descriptor_column = EXCLUDED.descriptor_column, label_column = EXCLUDED.label_column,
         category_column = EXCLUDED.category_column, confidence_column = EXCLUDED.confidence_column,
         model_column = EXCLUDED.model_column, key_column = EXCLUDED.key_column, on_error = EXCLUDED.on_error,
         attached_by = EXCLUDED.attached_by, attached_at = now(), time_column = EXCLUDED.time_column,
         drift_unit = EXCLUDED.drift_unit, account_column = EXCLUDED.account_column, amount_column = EXCLUDED.amount_column,
-        level_column = EXCLUDED.level_column
+        level_column = EXCLUDED.level_column, key_columns = EXCLUDED.key_columns
     RETURNING * INTO m;
+    UPDATE txclass.monitored SET attnums = txclass._attnums(m) WHERE relid = tbl RETURNING * INTO m;
+    PERFORM txclass._sync_statement_triggers(tbl);
+    -- every backend resolves the table again (its cached columns, key and on_error)
+    PERFORM txclass._attached_changed(tbl);
     RETURN m;
 END
 $$;
@@ -203,6 +272,7 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM txclass._check_owner(tbl, 'detach it');
     PERFORM txclass._drop_enrich_triggers(tbl);
+    PERFORM txclass._attached_changed(tbl);
     DELETE FROM txclass.monitored WHERE relid = tbl;
     IF FOUND THEN
         -- the summaries go with it: a later attach reads the table from its first row again, and
@@ -217,6 +287,111 @@ BEGIN
     RETURN false;
 END
 $$;
+
+-- After DDL on an attached table (or on a partition of one): follow renames of the table's
+-- columns (by attribute number) into txclass.monitored, take up a key added or dropped, give new
+-- partitions (CREATE TABLE ... PARTITION OF, ATTACH PARTITION) the statement trigger, and make
+-- every backend resolve the table again. Renaming or moving the table itself needs nothing
+-- (txclass.monitored holds its OID).
+CREATE FUNCTION _follow(tbl regclass) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE m txclass.monitored; j jsonb; k text; v jsonb; nm name; keys name[];
+BEGIN
+    SELECT * INTO m FROM txclass.monitored WHERE relid = tbl;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    j := to_jsonb(m);
+    -- a column whose name is gone was renamed: its attribute number gives the new name (a
+    -- name still there is kept: a restored table's attribute numbers may differ from the
+    -- dumped ones, its names do not)
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(coalesce(m.attnums, '{}')) e
+                WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl
+                                  AND a.attname = j->>e.key AND a.attnum > 0 AND NOT a.attisdropped) LOOP
+        SELECT a.attname INTO nm FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = tbl AND a.attnum = v::int2 AND NOT a.attisdropped;
+        IF FOUND THEN
+            j := jsonb_set(j, ARRAY[k], to_jsonb(nm));
+        END IF;
+    END LOOP;
+    keys := txclass._key_columns(tbl);
+    j := jsonb_set(j, '{key_columns}', coalesce(to_jsonb(keys), 'null'));
+    j := jsonb_set(j, '{key_column}', CASE WHEN cardinality(keys) = 1 THEN to_jsonb(keys[1]) ELSE 'null' END);
+    j := jsonb_set(j, '{attnums}', txclass._attnums(jsonb_populate_record(m, j)));
+    IF j IS DISTINCT FROM to_jsonb(m) THEN
+        UPDATE txclass.monitored t
+        SET descriptor_column = x.descriptor_column, label_column = x.label_column, category_column = x.category_column,
+            confidence_column = x.confidence_column, model_column = x.model_column, level_column = x.level_column,
+            time_column = x.time_column, account_column = x.account_column, amount_column = x.amount_column,
+            key_column = x.key_column, key_columns = x.key_columns, attnums = x.attnums
+        FROM jsonb_populate_record(NULL::txclass.monitored, j) x WHERE t.relid = tbl;
+    END IF;
+    PERFORM txclass._sync_statement_triggers(tbl);
+    PERFORM txclass._attached_changed(tbl);
+END
+$$;
+
+CREATE FUNCTION _on_ddl() RETURNS event_trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE root regclass; orphan regclass;
+BEGIN
+    -- nothing attached: nothing to follow (the common case costs one look-up)
+    IF NOT EXISTS (SELECT FROM txclass.monitored) THEN
+        RETURN;
+    END IF;
+    FOR root IN
+        SELECT DISTINCT mo.relid
+        FROM pg_event_trigger_ddl_commands() c
+        CROSS JOIN LATERAL (SELECT coalesce((SELECT i.indrelid FROM pg_catalog.pg_index i WHERE i.indexrelid = c.objid), c.objid)) t(rel)
+        CROSS JOIN LATERAL (SELECT t.rel UNION SELECT a::oid FROM pg_catalog.pg_partition_ancestors(t.rel::regclass) a) x(rel)
+        JOIN txclass.monitored mo ON mo.relid::oid = x.rel
+        WHERE c.classid = 'pg_catalog.pg_class'::regclass AND EXISTS (SELECT FROM pg_catalog.pg_class WHERE oid = t.rel)
+    LOOP
+        PERFORM txclass._follow(root);
+        -- a partition detached from an attached table keeps no statement trigger of txclass's
+        FOR orphan IN
+            SELECT g.tgrelid::regclass FROM pg_catalog.pg_trigger g
+            WHERE g.tgname = 'txclass_enrich_batch'
+              AND NOT EXISTS (SELECT FROM txclass.monitored o WHERE o.relid::oid IN
+                              (SELECT g.tgrelid UNION SELECT a::oid FROM pg_catalog.pg_partition_ancestors(g.tgrelid::regclass) a))
+        LOOP
+            EXECUTE format('DROP TRIGGER txclass_enrich_batch ON %s', orphan);
+        END LOOP;
+    END LOOP;
+EXCEPTION WHEN OTHERS THEN
+    -- never fail the user's DDL: say what enrichment lacks and how to repair it
+    RAISE WARNING 'txclass could not follow this change of an attached table: %', SQLERRM
+        USING HINT = 'run SELECT txclass.attach(...) on the table again';
+END
+$$;
+
+-- A dropped table is detached: its record and summaries go with it.
+CREATE FUNCTION _on_drop() RETURNS event_trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE gone oid;
+BEGIN
+    FOR gone IN SELECT d.objid FROM pg_event_trigger_dropped_objects() d
+                JOIN txclass.monitored m ON m.relid::oid = d.objid
+                WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 LOOP
+        DELETE FROM txclass.monitored WHERE relid::oid = gone;
+        DELETE FROM txclass.drift_counts WHERE relid::oid = gone;
+        DELETE FROM txclass.drift_seen WHERE relid::oid = gone;
+        DELETE FROM txclass.drift_baseline WHERE relid::oid = gone;
+        DELETE FROM txclass.recurring_charges WHERE relid::oid = gone;
+        DELETE FROM txclass.recurring_series WHERE relid::oid = gone;
+        DELETE FROM txclass.backfill_progress WHERE relid::oid = gone;
+    END LOOP;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'txclass could not remove the record of a dropped attached table: %', SQLERRM
+        USING HINT = 'delete its row from txclass.monitored';
+END
+$$;
+
+CREATE EVENT TRIGGER txclass_follow_ddl ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE INDEX', 'ALTER INDEX')
+    EXECUTE FUNCTION _on_ddl();
+CREATE EVENT TRIGGER txclass_follow_drop ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA')
+    EXECUTE FUNCTION _on_drop();
 
 CREATE VIEW enrichment_stats AS SELECT * FROM enrichment_counters();
 COMMENT ON VIEW enrichment_stats IS 'txclass write-path enrichment since server start: rows answered in place (rules, cache), row by row, in statement batches, and rows left with NULL outputs by a failure';
@@ -240,37 +415,47 @@ CREATE TABLE backfill_progress (
 COMMENT ON TABLE backfill_progress IS 'txclass.backfill(): progress per table, updated after each committed batch';
 
 -- backfill(table, batch_size, reclassify): classifies rows whose outputs are NULL (and, with
--- reclassify => true, rows classified by another model than the active one) in key order,
--- one committed batch at a time. Resumable: a re-run after a cancel or a crash continues after
--- the last committed batch. Locks only the rows of the batch being written.
+-- reclassify => true, rows classified by another model than the active one) one committed batch
+-- at a time: in key order (the primary key or a unique key, composite keys too), or by ctid
+-- ranges where the table has no key; a partitioned table one partition after another.
+-- Resumable: a re-run after a cancel or a crash continues after the last committed batch. Locks
+-- only the rows of the batch being written.
 CREATE PROCEDURE backfill(tbl regclass, batch_size integer DEFAULT 10000, reclassify boolean DEFAULT false)
 LANGUAGE plpgsql AS $$
 DECLARE
     m txclass.monitored;
     p txclass.backfill_progress;
-    key_type text;
+    keys name[];
     model text;
     pending text;
-    last_key text;
+    outputs text;
+    units regclass[];
+    u regclass;
+    -- where a run stands (backfill_progress.last_key): the partitions done, the one being read
+    -- and the position in it (a key as txclass._key_text writes it, or the next block), as JSON;
+    -- a plain table with a single-column key keeps 0.3.0's form, the last key's text
+    plain_form boolean;
+    resuming boolean := false;
+    finished oid[] := '{}';
+    at_unit oid;
+    after text;
+    next_after text;
+    state text;
     n bigint;
-    next_key text;
+    cnt bigint;
+    blocks bigint;
+    step bigint;
     t0 timestamptz;
     t_batch timestamptz;
     done bigint := 0;
-    total bigint;
+    total bigint := 0;
     rate float8;
 BEGIN
     m := txclass._monitored(tbl);
-    IF m.key_column IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
-            MESSAGE = format('%s has no single-column primary key; backfill walks the table in key order', tbl),
-            HINT = 'add a primary key (e.g. ALTER TABLE ... ADD COLUMN id bigserial PRIMARY KEY) and attach again';
-    END IF;
+    keys := m.key_columns;
     IF batch_size < 1 THEN
-        RAISE EXCEPTION 'batch_size must be at least 1, got %', batch_size;
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = format('batch_size must be at least 1, got %s', batch_size);
     END IF;
-    SELECT format_type(a.atttypid, a.atttypmod) INTO key_type
-    FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = m.key_column;
     SELECT i.model INTO model FROM txclass.model_info() i;
     -- rows still without outputs; with reclassify, also every row another model answered (its
     -- outputs are rewritten, to NULL where the descriptor gives nothing to classify)
@@ -279,58 +464,127 @@ BEGIN
     IF reclassify THEN
         pending := format('(%s OR %I IS DISTINCT FROM %L)', pending, m.model_column, model);
     END IF;
+    outputs := format('%I = res.label, %I = res.category, %I = res.confidence, %I = res.model%s',
+                      m.label_column, m.category_column, m.confidence_column, m.model_column,
+                      CASE WHEN m.level_column IS NOT NULL THEN format(', %I = res.level', m.level_column) ELSE '' END);
+    IF (SELECT relkind FROM pg_catalog.pg_class WHERE oid = tbl) = 'p' THEN
+        units := ARRAY(SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t WHERE t.isleaf ORDER BY t.relid::oid);
+    ELSE
+        units := ARRAY[tbl];
+    END IF;
+    plain_form := coalesce(units = ARRAY[tbl] AND cardinality(keys) = 1, false);
     -- a table loaded moments ago has no statistics yet, and the batch plan needs them (without,
     -- each batch may join the whole table instead of looking the keys up)
-    IF (SELECT s.last_analyze IS NULL AND s.last_autoanalyze IS NULL FROM pg_catalog.pg_stat_user_tables s WHERE s.relid = tbl) THEN
-        EXECUTE format('ANALYZE %s', tbl);
-    END IF;
+    FOREACH u IN ARRAY units LOOP
+        IF (SELECT s.last_analyze IS NULL AND s.last_autoanalyze IS NULL FROM pg_catalog.pg_stat_user_tables s WHERE s.relid = u) THEN
+            EXECUTE format('ANALYZE %s', u);
+        END IF;
+    END LOOP;
     SELECT * INTO p FROM txclass.backfill_progress WHERE relid = tbl;
     IF FOUND AND p.status <> 'done' AND p.last_key IS NOT NULL THEN
-        last_key := p.last_key;
-        done := p.rows_done;
-        RAISE NOTICE 'resuming the backfill of % after key % (% rows done before)', tbl, last_key, done;
+        IF plain_form THEN
+            at_unit := tbl;
+            after := p.last_key;
+        ELSIF p.last_key LIKE '{%' THEN
+            finished := ARRAY(SELECT e::oid FROM jsonb_array_elements_text(p.last_key::jsonb->'done') e);
+            at_unit := (p.last_key::jsonb->>'unit')::oid;
+            after := p.last_key::jsonb->>'after';
+        END IF;
+        resuming := at_unit IS NOT NULL OR cardinality(finished) > 0;
+        IF resuming THEN
+            done := p.rows_done;
+            RAISE NOTICE 'resuming the backfill of % at %, after % (% rows done before)',
+                tbl, coalesce(at_unit::regclass::text, 'the next partition'), coalesce(after, 'its start'), done;
+        END IF;
     END IF;
-    EXECUTE format('SELECT count(*) FROM %s WHERE %s AND ($1 IS NULL OR %I > $1::%s)', tbl, pending, m.key_column, key_type)
-        INTO total USING last_key;
+    -- the rows to do: a count, for the progress and its ETA
+    FOREACH u IN ARRAY units LOOP
+        CONTINUE WHEN u::oid = ANY (finished);
+        EXECUTE format('SELECT count(*) FROM %s WHERE %s%s', u, pending,
+                       CASE WHEN u::oid IS DISTINCT FROM at_unit OR after IS NULL THEN ''
+                            WHEN keys IS NULL THEN ' AND ctid >= (''('' || $1 || '',0)'')::tid'
+                            ELSE format(' AND (%s) > %s', txclass._key_list(keys), txclass._key_position(u, keys, '$1')) END)
+        INTO cnt USING after;
+        total := total + cnt;
+    END LOOP;
     total := total + done;
     t0 := clock_timestamp();
     INSERT INTO txclass.backfill_progress (relid, status, started_at, updated_at, rows_done, rows_total, last_key, model, pid)
-    VALUES (tbl, 'running', t0, t0, done, total, last_key, model, pg_backend_pid())
+    VALUES (tbl, 'running', t0, t0, done, total, CASE WHEN resuming THEN p.last_key END, model, pg_backend_pid())
     ON CONFLICT (relid) DO UPDATE SET status = 'running', started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at,
         rows_done = EXCLUDED.rows_done, rows_total = EXCLUDED.rows_total, batches = 0, rows_per_s = NULL, eta = NULL,
-        last_key = EXCLUDED.last_key, model = EXCLUDED.model, pid = EXCLUDED.pid;
+        last_key = CASE WHEN resuming THEN EXCLUDED.last_key END, model = EXCLUDED.model, pid = EXCLUDED.pid;
     COMMIT;
-    LOOP
-        t_batch := clock_timestamp();
-        EXECUTE format($q$
-            WITH batch AS MATERIALIZED (
-                SELECT %1$I AS k, %2$I AS d FROM %3$s
-                WHERE %4$s AND ($1 IS NULL OR %1$I > $1::%5$s)
-                ORDER BY %1$I LIMIT $2),
-            agg AS (SELECT array_agg(k ORDER BY k) AS ks, array_agg(d ORDER BY k) AS ds FROM batch),
-            -- materialized: rows of (key, outputs) only; otherwise a plan may carry both whole
-            -- arrays along every row into a sort (gigabytes on disk for a 10,000-row batch)
-            res AS MATERIALIZED (SELECT agg.ks[b.ordinality] AS k, b.label, b.category, b.confidence, b.model, b.level
-                    FROM agg, txclass.classify_batch(agg.ds) b),
-            upd AS (UPDATE %3$s AS t SET %6$I = res.label, %7$I = res.category, %8$I = res.confidence, %9$I = res.model%10$s
-                    FROM res WHERE t.%1$I = res.k RETURNING 1)
-            SELECT (SELECT count(*) FROM batch), (SELECT max(k)::text FROM batch), (SELECT count(*) FROM upd)
-            $q$, m.key_column, m.descriptor_column, tbl, pending, key_type,
-            m.label_column, m.category_column, m.confidence_column, m.model_column,
-            CASE WHEN m.level_column IS NOT NULL THEN format(', %I = res.level', m.level_column) ELSE '' END)
-        INTO n, next_key USING last_key, batch_size;
-        EXIT WHEN n = 0;
-        last_key := next_key;
-        done := done + n;
-        rate := done / greatest(extract(epoch FROM clock_timestamp() - t0), 1e-6);
-        UPDATE txclass.backfill_progress
-        SET updated_at = clock_timestamp(), rows_done = done, batches = batches + 1, rows_per_s = rate,
-            eta = make_interval(secs => greatest(total - done, 0) / greatest(rate, 1e-9)), last_key = next_key
-        WHERE relid = tbl;
-        COMMIT;
-        RAISE NOTICE 'backfill %: % of % rows (% rows/s, this batch % rows in % ms), ETA %',
-            tbl, done, total, round(rate), n, round(extract(epoch FROM clock_timestamp() - t_batch) * 1000),
-            make_interval(secs => round(greatest(total - done, 0) / greatest(rate, 1e-9)));
+    FOREACH u IN ARRAY units LOOP
+        CONTINUE WHEN u::oid = ANY (finished);
+        IF u::oid IS DISTINCT FROM at_unit THEN
+            after := NULL;
+        END IF;
+        IF keys IS NULL THEN
+            -- ctid ranges of about batch_size rows, up to the table's end as it is now (rows a
+            -- batch rewrites move behind it and are not read twice)
+            blocks := pg_catalog.pg_relation_size(u) / current_setting('block_size')::int;
+            step := greatest(1, (SELECT batch_size / greatest(CASE WHEN c.relpages > 0 THEN c.reltuples / c.relpages END, 1)
+                                 FROM pg_catalog.pg_class c WHERE c.oid = u))::bigint;
+            after := coalesce(after, '0');
+        END IF;
+        LOOP
+            t_batch := clock_timestamp();
+            IF keys IS NOT NULL THEN
+                EXECUTE format($q$
+                    WITH batch AS MATERIALIZED (
+                        SELECT row_number() OVER (ORDER BY %1$s) AS txclass_i, %1$s, %2$I AS txclass_d FROM %3$s
+                        WHERE %4$s AND ($1 IS NULL OR (%1$s) > %5$s)
+                        ORDER BY %1$s LIMIT $2),
+                    -- materialized: rows of (position, outputs) only
+                    res AS MATERIALIZED (SELECT b.ordinality AS txclass_i, b.label, b.category, b.confidence, b.model, b.level
+                            FROM txclass.classify_batch(ARRAY(SELECT txclass_d FROM batch ORDER BY txclass_i)) b),
+                    upd AS (UPDATE %3$s AS t SET %6$s FROM batch JOIN res USING (txclass_i) WHERE %7$s RETURNING 1)
+                    SELECT (SELECT count(*) FROM batch), (SELECT %8$s FROM batch ORDER BY txclass_i DESC LIMIT 1),
+                           (SELECT count(*) FROM upd)
+                    $q$, txclass._key_list(keys), m.descriptor_column, u, pending, txclass._key_position(u, keys, '$1'), outputs,
+                    (SELECT string_agg(format('t.%1$I = batch.%1$I', k), ' AND ') FROM unnest(keys) k),
+                    txclass._key_text(keys, 'batch'))
+                INTO n, next_after USING after, batch_size;
+                EXIT WHEN n = 0;
+            ELSE
+                EXIT WHEN after::bigint >= blocks;
+                EXECUTE format($q$
+                    WITH batch AS MATERIALIZED (
+                        SELECT row_number() OVER () AS txclass_i, ctid AS txclass_k, %1$I AS txclass_d FROM %2$s
+                        WHERE %3$s AND ctid >= ('(' || $1 || ',0)')::tid AND ctid < ('(' || $2 || ',0)')::tid),
+                    res AS MATERIALIZED (SELECT b.ordinality AS txclass_i, b.label, b.category, b.confidence, b.model, b.level
+                            FROM txclass.classify_batch(ARRAY(SELECT txclass_d FROM batch ORDER BY txclass_i)) b),
+                    upd AS (UPDATE %2$s AS t SET %4$s FROM batch JOIN res USING (txclass_i)
+                            WHERE t.ctid = ANY (ARRAY(SELECT txclass_k FROM batch)) AND t.ctid = batch.txclass_k RETURNING 1)
+                    SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM upd)
+                    $q$, m.descriptor_column, u, pending, outputs)
+                INTO n, cnt USING after::bigint, after::bigint + step;
+                next_after := (after::bigint + step)::text;
+            END IF;
+            after := next_after;
+            done := done + n;
+            state := CASE WHEN plain_form THEN after
+                          ELSE jsonb_build_object('done', to_jsonb(finished), 'unit', u::oid, 'after', after)::text END;
+            rate := done / greatest(extract(epoch FROM clock_timestamp() - t0), 1e-6);
+            UPDATE txclass.backfill_progress
+            SET updated_at = clock_timestamp(), rows_done = done, batches = batches + 1, rows_per_s = rate,
+                eta = make_interval(secs => greatest(total - done, 0) / greatest(rate, 1e-9)), last_key = state
+            WHERE relid = tbl;
+            COMMIT;
+            IF n > 0 THEN
+                RAISE NOTICE 'backfill %: % of % rows (% rows/s, this batch % rows in % ms), ETA %',
+                    u, done, total, round(rate), n, round(extract(epoch FROM clock_timestamp() - t_batch) * 1000),
+                    make_interval(secs => round(greatest(total - done, 0) / greatest(rate, 1e-9)));
+            END IF;
+        END LOOP;
+        finished := finished || u::oid;
+        IF NOT plain_form THEN
+            UPDATE txclass.backfill_progress
+            SET last_key = jsonb_build_object('done', to_jsonb(finished), 'unit', NULL, 'after', NULL)::text
+            WHERE relid = tbl;
+            COMMIT;
+        END IF;
     END LOOP;
     UPDATE txclass.backfill_progress SET status = 'done', updated_at = clock_timestamp(), eta = '0'::interval
     WHERE relid = tbl;
@@ -360,7 +614,7 @@ BEGIN
     WHERE w.name IS NOT NULL AND (a.attname IS NULL OR (w.type IS NOT NULL AND format_type(a.atttypid, a.atttypmod) <> w.type));
     IF broken IS NOT NULL THEN
         RETURN QUERY EXECUTE format('SELECT count(*), NULL::bigint, NULL::bigint, NULL::jsonb, $1 FROM %s', tbl)
-            USING broken || ARRAY['re-run txclass.attach() with the current column names, then txclass.backfill()'];
+            USING broken || ARRAY['a rename is followed by itself; for a dropped or retyped column re-run txclass.attach() (it adds missing output columns), then txclass.backfill()'];
         RETURN;
     END IF;
     RETURN QUERY EXECUTE format(
@@ -384,3 +638,4 @@ CREATE POLICY writers_update ON backfill_progress FOR UPDATE
 REVOKE ALL ON FUNCTION _check_owner(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text, name, name, name), detach(regclass), _drop_enrich_triggers(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION attach(regclass, name, name, name, name, name, text, name, text, name, name, name), detach(regclass) TO PUBLIC;
+REVOKE ALL ON FUNCTION _attached_changed(oid), _follow(regclass), _sync_statement_triggers(regclass), _on_ddl(), _on_drop() FROM PUBLIC;

@@ -59,7 +59,7 @@ GRANT SELECT ON recurring_charges, recurring_series TO PUBLIC;
 -- again; returns how many rows it read.
 CREATE FUNCTION refresh_recurring(tbl regclass) RETURNS bigint LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE m txclass.monitored; key_type text; upto text; n bigint; accounts text[]; merchants text[]; upsert text := '';
+DECLARE m txclass.monitored; upto text; n bigint; accounts text[]; merchants text[]; upsert text := '';
 BEGIN
     m := txclass._check_reader(tbl);
     IF m.account_column IS NULL OR m.amount_column IS NULL THEN
@@ -68,14 +68,16 @@ BEGIN
             HINT = format('re-attach it naming them: SELECT txclass.attach(%L, %L, account_column => ..., amount_column => ...)',
                           tbl::text, m.descriptor_column);
     END IF;
-    IF m.key_column IS NULL THEN
+    IF m.key_columns IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
-            MESSAGE = format('%s has no single-column primary key; recurring charges are folded in key order', tbl);
+            MESSAGE = format('%s has no primary key or unique key; recurring charges are folded in key order', tbl),
+            HINT = 'add one (e.g. ALTER TABLE ... ADD PRIMARY KEY (...)): txclass takes it up at once';
     END IF;
     PERFORM pg_advisory_xact_lock('txclass.recurring_charges'::regclass::oid::int, tbl::oid::int);
     SELECT recurring_watermark INTO m.recurring_watermark FROM txclass.monitored WHERE relid = tbl;
-    SELECT format_type(a.atttypid, a.atttypmod) INTO key_type FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = m.key_column;
-    EXECUTE format('SELECT max(%I)::text FROM %s', m.key_column, tbl) INTO upto;
+        -- the newest key (a composite key's as a JSON array): the refresh reads up to it
+    EXECUTE format('SELECT %s AS txclass_position FROM %s ORDER BY %s LIMIT 1', txclass._key_text(m.key_columns), tbl,
+                   (SELECT string_agg(quote_ident(k) || ' DESC', ', ') FROM unnest(m.key_columns) k)) INTO upto;
     IF upto IS NULL THEN
         RETURN 0;
     END IF;
@@ -94,7 +96,7 @@ BEGIN
                    -- the label and category name the series only where they named the merchant
                    CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %2$I END AS label,
                    CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %7$I END AS category
-            FROM %8$s WHERE ($1 IS NULL OR %9$I > $1::%10$s) AND %9$I <= $2::%10$s
+            FROM %8$s WHERE ($1 IS NULL OR (%9$s) > %10$s) AND (%9$s) <= %13$s
               AND %1$I IS NOT NULL AND %5$I IS NOT NULL AND %6$I > 0),
         agg AS (
             SELECT account, merchant, day, amount, count(*)::int AS n, max(label) AS label, max(category) AS category
@@ -109,7 +111,8 @@ BEGIN
         SELECT (SELECT count(*) FROM inc), (SELECT array_agg(account ORDER BY account, merchant) FROM touched),
                (SELECT array_agg(merchant ORDER BY account, merchant) FROM touched)
         $q$, m.account_column, m.label_column, m.confidence_column, m.descriptor_column, m.time_column, m.amount_column,
-             m.category_column, tbl, m.key_column, key_type, tbl::oid::text, upsert)
+             m.category_column, tbl, txclass._key_list(m.key_columns), txclass._key_position(tbl, m.key_columns, '$1'), tbl::oid::text, upsert,
+             txclass._key_position(tbl, m.key_columns, '$2'))
     INTO n, accounts, merchants USING m.recurring_watermark, upto;
     DELETE FROM txclass.recurring_series s USING unnest(accounts, merchants) t(account, merchant)
     WHERE s.relid = tbl AND s.account = t.account AND s.merchant = t.merchant;
@@ -134,7 +137,7 @@ CREATE FUNCTION refresh_all() RETURNS TABLE (tbl regclass, drift_rows bigint, re
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE r txclass.monitored;
 BEGIN
-    FOR r IN SELECT * FROM txclass.monitored WHERE key_column IS NOT NULL AND has_table_privilege(relid, 'SELECT')
+    FOR r IN SELECT * FROM txclass.monitored WHERE key_columns IS NOT NULL AND has_table_privilege(relid, 'SELECT')
              ORDER BY relid::text LOOP
         tbl := r.relid;
         drift_rows := txclass.refresh_drift(r.relid);

@@ -3,8 +3,9 @@
 //! * `_enrich_row` — BEFORE INSERT OR UPDATE OF <descriptor>, per row. Rules and the result
 //!   cache answer in place (about the cost of `md5()` per row). A miss is not sent to the model
 //!   one row at a time: the row is written with NULL outputs and its key is queued for the
-//!   statement. Tables without a single-column primary key classify misses in place instead.
-//! * `_enrich_statement` — AFTER INSERT OR UPDATE OF <descriptor>, per statement: classifies
+//!   statement. Tables without a primary or unique key classify misses in place instead.
+//! * `_enrich_statement` — AFTER INSERT OR UPDATE OF <descriptor>, per statement (on the table
+//!   and on each partition of a partitioned one): classifies
 //!   the queued misses of the statement in length-bucketed batches (one model call per batch,
 //!   not per row), fills the cache, and writes the outputs with one UPDATE ... FROM unnest(...),
 //!   run as the table's owner (like a foreign-key check) inside a subtransaction.
@@ -20,6 +21,8 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::AllocatedByRust;
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use txclass_core::classifier::Decision;
@@ -119,9 +122,11 @@ fn enrichment_counters() -> TableIterator<
 // ---- the statement's queue of misses ----------------------------------------------------------
 
 struct Queued {
+    /// The relation the row is in (a partition, or the attached table itself), as resolved.
+    target: Rc<Target>,
     relid: pg_sys::Oid,
     subxact: pg_sys::SubTransactionId,
-    key: String,
+    key: Vec<String>,
     descriptor: String,
 }
 
@@ -165,42 +170,142 @@ fn register_callbacks() {
     }
 }
 
-// ---- trigger arguments ----------------------------------------------------------------------
+// ---- the attached table, resolved from txclass.monitored ------------------------------------
 
-struct RowArgs {
+/// What the triggers need to know about the relation they fire on: one attached table, or a
+/// partition of one (at any level). Resolved from `txclass.monitored` and the catalog at first
+/// use in a backend, by the relation's OID — the triggers carry no arguments, so renaming the
+/// table, moving it to another schema or renaming a column (followed into txclass.monitored by
+/// txclass._on_ddl) needs no re-attach. Dropped when the relation's relcache entry is
+/// invalidated: any DDL on it or its parent, and txclass.attach/detach (`_attached_changed`).
+struct Target {
+    /// The attached table (txclass.monitored.relid): the relation itself or an ancestor.
+    root: pg_sys::Oid,
+    /// The relation's owner, who writes the statement's outputs.
+    owner: pg_sys::Oid,
     descriptor: String,
     label: String,
     category: String,
     confidence: String,
     model: String,
-    /// The level column (0.3.0; a trigger attached by 0.2.0 has 8 arguments and none).
     level: Option<String>,
+    /// The key misses are written back through, (column, type) in this relation; empty: none.
+    keys: Vec<(String, String)>,
     strict: bool,
-    /// The single-column primary key, when misses are batched per statement.
-    key: Option<String>,
-    /// The UPDATE that writes queued outputs (see sql/enrich.sql).
-    update_sql: String,
+    /// The relation has the statement trigger that writes queued misses (a partition created
+    /// while event triggers were off has not: its misses are classified in place).
+    batched: bool,
 }
 
-fn row_args(trigger: &PgTrigger) -> RowArgs {
-    let a = trigger.extra_args().unwrap_or_default();
-    if a.len() != 8 && a.len() != 9 {
-        crate::errors::raise_code(
-            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-            format!("txclass._enrich_row expects 8 or 9 trigger arguments, got {}", a.len()),
-            "re-run txclass.attach() on the table",
-        );
+thread_local! {
+    static TARGETS: RefCell<HashMap<u32, Option<Rc<Target>>>> = RefCell::new(HashMap::new());
+}
+static mut RELCACHE_CALLBACK: bool = false;
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    forget(relid);
+}
+
+/// Tells every backend (at commit; this one at once) to resolve `tbl` and its partitions again:
+/// run by txclass.attach, txclass.detach and txclass._follow.
+#[pg_extern(volatile)]
+fn _attached_changed(tbl: pg_sys::Oid) {
+    // SAFETY: queues a relcache invalidation for an OID; a missing relation is harmless.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(tbl) };
+    forget(tbl);
+}
+
+/// Drops what this backend resolved for `relid` (a relation, or an attached table with its
+/// partitions); InvalidOid: everything.
+fn forget(relid: pg_sys::Oid) {
+    TARGETS.with(|t| {
+        let mut t = t.borrow_mut();
+        if relid == pg_sys::InvalidOid {
+            t.clear();
+        } else {
+            t.retain(|&k, v| k != relid.to_u32() && v.as_ref().is_none_or(|v| v.root != relid));
+        }
+    });
+}
+
+/// The attached table `rel` belongs to (None: not attached — triggers left behind by a detach
+/// half-way, or a table that is not monitored).
+fn resolve(rel: pg_sys::Relation) -> Option<Rc<Target>> {
+    // SAFETY: rel is the trigger's open relation.
+    let (relid, owner) = unsafe { ((*rel).rd_id, (*(*rel).rd_rel).relowner) };
+    if let Some(t) = TARGETS.with(|t| t.borrow().get(&relid.to_u32()).cloned()) {
+        return t;
     }
-    RowArgs {
-        descriptor: a[0].clone(),
-        label: a[1].clone(),
-        category: a[2].clone(),
-        confidence: a[3].clone(),
-        model: a[4].clone(),
-        strict: a[5] == "error",
-        key: (!a[6].is_empty()).then(|| a[6].clone()),
-        update_sql: a[7].clone(),
-        level: a.get(8).filter(|l| !l.is_empty()).cloned(),
+    unsafe {
+        if !RELCACHE_CALLBACK {
+            // SAFETY: registered once per backend; the callback only edits this backend's map.
+            pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0));
+            RELCACHE_CALLBACK = true;
+        }
+    }
+    let r = relid.to_u32();
+    // the nearest attached table among the relation and its ancestors
+    // (through to_jsonb: a database not yet updated to 0.4.0 has no key_columns, 0.2.0 no
+    // level_column, and its triggers keep working on this library)
+    let sql = format!(
+        "SELECT m.relid::oid::text, x.j->>'descriptor_column', x.j->>'label_column', x.j->>'category_column', \
+                x.j->>'confidence_column', x.j->>'model_column', x.j->>'level_column', x.j->>'on_error', \
+                (SELECT json_agg(json_build_array(k.n, format_type(a.atttypid, a.atttypmod)) ORDER BY k.o) \
+                 FROM jsonb_array_elements_text(y.keys) WITH ORDINALITY k(n, o) \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = {r} AND a.attname = k.n AND a.attnum > 0 AND NOT a.attisdropped)::text, \
+                jsonb_array_length(y.keys) \
+         FROM (SELECT {r}::oid AS rel, 0::bigint AS o \
+               UNION ALL SELECT a::oid, o FROM pg_catalog.pg_partition_ancestors({r}::oid::regclass) WITH ORDINALITY x(a, o)) c \
+         JOIN txclass.monitored m ON m.relid::oid = c.rel \
+         CROSS JOIN LATERAL (SELECT to_jsonb(m) AS j) x \
+         CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(x.j->'key_columns') = 'array' THEN x.j->'key_columns' \
+                                         WHEN x.j->>'key_column' IS NOT NULL THEN jsonb_build_array(x.j->>'key_column') END AS keys) y \
+         ORDER BY c.o LIMIT 1"
+    );
+    let Ok(sql) = CString::new(sql) else { return None };
+    let (rows, _) = crate::catalog::read_latest(&sql, 10);
+    let target = rows.into_iter().next().map(|row| {
+        let col = |i: usize| row.get(i).cloned().flatten();
+        let keys: Vec<(String, String)> = col(8)
+            .and_then(|j| serde_json::from_str::<Vec<(String, String)>>(&j).ok())
+            .unwrap_or_default();
+        let want: usize = col(9).and_then(|n| n.parse().ok()).unwrap_or(0);
+        Rc::new(Target {
+            root: col(0).and_then(|o| o.parse::<u32>().ok()).map(pg_sys::Oid::from).unwrap_or(relid),
+            owner,
+            descriptor: col(1).unwrap_or_default(),
+            label: col(2).unwrap_or_default(),
+            category: col(3).unwrap_or_default(),
+            confidence: col(4).unwrap_or_default(),
+            model: col(5).unwrap_or_default(),
+            level: col(6),
+            strict: col(7).as_deref() == Some("error"),
+            // every key column must still be there (else: row by row)
+            keys: if keys.len() == want { keys } else { Vec::new() },
+            batched: has_statement_trigger(rel),
+        })
+    });
+    TARGETS.with(|t| t.borrow_mut().insert(r, target.clone()));
+    target
+}
+
+/// Whether `rel` has txclass's statement trigger (`txclass_enrich_batch`).
+fn has_statement_trigger(rel: pg_sys::Relation) -> bool {
+    // SAFETY: the relcache entry's trigger descriptor, read while the relation is open.
+    unsafe {
+        let td = (*rel).trigdesc;
+        if td.is_null() {
+            return false;
+        }
+        // enabled for ordinary sessions ('O' origin, 'A' always; the replica case is
+        // replica_apply's)
+        (0..(*td).numtriggers as usize).any(|i| {
+            let t = (*td).triggers.add(i);
+            !(*t).tgname.is_null()
+                && CStr::from_ptr((*t).tgname).to_bytes() == b"txclass_enrich_batch"
+                && matches!((*t).tgenabled as u8, b'O' | b'A')
+        })
     }
 }
 
@@ -220,23 +325,18 @@ unsafe fn column_text(tuple: *mut pg_sys::HeapTupleData, desc: pg_sys::TupleDesc
     unsafe { crate::catalog::value_text(tuple, desc, n) }
 }
 
-/// The columns the trigger names that the table no longer has (renamed or dropped since
-/// txclass.attach), or whose output type no longer fits.
-fn missing_columns(desc: pg_sys::TupleDesc, a: &RowArgs) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+/// The columns txclass.monitored names that the table no longer has (dropped since
+/// txclass.attach; a rename is followed).
+fn missing_columns(desc: pg_sys::TupleDesc, a: &Target) -> Vec<String> {
     let mut named: Vec<&str> = vec![&a.descriptor, &a.label, &a.category, &a.confidence, &a.model];
-    if let Some(k) = &a.key {
-        named.push(k);
-    }
     if let Some(l) = &a.level {
         named.push(l);
     }
-    for c in named {
-        if attnum(desc, c).is_none() {
-            out.push(format!("column \"{c}\" no longer exists"));
-        }
-    }
-    out
+    named
+        .into_iter()
+        .filter(|c| attnum(desc, c).is_none())
+        .map(|c| format!("column \"{c}\" no longer exists"))
+        .collect()
 }
 
 enum Outcome {
@@ -288,7 +388,7 @@ fn known(s: &Serving, a: Answer) -> Outcome {
 
 /// Writes the outputs into the row; the first column that cannot take its value (its type was
 /// changed since attach) is returned as the cause.
-fn set_outputs(t: &mut PgHeapTuple<'_, AllocatedByRust>, a: &RowArgs, o: &Outcome) -> Result<(), String> {
+fn set_outputs(t: &mut PgHeapTuple<'_, AllocatedByRust>, a: &Target, o: &Outcome) -> Result<(), String> {
     fn set<T: pgrx::IntoDatum>(t: &mut PgHeapTuple<'_, AllocatedByRust>, column: &str, v: T) -> Result<(), String> {
         t.set_by_name(column, v).map_err(|_| {
             format!("column \"{column}\" no longer has the type txclass writes (label, category, model and level text, confidence real)")
@@ -322,9 +422,9 @@ fn warn_ddl(relid: pg_sys::Oid, causes: &[String]) {
     failed(1);
     let e = Error::config(
         format!("the table changed since txclass.attach(): {}", causes.join("; ")),
-        "re-run txclass.attach() with the current column names (or txclass.detach())",
+        "re-run txclass.attach() (it adds missing output columns), or txclass.detach()",
     );
-    warn_once_with(relid, &e, "re-run txclass.attach() with the current column names (or txclass.detach()), then txclass.backfill()");
+    warn_once_with(relid, &e, "re-run txclass.attach() (it adds missing output columns) or txclass.detach(), then txclass.backfill()");
 }
 
 fn warn_once(relid: pg_sys::Oid, e: &Error) {
@@ -355,17 +455,21 @@ fn rel_name(relid: pg_sys::Oid) -> String {
     }
 }
 
-/// BEFORE INSERT OR UPDATE OF <descriptor> FOR EACH ROW (installed by txclass.attach).
+/// BEFORE INSERT OR UPDATE OF <descriptor> FOR EACH ROW (installed by txclass.attach; on a
+/// partitioned table, cloned onto every partition).
 #[pg_trigger]
 fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, PgHeapTupleError> {
-    let a = row_args(trigger);
     let td = trigger.trigger_data();
     let is_update = matches!(trigger.op(), Ok(PgTriggerOperation::Update));
     let Some(new) = trigger.new() else { return Ok(None) };
     let mut new = new.into_owned();
-    let (relid, desc, new_tuple) = unsafe {
+    let (rel, relid, desc, new_tuple) = unsafe {
         let rel = td.tg_relation;
-        ((*rel).rd_id, (*rel).rd_att, if is_update { td.tg_newtuple } else { td.tg_trigtuple })
+        (rel, (*rel).rd_id, (*rel).rd_att, if is_update { td.tg_newtuple } else { td.tg_trigtuple })
+    };
+    let Some(a) = resolve(rel) else {
+        warn_ddl(relid, &["the table has txclass's trigger but is not attached (txclass.monitored has no row for it)".into()]);
+        return Ok(Some(new));
     };
     let missing = missing_columns(desc, &a);
     if !missing.is_empty() {
@@ -380,10 +484,21 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
         }
     }
     let n = descriptor.as_deref().map(normalize).unwrap_or_default();
+    let batch = a.batched && !a.keys.is_empty() && !replica_apply();
+    let mut queue_key = None;
     let outcome = if n.is_empty() {
         Outcome::Nothing
     } else {
-        match try_with_serving(|s| answer(s, &n, a.key.is_some() && !replica_apply())).and_then(|r| r) {
+        let mut decided = try_with_serving(|s| answer(s, &n, batch)).and_then(|r| r);
+        if let Ok(Outcome::Queue) = decided {
+            // the row's key; a row with a NULL in it cannot be found again: classified in place
+            let key: Option<Vec<String>> = a.keys.iter().map(|(k, _)| unsafe { column_text(new_tuple, desc, k) }).collect();
+            match key {
+                Some(k) => queue_key = Some(k),
+                None => decided = try_with_serving(|s| answer(s, &n, false)).and_then(|r| r),
+            }
+        }
+        match decided {
             Ok(o) => o,
             Err(e) if a.strict => raise(e),
             Err(e) => {
@@ -398,19 +513,15 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
         // the row as the application wrote it
         return Ok(trigger.new().map(|t| t.into_owned()));
     }
-    if let (Outcome::Queue, Some(key)) = (&outcome, &a.key) {
-        let key_text = unsafe { column_text(new_tuple, desc, key) };
-        if let (Some(k), Some(d)) = (key_text, descriptor) {
-            register_callbacks();
-            // flush what is queued (rows already written) before queueing this row, which is
-            // not written until the trigger returns
-            if queued_for(relid) >= FLUSH_ROWS {
-                let owner = unsafe { (*(*td.tg_relation).rd_rel).relowner };
-                flush(relid, owner, a.strict, &a.update_sql);
-            }
-            let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
-            QUEUE.with(|q| q.borrow_mut().push(Queued { relid, subxact, key: k, descriptor: d }));
+    if let (Outcome::Queue, Some(key), Some(d)) = (&outcome, queue_key, descriptor) {
+        register_callbacks();
+        // flush what is queued (rows already written) before queueing this row, which is
+        // not written until the trigger returns
+        if queued_for(a.root) >= FLUSH_ROWS {
+            flush(a.root, a.strict);
         }
+        let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
+        QUEUE.with(|q| q.borrow_mut().push(Queued { target: a.clone(), relid, subxact, key, descriptor: d }));
     }
     Ok(Some(new))
 }
@@ -424,22 +535,16 @@ fn replica_apply() -> bool {
     unsafe { pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32 }
 }
 
-/// AFTER INSERT OR UPDATE OF <descriptor> FOR EACH STATEMENT (installed by txclass.attach for
-/// tables with a single-column primary key): classifies the statement's queued misses in
-/// batches and writes their outputs.
+/// AFTER INSERT OR UPDATE OF <descriptor> FOR EACH STATEMENT (installed by txclass.attach on
+/// a table with a key, and on each of its partitions): classifies the statement's queued
+/// misses in batches and writes their outputs. (A 0.2.0 or 0.3.0 trigger's arguments are not
+/// read: the table is resolved from txclass.monitored like the row trigger's.)
 #[pg_trigger]
 fn _enrich_statement<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, PgHeapTupleError> {
-    let args = trigger.extra_args().unwrap_or_default();
-    if args.len() != 2 {
-        crate::errors::raise_code(
-            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-            format!("txclass._enrich_statement expects 2 trigger arguments, got {}", args.len()),
-            "re-run txclass.attach() on the table",
-        );
-    }
     let rel = trigger.trigger_data().tg_relation;
-    let (relid, owner) = unsafe { ((*rel).rd_id, (*(*rel).rd_rel).relowner) };
-    flush(relid, owner, args[0] == "error", &args[1]);
+    if let Some(t) = resolve(rel) {
+        flush(t.root, t.strict);
+    }
     Ok(None)
 }
 
@@ -448,15 +553,16 @@ fn _enrich_statement<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
 /// trigger sees the rows the same statement wrote before.)
 const FLUSH_ROWS: usize = 10_000;
 
-fn queued_for(relid: pg_sys::Oid) -> usize {
-    QUEUE.with(|q| q.borrow().iter().filter(|e| e.relid == relid).count())
+fn queued_for(root: pg_sys::Oid) -> usize {
+    QUEUE.with(|q| q.borrow().iter().filter(|e| e.target.root == root).count())
 }
 
-/// Classifies the queued misses of `relid` in batches and writes their outputs.
-fn flush(relid: pg_sys::Oid, owner: pg_sys::Oid, strict: bool, update_sql: &str) {
+/// Classifies the queued misses of the attached table `root` (all its partitions) in batches
+/// and writes their outputs, one UPDATE per partition.
+fn flush(root: pg_sys::Oid, strict: bool) {
     let queued: Vec<Queued> = QUEUE.with(|q| {
         let mut q = q.borrow_mut();
-        let (mine, rest): (Vec<_>, Vec<_>) = q.drain(..).partition(|e| e.relid == relid);
+        let (mine, rest): (Vec<_>, Vec<_>) = q.drain(..).partition(|e| e.target.root == root);
         *q = rest;
         mine
     });
@@ -464,82 +570,138 @@ fn flush(relid: pg_sys::Oid, owner: pg_sys::Oid, strict: bool, update_sql: &str)
         return;
     }
     let raw: Vec<Option<&str>> = queued.iter().map(|e| Some(e.descriptor.as_str())).collect();
+    // per relation (partition): its rows' outputs
     let result = try_with_serving(|s| {
         let rules = s.rules.clone();
         let rules = (!rules.is_empty()).then_some(&*rules);
         let c = &mut s.classifier;
         let answers = cache::with_cache(|cache| c.answer_descriptors(&raw, rules, cache, &mut check_interrupts))?;
-        let mut out = Batch::default();
+        let mut out: Vec<(pg_sys::Oid, Rc<Target>, Batch)> = Vec::new();
         for (e, a) in queued.iter().zip(answers) {
             let Some(a) = a else { continue };
             let Outcome::Known { label, category, confidence, model, level } = known(s, a) else { continue };
-            out.keys.push(e.key.clone());
-            out.labels.push(label.map(str::to_string));
-            out.categories.push(category.map(str::to_string));
-            out.confidences.push(confidence);
-            out.models.push(model.to_string());
-            out.levels.push(level.to_string());
+            let i = match out.iter().position(|(r, _, _)| *r == e.relid) {
+                Some(i) => i,
+                None => {
+                    out.push((e.relid, e.target.clone(), Batch::new(e.target.keys.len())));
+                    out.len() - 1
+                }
+            };
+            let b = &mut out[i].2;
+            for (col, v) in b.keys.iter_mut().zip(&e.key) {
+                col.push(v.clone());
+            }
+            b.labels.push(label.map(str::to_string));
+            b.categories.push(category.map(str::to_string));
+            b.confidences.push(confidence);
+            b.models.push(model.to_string());
+            b.levels.push(level.to_string());
+            b.rows += 1;
         }
         Ok::<_, Error>(out)
     })
     .and_then(|r| r);
-    let batch = match result {
+    let batches = match result {
         Ok(v) => v,
         Err(e) if strict => raise(e),
         Err(e) => {
             failed(queued.len() as u64);
-            warn_once(relid, &e);
+            warn_once(root, &e);
             return;
         }
     };
     count(|c| {
-        c.batched.fetch_add(batch.keys.len() as u64, Relaxed);
+        c.batched.fetch_add(batches.iter().map(|b| b.2.rows as u64).sum(), Relaxed);
         c.batches.fetch_add(1, Relaxed);
     });
-    let update_sql = current_table_name(relid, update_sql);
-    if let Err(message) = update_as_owner(owner, &update_sql, batch) {
-        if strict {
-            crate::errors::raise_plain(
-                PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
-                format!("txclass could not write the outputs of {}: {message}", rel_name(relid)),
+    for (relid, target, batch) in batches {
+        let rows = batch.rows;
+        let outcome = match update_sql(relid, &target) {
+            Some(sql) => update_as_owner(target.owner, &sql, batch),
+            None => Err("the relation no longer exists".to_string()),
+        };
+        if let Err(message) = outcome {
+            if strict {
+                crate::errors::raise_plain(
+                    PgSqlErrorCode::ERRCODE_TRIGGERED_ACTION_EXCEPTION,
+                    format!("txclass could not write the outputs of {}: {message}", rel_name(relid)),
+                );
+            }
+            failed(rows as u64);
+            pgrx::warning!(
+                "txclass could not write the outputs of {rows} rows of {}: {message}; they keep NULL outputs (txclass.backfill() fills them later)",
+                rel_name(relid)
             );
         }
-        failed(queued.len() as u64);
-        pgrx::warning!(
-            "txclass could not write the outputs of {} rows of {}: {message}; they keep NULL outputs (txclass.backfill() fills them later)",
-            queued.len(),
-            rel_name(relid)
-        );
     }
 }
 
-/// `sql` (`UPDATE <table> AS t SET ...`, written by attach) with the table named as it is now:
-/// a table renamed or moved to another schema after attach keeps its enrichment.
-fn current_table_name(relid: pg_sys::Oid, sql: &str) -> String {
-    let (Some(rest), Some(at)) = (sql.strip_prefix("UPDATE "), sql.find(" AS t SET ")) else { return sql.to_string() };
-    let _ = rest;
-    // SAFETY: catalog look-ups by OID; NULL when the relation is gone (then sql is kept).
-    let name = unsafe {
+fn quote_ident(s: &str) -> String {
+    let Ok(c) = CString::new(s) else { return format!("\"{}\"", s.replace('"', "\"\"")) };
+    // SAFETY: quote_identifier returns its argument or a palloc'd copy; both live long enough.
+    unsafe { CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr())).to_string_lossy().into_owned() }
+}
+
+/// The UPDATE that writes a batch into `relid` (named as it is called now: a table renamed or
+/// moved to another schema keeps its enrichment): outputs $1..$5, the key's columns $6...
+fn update_sql(relid: pg_sys::Oid, t: &Target) -> Option<String> {
+    // SAFETY: catalog look-ups by OID; NULL when the relation is gone.
+    let table = unsafe {
         let rel = pg_sys::get_rel_name(relid);
+        if rel.is_null() {
+            return None;
+        }
         let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
-        if rel.is_null() || ns.is_null() {
-            return sql.to_string();
+        if ns.is_null() {
+            return None;
         }
         CStr::from_ptr(pg_sys::quote_qualified_identifier(ns, rel)).to_string_lossy().into_owned()
     };
-    format!("UPDATE {name}{}", &sql[at..])
+    let mut set = format!(
+        "{} = u.l, {} = u.c, {} = u.f, {} = u.m",
+        quote_ident(&t.label),
+        quote_ident(&t.category),
+        quote_ident(&t.confidence),
+        quote_ident(&t.model)
+    );
+    if let Some(l) = &t.level {
+        set.push_str(&format!(", {} = u.v", quote_ident(l)));
+    }
+    let params: String = (0..t.keys.len()).map(|i| format!(", ${}::text[]", i + 6)).collect();
+    let names: String = (0..t.keys.len()).map(|i| format!(", k{i}")).collect();
+    let on: Vec<String> = t.keys.iter().enumerate().map(|(i, (k, ty))| format!("t.{} = u.k{i}::{ty}", quote_ident(k))).collect();
+    Some(format!(
+        "UPDATE {table} AS t SET {set} FROM unnest($1::text[], $2::text[], $3::real[], $4::text[], $5::text[]{params}) \
+         AS u(l, c, f, m, v{names}) WHERE {}",
+        on.join(" AND ")
+    ))
 }
 
-/// The outputs of a statement's batch, by column: the parameters $1..$6 of the UPDATE attach
-/// wrote (a 0.2.0 trigger's UPDATE has no level column and ignores $6).
-#[derive(Default)]
+/// The outputs of a statement's batch for one relation, by column: the parameters of
+/// [`update_sql`].
 struct Batch {
-    keys: Vec<String>,
+    rows: usize,
     labels: Vec<Option<String>>,
     categories: Vec<Option<String>>,
     confidences: Vec<f32>,
     models: Vec<String>,
     levels: Vec<String>,
+    /// one vector per key column
+    keys: Vec<Vec<String>>,
+}
+
+impl Batch {
+    fn new(key_columns: usize) -> Batch {
+        Batch {
+            rows: 0,
+            labels: Vec::new(),
+            categories: Vec::new(),
+            confidences: Vec::new(),
+            models: Vec::new(),
+            levels: Vec::new(),
+            keys: vec![Vec::new(); key_columns],
+        }
+    }
 }
 
 /// Runs the outputs UPDATE as the table's owner (the owner attached the table; the inserting
@@ -559,17 +721,15 @@ fn update_as_owner(
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_sec);
         pg_sys::SetUserIdAndSecContext(owner, saved_sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
         let outcome = PgTryBuilder::new(|| {
-            Spi::run_with_args(
-                sql,
-                &[
-                    b.keys.clone().into(),
-                    b.labels.clone().into(),
-                    b.categories.clone().into(),
-                    b.confidences.clone().into(),
-                    b.models.clone().into(),
-                    b.levels.clone().into(),
-                ],
-            )
+            let mut args: Vec<pgrx::datum::DatumWithOid> = vec![
+                b.labels.clone().into(),
+                b.categories.clone().into(),
+                b.confidences.clone().into(),
+                b.models.clone().into(),
+                b.levels.clone().into(),
+            ];
+            args.extend(b.keys.iter().map(|k| k.clone().into()));
+            Spi::run_with_args(sql, &args)
             .map_err(|e| e.to_string())
         })
         .catch_others(|e| match e {

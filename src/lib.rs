@@ -51,7 +51,14 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/enrich.sql",
     name = "enrich",
-    requires = ["registry", enrich::_enrich_row, enrich::_enrich_statement, enrich::enrichment_counters, classify::classify_batch_0_3]
+    requires = [
+        "registry",
+        enrich::_enrich_row,
+        enrich::_enrich_statement,
+        enrich::_attached_changed,
+        enrich::enrichment_counters,
+        classify::classify_batch_0_3
+    ]
 );
 pgrx::extension_sql_file!(
     "../sql/drift.sql",

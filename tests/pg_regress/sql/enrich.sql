@@ -125,9 +125,15 @@ ALTER TABLE ddl_renamed SET SCHEMA ddl_s2;
 INSERT INTO ddl_s2.ddl_renamed VALUES (3, 'SHELL OIL after move three');
 SELECT id, txclass_label IS NOT NULL AS labelled FROM ddl_s2.ddl_renamed ORDER BY id;
 SELECT relid FROM monitored WHERE relid = 'ddl_s2.ddl_renamed'::regclass;
+-- a renamed descriptor or output column is followed (txclass._on_ddl): no re-attach, no WARNING
 ALTER TABLE ddl_s2.ddl_renamed RENAME COLUMN d TO memo;
+ALTER TABLE ddl_s2.ddl_renamed RENAME COLUMN txclass_label TO merchant;
+SELECT descriptor_column, label_column FROM monitored WHERE relid = 'ddl_s2.ddl_renamed'::regclass;
 INSERT INTO ddl_s2.ddl_renamed VALUES (4, 'UBER TRIP after column rename four');
+SELECT id, merchant IS NOT NULL AS labelled, merchant IS NOT DISTINCT FROM classify_transaction(memo) AS same
+FROM ddl_s2.ddl_renamed WHERE id = 4;
 ALTER TABLE ddl_s2.ddl_renamed RENAME COLUMN memo TO d;
+ALTER TABLE ddl_s2.ddl_renamed RENAME COLUMN merchant TO txclass_label;
 ALTER TABLE ddl_s2.ddl_renamed DROP COLUMN txclass_category;
 INSERT INTO ddl_s2.ddl_renamed VALUES (5, 'NETFLIX.COM after drop five'), (6, 'NETFLIX.COM after drop six');
 ALTER TABLE ddl_s2.ddl_renamed ADD COLUMN txclass_category int;
@@ -142,3 +148,91 @@ SELECT id, txclass_label IS NOT NULL AS labelled FROM ddl_s2.ddl_renamed WHERE i
 SELECT rows, enriched, without_outputs, problems FROM enrichment_status('ddl_s2.ddl_renamed');
 SELECT detach('ddl_s2.ddl_renamed');
 DROP SCHEMA ddl_s2 CASCADE;
+
+-- a table that gains a primary key after attach batches its misses from then on
+CREATE TABLE latekey (id int, d text);
+SET client_min_messages = warning;
+SELECT key_columns FROM attach('latekey', 'd');
+RESET client_min_messages;
+ALTER TABLE latekey ADD PRIMARY KEY (id);
+SELECT key_columns, key_column FROM monitored WHERE relid = 'latekey'::regclass;
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'latekey'::regclass AND NOT tgisinternal ORDER BY 1;
+SELECT batches AS batches_before FROM enrichment_stats \gset
+INSERT INTO latekey VALUES (1, 'STARBUCKS LATE KEY ONE QQ'), (2, 'TESCO STORES LATE KEY TWO QQ');
+SELECT batches - :batches_before AS batches FROM enrichment_stats;
+SELECT count(*) FILTER (WHERE txclass_label IS NOT DISTINCT FROM classify_transaction(d) AND txclass_model IS NOT NULL) AS same
+FROM latekey;
+-- a dropped attached table is detached: its record goes with it
+DROP TABLE latekey;
+SELECT count(*) AS left_behind FROM monitored WHERE relid::oid NOT IN (SELECT oid FROM pg_class);
+
+-- Partitioned tables: attach on the parent covers every partition, present and future; the
+-- composite primary key (id, posted) batches misses per statement
+CREATE TABLE part_txns (id bigint, posted date, descriptor text, PRIMARY KEY (id, posted)) PARTITION BY RANGE (posted);
+CREATE TABLE part_txns_01 PARTITION OF part_txns FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+CREATE TABLE part_txns_02 PARTITION OF part_txns FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+SELECT key_column, key_columns FROM attach('part_txns', 'descriptor', time_column => 'posted');
+SELECT tgrelid::regclass AS rel, tgname, tgparentid <> 0 AS cloned FROM pg_trigger
+WHERE tgrelid IN (SELECT relid FROM pg_partition_tree('part_txns')) AND NOT tgisinternal ORDER BY 1, 2;
+SELECT batched AS batched_before, batches AS batches_before FROM enrichment_stats \gset
+-- into the parent, rows of both partitions in one statement
+INSERT INTO part_txns
+SELECT g, date '2026-01-01' + (g % 59), b || ' PART ' || translate(md5(g::text), '0123456789', 'ghijklmnop')
+FROM generate_series(1, 300) g, LATERAL (SELECT (ARRAY['STARBUCKS STORE','TESCO STORES','UBER TRIP','SHELL OIL'])[1 + g % 4]) x(b);
+-- straight into a partition
+INSERT INTO part_txns_02 VALUES (1001, '2026-02-10', 'NETFLIX.COM PARTITION DIRECT QQ'), (1002, '2026-02-11', 'SPOTIFY PARTITION DIRECT QQ');
+SELECT batched - :batched_before AS batched, batches - :batches_before AS batches FROM enrichment_stats;
+SELECT tableoid::regclass AS part, count(*) AS rows, count(txclass_model) AS enriched,
+       count(*) FILTER (WHERE txclass_label IS DISTINCT FROM classify_transaction(descriptor)) AS differ
+FROM part_txns GROUP BY 1 ORDER BY 1;
+-- a partition created later, and a table attached as a partition: both enriched, batched
+CREATE TABLE part_txns_03 PARTITION OF part_txns FOR VALUES FROM ('2026-03-01') TO ('2026-04-01');
+CREATE TABLE part_txns_04 (id bigint NOT NULL, posted date NOT NULL, descriptor text, txclass_label text, txclass_category text,
+    txclass_confidence real, txclass_model text, txclass_level text);
+ALTER TABLE part_txns ATTACH PARTITION part_txns_04 FOR VALUES FROM ('2026-04-01') TO ('2026-05-01');
+SELECT tgrelid::regclass AS rel, tgname FROM pg_trigger
+WHERE tgrelid IN ('part_txns_03'::regclass, 'part_txns_04'::regclass) AND NOT tgisinternal ORDER BY 1, 2;
+SELECT batches AS batches_before FROM enrichment_stats \gset
+INSERT INTO part_txns VALUES (2001, '2026-03-05', 'STARBUCKS MARCH NEW QQ'), (2002, '2026-04-05', 'TESCO STORES APRIL NEW QQ');
+INSERT INTO part_txns_03 VALUES (2003, '2026-03-06', 'UBER TRIP MARCH DIRECT QQ');
+SELECT batches - :batches_before AS batches FROM enrichment_stats;
+SELECT id, txclass_model IS NOT NULL AS enriched, txclass_label IS NOT DISTINCT FROM classify_transaction(descriptor) AS same
+FROM part_txns WHERE id > 2000 ORDER BY id;
+-- a detached partition keeps its rows and loses txclass's triggers
+ALTER TABLE part_txns DETACH PARTITION part_txns_04;
+SELECT count(*) AS txclass_triggers FROM pg_trigger WHERE tgrelid = 'part_txns_04'::regclass AND tgname LIKE 'txclass%';
+INSERT INTO part_txns_04 VALUES (3001, '2026-04-09', 'STARBUCKS DETACHED QQ');
+SELECT count(txclass_model) AS enriched FROM part_txns_04 WHERE id = 3001;
+-- renaming the parent's descriptor column renames it in every partition: followed
+ALTER TABLE part_txns RENAME COLUMN descriptor TO memo;
+INSERT INTO part_txns VALUES (4001, '2026-01-20', 'SHELL OIL AFTER RENAME QQ');
+SELECT txclass_model IS NOT NULL AS enriched FROM part_txns WHERE id = 4001;
+-- backfill walks each partition in key order (composite key), resumably
+UPDATE part_txns SET txclass_label = NULL, txclass_category = NULL, txclass_confidence = NULL, txclass_model = NULL, txclass_level = NULL
+WHERE id % 3 = 0;
+SET client_min_messages = warning;
+CALL backfill('part_txns', batch_size => 40);
+RESET client_min_messages;
+SELECT status, rows_done, batches > 3 AS several_batches, (last_key::jsonb->'done') IS NOT NULL AS per_partition
+FROM backfill_progress WHERE relid = 'part_txns'::regclass;
+SELECT count(*) - count(txclass_model) AS without_outputs,
+       count(*) FILTER (WHERE txclass_label IS DISTINCT FROM classify_transaction(memo)) AS differ FROM part_txns;
+-- drift folds a partitioned table in composite-key order
+SELECT refresh_drift('part_txns') AS rows_read;
+SELECT refresh_drift('part_txns') AS nothing_new;
+SELECT sum(rows) AS counted FROM drift_counts WHERE relid = 'part_txns'::regclass;
+SELECT detach('part_txns');
+SELECT count(*) AS txclass_triggers FROM pg_trigger WHERE tgrelid IN (SELECT relid FROM pg_partition_tree('part_txns')) AND tgname LIKE 'txclass%';
+DROP TABLE part_txns, part_txns_04;
+
+-- a table without any key: backfill walks it by ctid ranges
+CREATE TABLE heap_only (d text);
+INSERT INTO heap_only SELECT 'STARBUCKS HEAP ' || g FROM generate_series(1, 500) g;
+SET client_min_messages = warning;
+SELECT key_columns FROM attach('heap_only', 'd');
+CALL backfill('heap_only', batch_size => 100);
+RESET client_min_messages;
+SELECT status, rows_done, batches > 1 AS several_batches FROM backfill_progress WHERE relid = 'heap_only'::regclass;
+SELECT count(*) AS rows, count(txclass_model) AS enriched FROM heap_only;
+SELECT detach('heap_only');
+DROP TABLE heap_only;
