@@ -199,6 +199,9 @@ struct Target {
 
 thread_local! {
     static TARGETS: RefCell<HashMap<u32, Option<Rc<Target>>>> = RefCell::new(HashMap::new());
+    /// Invalidations seen: a resolution that saw one arrive while it read does not cache what
+    /// it read (it may predate the change).
+    static INVALIDATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 static mut RELCACHE_CALLBACK: bool = false;
 
@@ -219,6 +222,7 @@ fn _attached_changed(tbl: pg_sys::Oid) {
 /// Drops what this backend resolved for `relid` (a relation, or an attached table with its
 /// partitions); InvalidOid: everything.
 fn forget(relid: pg_sys::Oid) {
+    INVALIDATIONS.with(|n| n.set(n.get() + 1));
     TARGETS.with(|t| {
         let mut t = t.borrow_mut();
         if relid == pg_sys::InvalidOid {
@@ -245,6 +249,7 @@ fn resolve(rel: pg_sys::Relation) -> Option<Rc<Target>> {
         }
     }
     let r = relid.to_u32();
+    let seen = INVALIDATIONS.with(|n| n.get());
     // the nearest attached table among the relation and its ancestors
     // (through to_jsonb: a database not yet updated to 0.4.0 has no key_columns, 0.2.0 no
     // level_column, and its triggers keep working on this library)
@@ -286,7 +291,9 @@ fn resolve(rel: pg_sys::Relation) -> Option<Rc<Target>> {
             batched: has_statement_trigger(rel),
         })
     });
-    TARGETS.with(|t| t.borrow_mut().insert(r, target.clone()));
+    if INVALIDATIONS.with(|n| n.get()) == seen {
+        TARGETS.with(|t| t.borrow_mut().insert(r, target.clone()));
+    }
     target
 }
 
