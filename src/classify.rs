@@ -50,7 +50,7 @@ pub(crate) struct Outputs {
 /// model's category for its label, when the model has that label.
 fn label_and_category(s: &Serving, names: &intern::Names, a: Answer) -> (&'static str, Option<&'static str>) {
     match a {
-        Answer::Model(p) => (names.labels[p.label], names.categories[p.label]),
+        Answer::Model(p, _) => (names.labels[p.label], names.categories[p.label]),
         Answer::Rule(i) => {
             let r = s.rules.get(i);
             let category = match &r.category {
@@ -65,9 +65,9 @@ fn label_and_category(s: &Serving, names: &intern::Names, a: Answer) -> (&'stati
 pub(crate) fn outputs(s: &Serving, names: &intern::Names, a: Answer) -> Outputs {
     let (label, category) = label_and_category(s, names, a);
     match a {
-        Answer::Model(p) => {
+        Answer::Model(p, named) => {
             let cal = &s.classifier.model.calibration;
-            let (level, abstain) = confidence::judge(cal, p.confidence, cal.floor(settings::min_confidence()));
+            let (level, abstain) = confidence::judge_named(cal, p.confidence, cal.floor(settings::min_confidence()), named);
             if abstain {
                 return Outputs { label: None, category: None, confidence: p.confidence, level: level.as_str(), source: "abstain", rule_id: None };
             }

@@ -78,10 +78,18 @@ fn read_rows(query: &str, cols: &[&str]) -> Vec<Vec<Option<String>>> {
     })
 }
 
-fn predict(c: &mut Classifier, descriptors: &[Option<String>]) -> Vec<Option<(String, f32)>> {
+/// Label, confidence and name evidence ([`txclass_core::evidence`]) of each descriptor (None:
+/// nothing to classify), from the model alone (no rules).
+fn predict(c: &mut Classifier, descriptors: &[Option<String>]) -> Vec<Option<(String, f32, bool)>> {
     let raw: Vec<Option<&str>> = descriptors.iter().map(|d| d.as_deref()).collect();
-    let preds = cache::with_cache(|cache| c.classify_descriptors(&raw, cache, &mut check_interrupts)).or_raise();
-    preds.into_iter().map(|p| p.map(|p| (c.label(&p).to_string(), p.confidence))).collect()
+    let answers = cache::with_cache(|cache| c.answer_descriptors(&raw, None, cache, &mut check_interrupts)).or_raise();
+    answers
+        .into_iter()
+        .map(|a| match a {
+            Some(txclass_core::Answer::Model(p, named)) => Some((c.label(&p).to_string(), p.confidence, named)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Evaluates a registered model on a gold query (first column: descriptor, second: the expected
@@ -115,7 +123,7 @@ fn evaluate(
     let descriptors: Vec<Option<String>> = gold.iter().map(|r| r[0].clone()).collect();
     let predicted = predict(&mut c, &descriptors);
     let expected: Vec<&str> = gold.iter().map(|r| r[1].as_deref().unwrap_or_default()).collect();
-    let e = metrics::evaluate(expected.iter().copied().zip(predicted.iter().map(|p| p.as_ref().map(|(l, _)| l.as_str()))));
+    let e = metrics::evaluate(expected.iter().copied().zip(predicted.iter().map(|p| p.as_ref().map(|(l, _, _)| l.as_str()))));
     let fingerprint =
         metrics::gold_fingerprint(descriptors.iter().zip(&expected).map(|(d, l)| (d.as_deref().unwrap_or_default(), *l)));
     let per_class: Vec<serde_json::Value> = e
@@ -157,14 +165,14 @@ fn evaluate(
 /// Precision per confidence level, and what abstaining at the floor in force would give: the
 /// share of rows answered (coverage) and the precision of those answers. Accuracy above counts
 /// every row (an abstention is never right).
-fn level_report(cal: &Calibration, expected: &[&str], predicted: &[Option<(String, f32)>]) -> serde_json::Value {
+fn level_report(cal: &Calibration, expected: &[&str], predicted: &[Option<(String, f32, bool)>]) -> serde_json::Value {
     let floor = cal.floor(crate::settings::min_confidence());
     let mut per: Vec<(Level, usize, usize)> = [Level::VeryHigh, Level::High, Level::Medium, Level::Low].map(|l| (l, 0, 0)).to_vec();
     let (mut answered, mut answered_ok) = (0usize, 0usize);
     for (e, p) in expected.iter().zip(predicted) {
-        let Some((label, conf)) = p else { continue };
+        let Some((label, conf, named)) = p else { continue };
         let ok = label == e;
-        let (level, abstain) = confidence::judge(cal, *conf, floor);
+        let (level, abstain) = confidence::judge_named(cal, *conf, floor, *named);
         if let Some(x) = per.iter_mut().find(|x| x.0 == level) {
             x.1 += 1;
             x.2 += ok as usize;
@@ -215,8 +223,8 @@ fn compare_models(
         .zip(a.into_iter().zip(b))
         .map(|(d, (a, b))| {
             let agree = a.as_ref().map(|x| &x.0) == b.as_ref().map(|x| &x.0);
-            let (la, ca) = a.map(|(l, c)| (Some(l), Some(c))).unwrap_or((None, None));
-            let (lb, cb) = b.map(|(l, c)| (Some(l), Some(c))).unwrap_or((None, None));
+            let (la, ca) = a.map(|(l, c, _)| (Some(l), Some(c))).unwrap_or((None, None));
+            let (lb, cb) = b.map(|(l, c, _)| (Some(l), Some(c))).unwrap_or((None, None));
             (d, la, ca, lb, cb, agree)
         })
         .collect();

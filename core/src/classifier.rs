@@ -42,7 +42,9 @@ pub struct Prediction {
 /// (an index into the [`RuleSet`] consulted).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Answer {
-    Model(Prediction),
+    /// The model's prediction, and whether the descriptor carries the predicted brand's name
+    /// ([`crate::evidence`]; true for labels without names).
+    Model(Prediction, bool),
     Rule(usize),
 }
 
@@ -267,7 +269,7 @@ impl Classifier {
             Some(c) => {
                 let key = cache::key(self.cache_model_id, text);
                 match self.cached(c, &key) {
-                    Some(p) => Decision::Known(Answer::Model(p)),
+                    Some(p) => Decision::Known(self.model_answer(p, text)),
                     None => Decision::Miss(Some(key)),
                 }
             }
@@ -293,9 +295,14 @@ impl Classifier {
                 if let (Some(c), Some(k)) = (cache, &key) {
                     c.put(k, p);
                 }
-                Ok(Answer::Model(p))
+                Ok(self.model_answer(p, normalized))
             }
         }
+    }
+
+    /// A prediction for the normalized `text` as an answer, with its name evidence.
+    pub fn model_answer(&self, p: Prediction, text: &str) -> Answer {
+        Answer::Model(p, self.model.evidence.supports(p.label, text))
     }
 
     /// Raw descriptors → predictions: normalizes each distinct raw string once, looks each
@@ -312,7 +319,7 @@ impl Classifier {
             .answer_descriptors(raw, None, cache, between_batches)?
             .into_iter()
             .map(|a| match a {
-                Some(Answer::Model(p)) => Some(p),
+                Some(Answer::Model(p, _)) => Some(p),
                 _ => None,
             })
             .collect())
@@ -368,7 +375,7 @@ impl Classifier {
         let todo: Vec<&str> = wanted.iter().map(|&(k, _)| texts[k]).collect();
         let preds = self.classify(&todo, between_batches)?;
         for (&(k, key), p) in wanted.iter().zip(preds) {
-            by_text[k] = Some(Answer::Model(p));
+            by_text[k] = Some(self.model_answer(p, texts[k]));
             if let (Some(c), Some(key)) = (cache, key) {
                 c.put(&key, p);
             }

@@ -121,6 +121,13 @@ pub fn judge(c: &Calibration, confidence: f32, floor: f32) -> (Level, bool) {
     (c.levels.of(confidence), confidence < floor)
 }
 
+/// [`judge`] for an answer with its name evidence ([`crate::evidence`]): one whose descriptor
+/// does not carry the brand's name is held at `medium` at most.
+pub fn judge_named(c: &Calibration, confidence: f32, floor: f32, named: bool) -> (Level, bool) {
+    let (level, abstain) = judge(c, confidence, floor);
+    (if named { level } else { level.min(Level::Medium) }, abstain)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +157,9 @@ mod tests {
         assert_eq!(c.floor(0.7), 0.7);
         assert_eq!(judge(&c, 0.3, c.floor(-1.0)), (Level::Low, true));
         assert_eq!(judge(&c, 0.3, c.floor(0.0)), (Level::Low, false));
+        assert_eq!(judge_named(&c, 0.999, 0.0, false).0, Level::Medium, "no name: held at medium");
+        assert_eq!(judge_named(&c, 0.999, 0.0, true).0, Level::VeryHigh);
+        assert_eq!(judge_named(&c, 0.3, c.floor(-1.0), false), (Level::Low, true), "never raised");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod classifier;
 pub mod confidence;
 pub mod drift;
 pub mod engine;
+pub mod evidence;
 pub mod error;
 pub mod fuzz;
 pub mod metrics;

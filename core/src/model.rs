@@ -6,6 +6,7 @@
 //! A model exported from transformers without it loads unchanged (categories are then NULL).
 use crate::confidence::{Calibration, Levels};
 use crate::error::{Error, Result};
+use crate::evidence::Evidence;
 use crate::normalize;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -40,6 +41,8 @@ pub struct ModelDir {
     /// Temperature, confidence levels and default abstention floor (`txclass.temperature`,
     /// `txclass.confidence_levels`, `txclass.min_confidence`; see [`crate::confidence`]).
     pub calibration: Calibration,
+    /// The names each brand is printed as (`txclass.evidence`; see [`crate::evidence`]).
+    pub evidence: Evidence,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +68,7 @@ struct TxclassBlock {
     temperature: Option<f32>,
     confidence_levels: Option<RawLevels>,
     min_confidence: Option<f32>,
+    evidence: Option<HashMap<String, Vec<String>>>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -145,6 +149,7 @@ impl ModelDir {
         let mut trained_max_length = None;
         let mut subscription_labels = None;
         let mut calibration = Calibration::default();
+        let mut evidence = Evidence::default();
         let mut categories = vec![None; labels.len()];
         if let Some(block) = raw.txclass {
             if let Some(norm) = block.normalization {
@@ -187,6 +192,14 @@ impl ModelDir {
                 }
                 calibration.min_confidence = m;
             }
+            if let Some(map) = &block.evidence {
+                evidence = Evidence::from_map(&labels, map).map_err(|detail| {
+                    Error::config(
+                        format!("{}: txclass.{detail}", config_path.display()),
+                        "txclass.evidence is written by models/train/evidence.py (label → the names the brand is printed as); re-run it or remove the entry",
+                    )
+                })?;
+            }
             if let Some(map) = block.label2category {
                 for (i, l) in labels.iter().enumerate() {
                     categories[i] = map.get(l).cloned();
@@ -207,6 +220,7 @@ impl ModelDir {
             trained_max_length,
             subscription_labels,
             calibration,
+            evidence,
         })
     }
 
@@ -339,5 +353,18 @@ mod tests {
             assert!(e.message.contains("txclass."), "{tag}: {e}");
             assert!(e.hint.as_deref().unwrap_or("").contains("calibrate.py"), "{tag}: {e}");
         }
+    }
+
+    #[test]
+    fn evidence_is_read_and_checked() {
+        let d = write_dir("ev", r#"{"id2label": {"0": "Tesco", "1": "Other Retail"}, "txclass": {"evidence": {"Tesco": ["tesco"]}}}"#);
+        let e = ModelDir::open(&d).unwrap().evidence;
+        assert!(!e.supports(0, "smith & low ltd") && e.supports(0, "tesco stores #"));
+        assert!(e.supports(1, "anything"), "a label without names is not held");
+        let d = write_dir("ev-bad", r#"{"id2label": {"0": "Tesco"}, "txclass": {"evidence": {"Asda": ["asda"]}}}"#);
+        let err = ModelDir::open(&d).unwrap_err();
+        assert!(err.message.contains("evidence names label \"Asda\""), "{err}");
+        assert!(err.hint.as_deref().unwrap_or("").contains("evidence.py"), "{err}");
+        assert!(ModelDir::open(&write_dir("ev-none", r#"{"id2label": {"0": "a"}}"#)).unwrap().evidence.is_empty());
     }
 }

@@ -233,9 +233,9 @@ fn rules_answer_before_the_cache_and_the_model() {
     assert_eq!(got[0], Some(Answer::Rule(0)));
     assert_eq!(got[3], Some(Answer::Rule(0)), "same normalized text, same rule");
     assert_eq!(got[2], None);
-    let Some(Answer::Model(p)) = got[1] else { panic!("the model answers what no rule matches: {:?}", got[1]) };
+    let Some(Answer::Model(p, _)) = got[1] else { panic!("the model answers what no rule matches: {:?}", got[1]) };
     assert_eq!(c.label(&p), "Starbucks");
-    let Some(Answer::Model(p)) = got[4] else { panic!("'^tesco stores' must not match 'tesco express'") };
+    let Some(Answer::Model(p, _)) = got[4] else { panic!("'^tesco stores' must not match 'tesco express'") };
     assert_eq!(c.label(&p), "Tesco");
     // only the two model answers went into the cache
     assert_eq!(cache.stats().inserts, 2);
@@ -267,4 +267,25 @@ fn calibrated_successor_applies_its_temperature_and_abstains_on_unknown_business
     }
     assert!(preds[0].confidence >= cal.min_confidence, "a known brand is answered: {:?}", preds[0]);
     assert!(preds[1].confidence < cal.min_confidence && preds[2].confidence < cal.min_confidence, "{preds:?}");
+}
+
+#[test]
+fn the_bundled_successor_holds_a_brand_without_its_name_at_medium() {
+    use txclass_core::Answer;
+    let mut c = load(&root().join("models/txclass-merchants-v2"));
+    assert!(c.model.evidence.labels_with_names() > 300, "v2 carries its brands' names");
+    let raw = [Some("SMITH & LOW LTD"), Some("WHSMITH OXFORD STN")];
+    let got = c.answer_descriptors(&raw, None, None, &mut || {}).unwrap();
+    let (Some(Answer::Model(held, named_held)), Some(Answer::Model(kept, named_kept))) = (got[0], got[1]) else {
+        panic!("model answers: {got:?}")
+    };
+    assert_eq!(c.label(&held), "WHSmith", "the shared word reads as the brand");
+    assert_eq!(c.label(&kept), "WHSmith");
+    assert!(!named_held && named_kept, "only the descriptor with the name carries evidence");
+    let cal = c.model.calibration;
+    let (level, _) = txclass_core::confidence::judge_named(&cal, held.confidence, 0.0, named_held);
+    assert!(cal.levels.of(held.confidence) > level, "confident, but held: {} at {level:?}", held.confidence);
+    // the per-row path decides the same
+    let one = c.answer_one("smith & low ltd", None, None, &mut || {}).unwrap();
+    assert_eq!(one, Answer::Model(held, false));
 }

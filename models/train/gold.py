@@ -1,7 +1,7 @@
 """Scores a model directory on the hand-labeled Oxford gold set (tests/gold/oxford_brands.csv):
 precision at each confidence level, abstentions, and how often a string that is no known brand
 is answered with a brand at `high` or above — as txclass serves it (normalization, truncation,
-temperature, levels and min_confidence from config.json).
+temperature, levels, name evidence and min_confidence from config.json).
 
     build/venv/bin/python models/train/gold.py models/txclass-merchants-v2 [models/txclass-merchants-v1 ...] [--json]
 
@@ -17,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from normalize import normalize  # noqa: E402
+from evidence import supports  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLD = os.path.join(ROOT, "tests", "gold", "oxford_brands.csv")
@@ -41,6 +42,7 @@ def score(model_dir, max_length=64):
     t = block.get("temperature", 1.0)
     cuts = block.get("confidence_levels", UNCALIBRATED)
     floor = block.get("min_confidence", 0.0)
+    names = block.get("evidence", {})
     tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     tok.no_padding()
     tok.enable_truncation(min(max_length, cfg.get("max_position_embeddings", max_length)))
@@ -60,6 +62,8 @@ def score(model_dir, max_length=64):
         k = int(p.argmax())
         conf, pred = float(p[k]), labels[k]
         lv = level_of(conf, cuts)
+        if lv in ("very_high", "high") and not supports(names, pred, n):
+            lv = "medium"  # the brand's name is not in the descriptor (core/src/evidence.rs)
         abstain = conf < floor
         truth = r["label"]
         is_other = pred.startswith("Other ")

@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from budget import Budget  # noqa: E402
 from calibrate import calibrate, card_lines  # noqa: E402
+from evidence import names_for as evidence_names  # noqa: E402
 from generate import labels_and_categories, make  # noqa: E402
 from normalize import VERSION as NORM_VERSION, normalize  # noqa: E402
 
@@ -373,6 +374,9 @@ def main():
         "max_length": args.max_length,
         "label2category": {l: c for l, c in labcat},
         "subscription_labels": [l for l, c in labcat if c in SUBSCRIPTION_CATEGORIES and l not in NOT_SUBSCRIPTIONS],
+        # the names each brand is printed as: a brand answer without one in the descriptor is
+        # held at medium (evidence.py, core/src/evidence.rs)
+        "evidence": evidence_names([l for l, _ in labcat]),
         **block,
     }
     cfg_d.pop("transformers_version", None)

@@ -10,7 +10,9 @@ Two tests, printed as 'parity: N passed, M failed' (non-zero exit on any failure
   2. the Python normalizer reproduces tests/normalize_vectors.jsonl (the Rust half of the twin
      check is a cargo test);
   3. parse_descriptor() (Rust) equals the Python twin models/train/parse.py on every descriptor,
-     and the twin reproduces tests/parse_vectors.jsonl (the Rust half is a cargo test).
+     and the twin reproduces tests/parse_vectors.jsonl (the Rust half is a cargo test);
+  4. the name-evidence twin models/train/evidence.py reproduces tests/evidence_vectors.jsonl
+     (the Rust half is core/tests/evidence_vectors.rs).
 """
 import csv
 import glob
@@ -111,6 +113,23 @@ def main():
             print(f"FAIL vector {v['raw']!r}: python {normalize(v['raw'])!r}, file {v['normalized']!r}")
     print(f"parity: python normalizer on {len(vectors)} shared vectors: {vbad} mismatches")
     results.append(vbad == 0 and len(vectors) >= 60)
+
+    # name evidence: models/train/evidence.py reproduces tests/evidence_vectors.jsonl (the Rust
+    # half is core/tests/evidence_vectors.rs)
+    from evidence import names_for, supports
+    ev = [json.loads(l) for l in open(os.path.join(ROOT, "tests", "evidence_vectors.jsonl"), encoding="utf-8") if l.strip()]
+    ebad = 0
+    names = names_for(list(ev[0]["names"]) + ["Other Retail"])
+    if names != ev[0]["names"]:
+        ebad += 1
+        print("FAIL evidence names: models/train/evidence.py no longer writes the names in tests/evidence_vectors.jsonl")
+    for v in ev[1:]:
+        got = supports(names, v["label"], normalize(v["descriptor"]))
+        if got != v["supported"] or normalize(v["descriptor"]) != v["normalized"]:
+            ebad += 1
+            print(f"FAIL evidence {v['descriptor']!r} as {v['label']}: python {got}, file {v['supported']}")
+    print(f"parity: python name evidence on {len(ev) - 1} shared vectors: {ebad} mismatches")
+    results.append(ebad == 0 and len(ev) > 15)
 
     pbad = 0
     for i, d in enumerate(descs):

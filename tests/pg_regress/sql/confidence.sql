@@ -34,6 +34,22 @@ JOIN conf_txns t ON t.id = b.ordinality
 WHERE b.label IS DISTINCT FROM (classify_transaction_detail(t.descriptor)).label
    OR b.level IS DISTINCT FROM (classify_transaction_detail(t.descriptor)).level
    OR b.source IS DISTINCT FROM (classify_transaction_detail(t.descriptor)).source;
+-- name evidence (0.4.0): a brand answer whose descriptor does not carry the brand's name is held
+-- at medium at most — same label, same confidence; with the name it keeps its level. The same on
+-- every path (detail, batch, trigger).
+CREATE TABLE named_txns (id int PRIMARY KEY, descriptor text);
+SELECT relid FROM attach('named_txns', 'descriptor');
+SET txclass.min_confidence = 0;
+INSERT INTO named_txns VALUES (1, 'SMITH & LOW LTD'), (2, 'WHSMITH OXFORD STN'), (3, 'BOOKER LIMITED OXFORD'),
+                              (4, 'HOTEL AT BOOKING.COM'), (5, 'GO OUTDOORS OXFORD'), (6, 'IN N OUT BURGER #12');
+SELECT id, descriptor, (d).label, (d).confidence >= (SELECT high FROM confidence_info()) AS confident, (d).level
+FROM (SELECT id, descriptor, classify_transaction_detail(descriptor) AS d FROM named_txns) s ORDER BY id;
+SELECT count(*) AS paths_disagree FROM named_txns t
+JOIN classify_batch(ARRAY(SELECT descriptor FROM named_txns ORDER BY id)) b ON b.ordinality = t.id
+WHERE b.level IS DISTINCT FROM (classify_transaction_detail(t.descriptor)).level
+   OR t.txclass_level IS DISTINCT FROM b.level OR t.txclass_label IS DISTINCT FROM b.label;
+RESET txclass.min_confidence;
+SELECT detach('named_txns');
 -- txclass.min_confidence = 0: always answer; 1: abstain on every model answer (rules still answer)
 SET txclass.min_confidence = 0;
 SELECT min_confidence FROM confidence_info();
