@@ -61,17 +61,36 @@ impl Evidence {
     }
 
     /// Whether the normalized descriptor `text` carries a name of `label` (true for a label
-    /// without names).
+    /// without names). Runs on every model answer, cache hits included: no allocation for a
+    /// descriptor of up to 128 letters and digits.
     pub fn supports(&self, label: usize, text: &str) -> bool {
         let Some(names) = self.names.get(label).filter(|n| !n.is_empty()) else { return true };
-        let all = squash(text);
-        names.iter().any(|n| {
-            if n.len() <= 3 {
-                return text.split_whitespace().any(|w| squash(w) == *n);
+        let mut buf = [0u8; 128];
+        let mut len = 0;
+        let mut long = None;
+        for b in text.bytes().filter(u8::is_ascii_alphanumeric) {
+            if len == buf.len() {
+                long = Some(squash(text));
+                break;
             }
-            all.contains(n.as_str()) || (MIN_PREFIX..n.len()).any(|m| all.ends_with(&n[..m]))
+            buf[len] = b.to_ascii_lowercase();
+            len += 1;
+        }
+        let all: &[u8] = long.as_deref().map(str::as_bytes).unwrap_or(&buf[..len]);
+        names.iter().any(|n| {
+            let n = n.as_bytes();
+            if n.len() <= 3 {
+                return text.split_whitespace().any(|w| squashed_eq(w, n));
+            }
+            all.windows(n.len()).any(|w| w == n) || (MIN_PREFIX..n.len()).any(|m| all.ends_with(&n[..m]))
         })
     }
+}
+
+/// Whether `word` reduced to its letters and digits, lower-cased, is `name`.
+fn squashed_eq(word: &str, name: &[u8]) -> bool {
+    let mut it = word.bytes().filter(u8::is_ascii_alphanumeric).map(|b| b.to_ascii_lowercase());
+    name.iter().all(|&c| it.next() == Some(c)) && it.next().is_none()
 }
 
 #[cfg(test)]
@@ -112,6 +131,15 @@ mod tests {
         assert!(e.supports(4, "m&s simply food"), "& joins a short name's letters");
         assert!(!e.supports(4, "m p m s"), "letters spread over words are not the name");
         assert!(e.supports(4, "marks & spencer"));
+        assert!(!e.supports(4, "msx"), "a longer word is not the short name");
+    }
+
+    #[test]
+    fn long_descriptors_are_read_whole() {
+        let e = evidence();
+        let long = format!("{} whsmith", "x".repeat(300));
+        assert!(e.supports(0, &long), "a name past the first 128 letters still counts");
+        assert!(!e.supports(0, &"smith ".repeat(60)));
     }
 
     #[test]
