@@ -76,8 +76,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock('txclass.recurring_charges'::regclass::oid::int, tbl::oid::int);
     SELECT recurring_watermark INTO m.recurring_watermark FROM txclass.monitored WHERE relid = tbl;
         -- the newest key (a composite key's as a JSON array): the refresh reads up to it
-    EXECUTE format('SELECT %s AS txclass_position FROM %s ORDER BY %s LIMIT 1', txclass._key_text(m.key_columns), tbl,
-                   (SELECT string_agg(quote_ident(k) || ' DESC', ', ') FROM unnest(m.key_columns) k)) INTO upto;
+    upto := txclass._key_last(tbl, m.key_columns);
     IF upto IS NULL THEN
         RETURN 0;
     END IF;

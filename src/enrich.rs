@@ -524,7 +524,7 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
         register_callbacks();
         // flush what is queued (rows already written) before queueing this row, which is
         // not written until the trigger returns
-        if queued_for(a.root) >= FLUSH_ROWS {
+        if queue_full(a.root) {
             flush(a.root, a.strict);
         }
         let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
@@ -560,8 +560,13 @@ fn _enrich_statement<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
 /// trigger sees the rows the same statement wrote before.)
 const FLUSH_ROWS: usize = 10_000;
 
-fn queued_for(root: pg_sys::Oid) -> usize {
-    QUEUE.with(|q| q.borrow().iter().filter(|e| e.target.root == root).count())
+/// Whether `root` has FLUSH_ROWS rows queued: the queue's length answers at once while it is
+/// shorter (it holds other tables' rows only in nested statements), the count only beyond.
+fn queue_full(root: pg_sys::Oid) -> bool {
+    QUEUE.with(|q| {
+        let q = q.borrow();
+        q.len() >= FLUSH_ROWS && q.iter().filter(|e| e.target.root == root).count() >= FLUSH_ROWS
+    })
 }
 
 /// Classifies the queued misses of the attached table `root` (all its partitions) in batches
@@ -603,7 +608,6 @@ fn flush(root: pg_sys::Oid, strict: bool) {
             b.confidences.push(confidence);
             b.models.push(model.to_string());
             b.levels.push(level.to_string());
-            b.rows += 1;
         }
         Ok::<_, Error>(out)
     })
@@ -618,11 +622,11 @@ fn flush(root: pg_sys::Oid, strict: bool) {
         }
     };
     count(|c| {
-        c.batched.fetch_add(batches.iter().map(|b| b.2.rows as u64).sum(), Relaxed);
+        c.batched.fetch_add(batches.iter().map(|b| b.2.labels.len() as u64).sum(), Relaxed);
         c.batches.fetch_add(1, Relaxed);
     });
     for (relid, target, batch) in batches {
-        let rows = batch.rows;
+        let rows = batch.labels.len();
         let outcome = match update_sql(relid, &target) {
             Some(sql) => update_as_owner(target.owner, &sql, batch),
             None => Err("the relation no longer exists".to_string()),
@@ -687,7 +691,6 @@ fn update_sql(relid: pg_sys::Oid, t: &Target) -> Option<String> {
 /// The outputs of a statement's batch for one relation, by column: the parameters of
 /// [`update_sql`].
 struct Batch {
-    rows: usize,
     labels: Vec<Option<String>>,
     categories: Vec<Option<String>>,
     confidences: Vec<f32>,
@@ -700,7 +703,6 @@ struct Batch {
 impl Batch {
     fn new(key_columns: usize) -> Batch {
         Batch {
-            rows: 0,
             labels: Vec::new(),
             categories: Vec::new(),
             confidences: Vec::new(),

@@ -1016,6 +1016,17 @@ CREATE FUNCTION _key_text(keys name[], alias text DEFAULT NULL) RETURNS text LAN
                              FROM unnest(keys) WITH ORDINALITY u(k, o))) END
 $$;
 
+-- The newest key of `tbl` as a stored position (txclass._key_text), NULL when it is empty: how
+-- far refresh_drift and refresh_recurring read.
+CREATE FUNCTION _key_last(tbl regclass, keys name[]) RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE upto text;
+BEGIN
+    EXECUTE format('SELECT %s AS txclass_position FROM %s ORDER BY %s LIMIT 1', txclass._key_text(keys), tbl,
+                   (SELECT string_agg(quote_ident(k) || ' DESC', ', ') FROM unnest(keys) k)) INTO upto;
+    RETURN upto;
+END
+$$;
+
 -- The attribute numbers of the columns a monitored row names (those the table has).
 CREATE FUNCTION _attnums(m monitored) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT coalesce(jsonb_object_agg(c.k, a.attnum), '{}')
@@ -1278,7 +1289,7 @@ $$;
 
 CREATE FUNCTION _on_ddl() RETURNS event_trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE root regclass; orphan regclass;
+DECLARE root regclass; orphan regclass; followed boolean := false;
 BEGIN
     -- nothing attached: nothing to follow (the common case costs one look-up)
     IF NOT EXISTS (SELECT FROM txclass.monitored) THEN
@@ -1293,15 +1304,19 @@ BEGIN
         WHERE c.classid = 'pg_catalog.pg_class'::regclass AND EXISTS (SELECT FROM pg_catalog.pg_class WHERE oid = t.rel)
     LOOP
         PERFORM txclass._follow(root);
-        -- a partition detached from an attached table keeps no statement trigger of txclass's
-        FOR orphan IN
-            SELECT g.tgrelid::regclass FROM pg_catalog.pg_trigger g
-            WHERE g.tgname = 'txclass_enrich_batch'
-              AND NOT EXISTS (SELECT FROM txclass.monitored o WHERE o.relid::oid IN
-                              (SELECT g.tgrelid UNION SELECT a::oid FROM pg_catalog.pg_partition_ancestors(g.tgrelid::regclass) a))
-        LOOP
-            EXECUTE format('DROP TRIGGER txclass_enrich_batch ON %s', orphan);
-        END LOOP;
+        followed := true;
+    END LOOP;
+    IF NOT followed THEN
+        RETURN;
+    END IF;
+    -- a partition detached from an attached table keeps no statement trigger of txclass's
+    FOR orphan IN
+        SELECT g.tgrelid::regclass FROM pg_catalog.pg_trigger g
+        WHERE g.tgname = 'txclass_enrich_batch'
+          AND NOT EXISTS (SELECT FROM txclass.monitored o WHERE o.relid::oid IN
+                          (SELECT g.tgrelid UNION SELECT a::oid FROM pg_catalog.pg_partition_ancestors(g.tgrelid::regclass) a))
+    LOOP
+        EXECUTE format('DROP TRIGGER txclass_enrich_batch ON %s', orphan);
     END LOOP;
 EXCEPTION WHEN OTHERS THEN
     -- never fail the user's DDL: say what enrichment lacks and how to repair it
@@ -1790,8 +1805,7 @@ BEGIN
         PERFORM txclass.set_baseline(tbl);
     END IF;
     -- the newest key (a composite key's as a JSON array): the refresh reads up to it
-    EXECUTE format('SELECT %s AS txclass_position FROM %s ORDER BY %s LIMIT 1', txclass._key_text(m.key_columns), tbl,
-                   (SELECT string_agg(quote_ident(k) || ' DESC', ', ') FROM unnest(m.key_columns) k)) INTO upto;
+    upto := txclass._key_last(tbl, m.key_columns);
     IF upto IS NULL THEN
         RETURN 0;
     END IF;
@@ -2137,8 +2151,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock('txclass.recurring_charges'::regclass::oid::int, tbl::oid::int);
     SELECT recurring_watermark INTO m.recurring_watermark FROM txclass.monitored WHERE relid = tbl;
         -- the newest key (a composite key's as a JSON array): the refresh reads up to it
-    EXECUTE format('SELECT %s AS txclass_position FROM %s ORDER BY %s LIMIT 1', txclass._key_text(m.key_columns), tbl,
-                   (SELECT string_agg(quote_ident(k) || ' DESC', ', ') FROM unnest(m.key_columns) k)) INTO upto;
+    upto := txclass._key_last(tbl, m.key_columns);
     IF upto IS NULL THEN
         RETURN 0;
     END IF;
