@@ -21,7 +21,7 @@ ORT_VERSION="1.31.1"
 ORT_DIR="$BUILD/onnxruntime"
 ORT_LIB="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
 PYVENV="$BUILD/venv"
-BUNDLED_MODEL="txclass-merchants-v2"
+BUNDLED_MODEL="txclass-merchants-v3"
 export PATH="$HOME/.cargo/bin:$PATH"
 # Postgres refuses to run as root: servers started by these scripts run as this user.
 PGUSER_OS="${TXCLASS_OS_USER:-postgres}"

@@ -16,7 +16,7 @@ echo "shared_preload_libraries = 'txclass'" >"$work/temp.conf"
 # broken model directories at fixed paths for errors.sql; copies of txclass-merchants-v1, which
 # the registry tests register as v1 (the same files: the NOTICE they check)
 "$PYVENV/bin/python" "$ROOT/tests/python/make_fixtures.py" "$ROOT/models/txclass-merchants-v1" /tmp/txclass-fixtures \
-    "$ROOT/models/txclass-merchants-v2" >/dev/null
+    "$ROOT/models/txclass-merchants-v3" >/dev/null
 [ "$(id -u)" = 0 ] && chown -R "$PGUSER_OS" "$work"
 unset RUST_BACKTRACE   # else every Rust-side ERROR carries a backtrace in its DETAIL
 set +e

@@ -67,7 +67,7 @@ fn wanted() -> Result<(Source, u64), Error> {
         }),
         Err(settings::BadModelSetting(msg)) => Err(Error::config(
             msg,
-            "set txclass.model to a bundled model name (e.g. txclass-merchants-v2) or an absolute directory path, \
+            "set txclass.model to a bundled model name (e.g. txclass-merchants-v3) or an absolute directory path, \
              or RESET txclass.model to serve the registry's active model",
         )),
     }

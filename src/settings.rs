@@ -27,7 +27,7 @@ pub enum Inference {
 /// Superuser only.
 static MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 /// Served when the database has no active registered model and txclass.model is empty.
-pub const DEFAULT_MODEL: &str = "txclass-merchants-v2";
+pub const DEFAULT_MODEL: &str = "txclass-merchants-v3";
 /// Path of libonnxruntime.so; `$libdir` expands to the package library directory. Superuser only.
 static ONNXRUNTIME_LIBRARY: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"$libdir/txclass/libonnxruntime.so.1.31.1"));
@@ -69,7 +69,7 @@ pub fn init() {
     GucRegistry::define_string_guc(
         c"txclass.model",
         c"Pins the model txclass uses, overriding the registry: a bundled model name or an absolute directory path.",
-        c"Empty (the default): the database's active model (txclass.activate_model), or the bundled txclass-merchants-v2 \
+        c"Empty (the default): the database's active model (txclass.activate_model), or the bundled txclass-merchants-v3 \
           when none was activated. Otherwise a directory in the Hugging Face / Optimum layout (model.onnx, tokenizer.json, \
           config.json with id2label); a bare name (letters, digits, '.', '-', '_') is a model under SHAREDIR/txclass/models/.",
         &MODEL,

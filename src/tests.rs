@@ -46,7 +46,7 @@ mod tests {
         assert_eq!(category.as_deref(), Some("Rideshare & Taxi"));
         let conf = conf.expect("confidence");
         assert!(conf > 0.5 && conf <= 1.0, "confidence {conf}");
-        assert!(model.expect("model").starts_with("txclass-merchants-v2@"));
+        assert!(model.expect("model").starts_with("txclass-merchants-v3@"));
     }
 
     #[pg_test]

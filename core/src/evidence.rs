@@ -5,15 +5,16 @@
 //! OUTDOORS` → In-N-Out, confident all. A model's `config.json` may list, in its `txclass`
 //! block, the names each brand is printed as (`"evidence": {"WHSmith": ["whsmith", "whsmith"],
 //! ...}`, written by `models/train/evidence.py` from the trainer's descriptor stems: normalized,
-//! then letters and digits only). An answer whose label has names, none of them in the
+//! then letters, digits and `#` only). An answer whose label has names, none of them in the
 //! descriptor, is held at `medium` at most: its label and confidence stay what the model said
 //! (the calibrated probability), its level no longer promises `high` precision. Labels without
 //! names (the long-tail *Other …* classes, and every label of a model without the block) are
 //! not held.
 //!
-//! A name is in the descriptor when, with both reduced to letters and digits, the descriptor
+//! A name is in the descriptor when, with both reduced to letters, digits and `#` (the
+//! normalizer's mark for a run of digits: `O2` is `o#`, `7-ELEVEN` is `#eleven`), the descriptor
 //! contains it; a name of 3 characters or fewer must be a whole word of the descriptor (`BP`,
-//! `EE`, `O2`, `M&S`); and a name cut short at the descriptor's end by the 22-character field
+//! `EE`, `O2`, `M&S`: `O/NEILLS` does not name O2); and a name cut short at the descriptor's end by the 22-character field
 //! truncation counts from its first [`MIN_PREFIX`] characters (`STARBUC`).
 
 /// The shortest start of a name that counts when the descriptor ends with it (truncation).
@@ -25,9 +26,14 @@ pub struct Evidence {
     names: Vec<Vec<String>>,
 }
 
-/// Letters and digits of `text`, lower-cased (ASCII).
+/// Whether a byte counts in a name: ASCII letters and digits, and `#` (a run of digits, normalized).
+fn kept(b: &u8) -> bool {
+    b.is_ascii_alphanumeric() || *b == b'#'
+}
+
+/// Letters, digits and `#` of `text`, lower-cased (ASCII).
 pub fn squash(text: &str) -> String {
-    text.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect()
+    text.bytes().filter(kept).map(|b| b.to_ascii_lowercase() as char).collect()
 }
 
 impl Evidence {
@@ -41,7 +47,7 @@ impl Evidence {
             for n in list {
                 if n.is_empty() || squash(n) != *n {
                     return Err(format!(
-                        "evidence for {label:?} has the name {n:?}; names are lower-case letters and digits only"
+                        "evidence for {label:?} has the name {n:?}; names are lower-case letters, digits and # only"
                     ));
                 }
             }
@@ -68,7 +74,7 @@ impl Evidence {
         let mut buf = [0u8; 128];
         let mut len = 0;
         let mut long = None;
-        for b in text.bytes().filter(u8::is_ascii_alphanumeric) {
+        for b in text.bytes().filter(kept) {
             if len == buf.len() {
                 long = Some(squash(text));
                 break;
@@ -87,9 +93,9 @@ impl Evidence {
     }
 }
 
-/// Whether `word` reduced to its letters and digits, lower-cased, is `name`.
+/// Whether `word` reduced to its letters, digits and `#`, lower-cased, is `name`.
 fn squashed_eq(word: &str, name: &[u8]) -> bool {
-    let mut it = word.bytes().filter(u8::is_ascii_alphanumeric).map(|b| b.to_ascii_lowercase());
+    let mut it = word.bytes().filter(kept).map(|b| b.to_ascii_lowercase());
     name.iter().all(|&c| it.next() == Some(c)) && it.next().is_none()
 }
 
@@ -135,6 +141,18 @@ mod tests {
     }
 
     #[test]
+    fn a_digit_is_part_of_the_name() {
+        let labels: Vec<String> = ["O2", "7-Eleven"].iter().map(|s| s.to_string()).collect();
+        let map: HashMap<String, Vec<String>> =
+            [("O2".to_string(), vec!["o#".to_string()]), ("7-Eleven".to_string(), vec!["#eleven".to_string()])].into_iter().collect();
+        let e = Evidence::from_map(&labels, &map).unwrap();
+        assert!(e.supports(0, "o# uk"), "O2 normalizes to o#");
+        assert!(!e.supports(0, "o neills"), "an O without its digit is not O2");
+        assert!(e.supports(1, "# eleven #"));
+        assert!(!e.supports(1, "eleven oaks"), "ELEVEN without its number is not 7-Eleven");
+    }
+
+    #[test]
     fn long_descriptors_are_read_whole() {
         let e = evidence();
         let long = format!("{} whsmith", "x".repeat(300));
@@ -156,7 +174,7 @@ mod tests {
         let labels = vec!["A".to_string()];
         let m = |k: &str, v: &str| -> HashMap<String, Vec<String>> { [(k.to_string(), vec![v.to_string()])].into_iter().collect() };
         assert!(Evidence::from_map(&labels, &m("B", "b")).unwrap_err().contains("id2label does not have"));
-        assert!(Evidence::from_map(&labels, &m("A", "Has Caps")).unwrap_err().contains("lower-case letters and digits"));
+        assert!(Evidence::from_map(&labels, &m("A", "Has Caps")).unwrap_err().contains("lower-case letters, digits and #"));
         assert!(Evidence::from_map(&labels, &m("A", "")).is_err());
     }
 }

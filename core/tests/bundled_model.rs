@@ -244,12 +244,12 @@ fn rules_answer_before_the_cache_and_the_model() {
     assert!(plain[0].is_some() && plain[3].is_some());
 }
 
-/// The successor model (0.3.0's default) carries its calibration, and every path applies it:
+/// The successor model (0.4.0's default) carries its calibration, and every path applies it:
 /// the top-1 confidence is softmax(logits / T), not softmax(logits); businesses that are no
 /// brand fall under its floor, the brands it knows stay well above it.
 #[test]
 fn calibrated_successor_applies_its_temperature_and_abstains_on_unknown_businesses() {
-    let mut c = load(&root().join("models/txclass-merchants-v2"));
+    let mut c = load(&root().join("models/txclass-merchants-v3"));
     let cal = c.model.calibration;
     assert!(cal.levels_fitted && cal.temperature > 0.0 && (cal.temperature - 1.0).abs() > 1e-3, "{cal:?}");
     assert!(cal.min_confidence > 0.0, "the bundled successor abstains below a floor: {cal:?}");
@@ -272,8 +272,8 @@ fn calibrated_successor_applies_its_temperature_and_abstains_on_unknown_business
 #[test]
 fn the_bundled_successor_holds_a_brand_without_its_name_at_medium() {
     use txclass_core::Answer;
-    let mut c = load(&root().join("models/txclass-merchants-v2"));
-    assert!(c.model.evidence.labels_with_names() > 300, "v2 carries its brands' names");
+    let mut c = load(&root().join("models/txclass-merchants-v3"));
+    assert!(c.model.evidence.labels_with_names() > 300, "v3 carries its brands' names");
     let raw = [Some("SMITH & LOW LTD"), Some("WHSMITH OXFORD STN")];
     let got = c.answer_descriptors(&raw, None, None, &mut || {}).unwrap();
     let (Some(Answer::Model(held, named_held)), Some(Answer::Model(kept, named_kept))) = (got[0], got[1]) else {
@@ -288,4 +288,18 @@ fn the_bundled_successor_holds_a_brand_without_its_name_at_medium() {
     // the per-row path decides the same
     let one = c.answer_one("smith & low ltd", None, None, &mut || {}).unwrap();
     assert_eq!(one, Answer::Model(held, false));
+}
+
+/// A released bundled model's files never change: its checksum is its identity in the registry,
+/// and a database that registered the bundled directory would refuse to serve it after a package
+/// update ("the files ... changed since it was registered"). A new model gets a new name.
+#[test]
+fn released_bundled_models_keep_the_checksum_they_shipped_with() {
+    for (name, released, version) in [
+        ("txclass-merchants-v1", "b79c03c0957423b1eac14a308cd379ea3573bb7e71123cbe518636911d48666f", "0.1.0"),
+        ("txclass-merchants-v2", "d678b8d6df5c2738296ec0b3e0563e07e0ba900b4cbf1db953f4a94956761250", "0.3.0"),
+    ] {
+        let m = txclass_core::model::ModelDir::open(&root().join("models").join(name)).expect("opens");
+        assert_eq!(m.checksum, released, "{name} changed since {version} shipped it: give the new files a new model name");
+    }
 }

@@ -1,6 +1,6 @@
 """Name evidence for a model's brands (the twin of core/src/evidence.rs): the names each brand is
 printed as — the generator's descriptor stems (merchants.py), normalized (normalize.py), then
-letters and digits only — written into config.json as `txclass.evidence`. txclass holds a brand
+letters, digits and `#` (the normalizer's mark for a run of digits: O2 is `o#`) only — written into config.json as `txclass.evidence`. txclass holds a brand
 answer whose descriptor carries none of its brand's names at `medium` at most (a shared word is
 not the brand: `SMITH & LOW LTD` is not WHSmith). The long-tail *Other ...* classes get none.
 
@@ -20,7 +20,7 @@ MIN_PREFIX = 5  # core/src/evidence.rs
 
 
 def squash(text):
-    return "".join(c for c in text.lower() if c.isascii() and c.isalnum())
+    return "".join(c for c in text.lower() if c.isascii() and (c.isalnum() or c == "#"))
 
 
 def names_for(labels):

@@ -39,12 +39,28 @@ def _split(seq, held_out_every):
     return train, test
 
 
+# invented places (training split only): consonant-vowel syllables, place-name endings, and
+# the starts of brand names (JACKSON starts like Jack in the Box, PHILADELPHIA like Philz)
+ONSETS = ["B", "C", "D", "F", "G", "H", "J", "K", "L", "M", "N", "P", "R", "S", "T", "V", "W", "Z",
+          "BR", "CH", "CL", "DR", "GR", "KL", "PL", "SH", "ST", "TR", "TH", "WH"]
+VOWELS = ["A", "E", "I", "O", "U", "EA", "OU", "AI", "Y"]
+CODAS = ["", "", "", "N", "R", "L", "S", "T", "M", "CK", "ND", "RN"]
+PLACE_ENDINGS = ["VILLE", "TON", "BURG", "FORD", "FIELD", "PORT", "WOOD", "LAND", "DALE", "SON", "HAM",
+                 "CHESTER", "MOUTH", "BY", "BURY", "STEAD", "SPRINGS", "CITY", "FALLS", "HEIGHTS", "BEACH",
+                 "PARK", "VIEW", "CREEK", "ISH", "ANO", "IA", "OLIS"]
+PLACE_HEADS = ["NEW", "EAST", "WEST", "NORTH", "SOUTH", "SAINT", "ST", "FORT", "LAKE", "MOUNT", "PORT",
+               "GREAT", "LITTLE", "UPPER", "LOWER", "SAN", "LOS", "EL"]
+
+
 class Generator:
-    def __init__(self, split: str, seed: int, open_set: bool = False):
+    def __init__(self, split: str, seed: int, open_set: bool = False, invented_places: float = 0.0):
         assert split in ("train", "test")
         self.rng = random.Random(seed)
         self.split = split
         self.open_set = open_set
+        # share of training locations that are invented places (never in the test split: its
+        # random stream, and so the held-out rows, are the same whatever the share)
+        self.invented_places = invented_places if split == "train" else 0.0
         us_tr, us_te = _split(US_PLACES, 5)
         uk_tr, uk_te = _split(UK_PLACES, 5)
         nw_tr, nw_te = _split(NAME_WORDS, 5)
@@ -71,8 +87,28 @@ class Generator:
         fmt = r.choice(["#{n}", "{n}", "{n:04d}", "#{n:05d}", "T-{n}", "STORE {n}", "NO.{n}", "{n}"])
         return fmt.format(n=n)
 
+    def invented_place(self):
+        """A place name no list holds: the model must read any word after the merchant as a
+        place, not only the places it was trained on."""
+        r = self.rng
+        if r.random() < 0.35:
+            w = r.choice(self.brand_words()[1])
+            core = w[: r.randint(3, max(3, min(6, len(w) - 1)))]
+        else:
+            core = "".join(r.choice(ONSETS) + r.choice(VOWELS) + r.choice(CODAS) for _ in range(r.choice([1, 2, 2, 3])))
+        word = core + (r.choice(PLACE_ENDINGS) if r.random() < 0.6 else "")
+        if r.random() < 0.25:
+            word = r.choice(PLACE_HEADS) + " " + word
+        return word
+
     def location(self):
         r = self.rng
+        if self.invented_places and r.random() < self.invented_places:
+            place = self.invented_place()
+            if r.random() < 0.6:
+                st = r.choice(self.us)[1]
+                return r.choice([f"{place} {st}", f"{place}  {st}", f"{place} {st} US", f"{place[:13]} {st}", f"{place},{st}"])
+            return r.choice([place, f"{place} GB", f"{place} GBR", f"{place[:10]}", f"{place} UK"])
         kind = r.random()
         if kind < 0.55:
             city, st = r.choice(self.us)
@@ -294,10 +330,11 @@ class Generator:
         return self.noise_case(" ".join(parts))
 
 
-def make(split, n, seed, unknown_share=0.0):
+def make(split, n, seed, unknown_share=0.0, invented_places=0.0):
     """n (descriptor, label) pairs; with unknown_share > 0 (the open set) that share of them are
-    businesses that are none of the classes, with label UNKNOWN (None)."""
-    g = Generator(split, seed, open_set=unknown_share > 0)
+    businesses that are none of the classes, with label UNKNOWN (None); invented_places: the
+    share of training locations that are invented place names."""
+    g = Generator(split, seed, open_set=unknown_share > 0, invented_places=invented_places)
     out = []
     for _ in range(n):
         if unknown_share > 0 and g.rng.random() < unknown_share:
@@ -308,7 +345,7 @@ def make(split, n, seed, unknown_share=0.0):
 
 
 if __name__ == "__main__":
-    for d, l in make("train", 40, 1, unknown_share=0.3):
+    for d, l in make("train", 40, 1, unknown_share=0.3, invented_places=0.4):
         print(f"{l or '(unknown)':24s} | {d}")
     print("---- test")
     for d, l in make("test", 15, 2):

@@ -205,6 +205,8 @@ def main():
     ap.add_argument("--unknown-share", type=float, default=0.15,
                     help="share of generated businesses that are none of the classes (open set; trained towards a uniform "
                          "distribution). txclass-merchants-v1 was trained with 0")
+    ap.add_argument("--invented-places", type=float, default=0.4,
+                    help="share of training locations that are invented place names (0: the listed places only, as txclass-merchants-v2)")
     ap.add_argument("--unknown-weight", type=float, default=0.5, help="weight of the open-set loss")
     ap.add_argument("--calibration-size", type=int, default=6000, help="held-out rows for temperature and level thresholds")
     ap.add_argument("--batch", type=int, default=64)
@@ -233,7 +235,7 @@ def main():
     label2id = {l: i for i, l in enumerate(labels)}
     t0 = time.time()
     # unknowns (label None) get y = -1: their target is the uniform distribution
-    train = make("train", args.train_size, args.seed, args.unknown_share)
+    train = make("train", args.train_size, args.seed, args.unknown_share, args.invented_places)
     test_all = make("test", args.test_size + int(args.test_size * args.unknown_share), args.seed + 1, args.unknown_share)
     cal_all = make("test", args.calibration_size, args.seed + 2, args.unknown_share)
     test = [x for x in test_all if x[1] is not None][:args.test_size]
@@ -451,10 +453,19 @@ def write_card(args, mt, labcat, per_cat, errors, calibration):
     lines += [
         "",
         "## Data",
+        "Trained by `models/train/train.py " + " ".join(sys.argv[1:]) + "`.",
         f"`models/train/generate.py` (seed {mt['seed']}): {mt['train_rows']} training and {mt['test_rows']} test descriptors. Processor",
         "prefixes (`SQ *`, `TST*`, `PAYPAL *`, `POS DEBIT`, `CHECKCARD`, …), store numbers, US cities and",
         "states, UK towns, phone numbers, dates, reference codes, case and spacing noise, dropped",
         "characters, and truncation of the merchant-name field at 22 characters.",
+    ]
+    if args.invented_places > 0:
+        lines += [
+            f"{args.invented_places:.0%} of the training locations are invented place names (syllables, place-name",
+            "endings such as -VILLE, -FORD, NEW ..., and the starts of brand names: JACKSON starts like",
+            "Jack in the Box), so that any word after the merchant reads as a place, not only the places listed.",
+        ]
+    lines += [
         "Every descriptor is normalized (`models/train/normalize.py`, the twin of `core/src/normalize.rs`,",
         "rules `txclass-v1`) before tokenization — the same text the extension feeds the model.",
         "No real transaction data was used for training.",

@@ -25,6 +25,18 @@ EXCEPTION WHEN undefined_function THEN
 END
 $guard$;
 
+-- the default bundled model is now txclass-merchants-v3 (name evidence, invented places in
+-- training); txclass-merchants-v2's files are those 0.3.0 shipped, so a database that registered
+-- it keeps serving it. A database that relies on the default is told, and how to keep v2.
+DO $default$
+BEGIN
+    IF NOT EXISTS (SELECT FROM txclass.active) THEN
+        RAISE NOTICE 'txclass 0.4.0 serves the bundled model txclass-merchants-v3 where no model is activated (this database activated none; it served txclass-merchants-v2)'
+            USING HINT = 'to keep txclass-merchants-v2: SELECT txclass.register_model(''v2'', ''txclass-merchants-v2''); SELECT txclass.activate_model(''v2'');';
+    END IF;
+END
+$default$;
+
 ALTER TABLE monitored ADD COLUMN key_columns name[], ADD COLUMN attnums jsonb;
 COMMENT ON COLUMN monitored.key_column IS 'The key when it is a single column (see key_columns)';
 COMMENT ON COLUMN monitored.key_columns IS 'The primary or unique key through which misses are classified per statement in batches (NULL: row by row)';

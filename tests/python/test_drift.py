@@ -33,7 +33,7 @@ from generate import make  # noqa: E402
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # the bundled model's own held-out distribution: its generator with the share of unknown
 # businesses it was trained (and its drift baseline measured) with
-UNKNOWN_SHARE = json.load(open(os.path.join(ROOT, "models", "txclass-merchants-v2", "metrics.json"))).get("unknown_share", 0.0)
+UNKNOWN_SHARE = json.load(open(os.path.join(ROOT, "models", "txclass-merchants-v3", "metrics.json"))).get("unknown_share", 0.0)
 check = Checks("drift")
 
 

@@ -83,6 +83,8 @@ def contents_ok(files, doc):
             os.path.join(SHARE, "txclass", "models", "txclass-merchants-v1", "tokenizer.json"),
             os.path.join(SHARE, "txclass", "models", "txclass-merchants-v2", "model.onnx"),
             os.path.join(SHARE, "txclass", "models", "txclass-merchants-v2", "config.json"),
+            os.path.join(SHARE, "txclass", "models", "txclass-merchants-v3", "model.onnx"),
+            os.path.join(SHARE, "txclass", "models", "txclass-merchants-v3", "config.json"),
             os.path.join(doc, "README.md")]
     missing = [w for w in want if w not in files]
     licence = any(f.startswith(doc) and os.path.basename(f) in ("copyright", "LICENSE") for f in files)

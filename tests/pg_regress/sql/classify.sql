@@ -18,7 +18,7 @@ INSERT INTO txns VALUES
 SELECT id, descriptor, normalize_descriptor(descriptor), classify_transaction(descriptor) FROM txns ORDER BY id;
 -- detail: label, category, a confidence in (0, 1], the model identity
 SELECT id, (d).label, (d).category, (d).confidence > 0 AND (d).confidence <= 1 AS conf_ok,
-       (d).model LIKE 'txclass-merchants-v2@%' AS model_ok
+       (d).model LIKE 'txclass-merchants-v3@%' AS model_ok
 FROM (SELECT id, classify_transaction_detail(descriptor) AS d FROM txns) s ORDER BY id;
 -- batch: one row per element in order, NULL rows for NULL / empty elements
 SELECT b.ordinality, b.label, b.category, b.confidence IS NOT NULL AS has_conf

@@ -1,8 +1,8 @@
 -- Honest confidence (0.3.0): calibration, levels, abstention; the labeling loop.
 SET search_path = public, txclass;
-SET txclass.model = 'txclass-merchants-v2';
+SET txclass.model = 'txclass-merchants-v3';
 -- the bundled model brings its temperature, fitted thresholds and floor
-SELECT model LIKE 'txclass-merchants-v2@%' AS v2, temperature > 0 AS has_temperature, levels_fitted,
+SELECT model LIKE 'txclass-merchants-v3@%' AS v3, temperature > 0 AS has_temperature, levels_fitted,
        very_high >= high AND high >= medium AS nested, min_confidence = model_min_confidence AS floor_is_models
 FROM confidence_info();
 -- a level is a cut of the confidence, at the model's thresholds
@@ -80,7 +80,7 @@ SET txclass.model = '/tmp/txclass-fixtures/bad_temperature';
 SELECT classify_transaction('NETFLIX');
 SET txclass.model = '/tmp/txclass-fixtures/bad_levels';
 SELECT classify_transaction('NETFLIX');
-SET txclass.model = 'txclass-merchants-v2';
+SET txclass.model = 'txclass-merchants-v3';
 -- the trigger writes the level; an abstention keeps confidence, level and model, label NULL
 CREATE TABLE conf_enriched (id bigint PRIMARY KEY, descriptor text);
 SELECT label_column, level_column FROM attach('conf_enriched', 'descriptor');
@@ -117,7 +117,7 @@ SELECT add_labels(ARRAY['EYRE & ELLISTON LTD', 'eyre  elliston ltd', 'BUCKS RECY
 SELECT descriptor, normalized, label, category, labeled_by = current_user AS stamped, source FROM labels ORDER BY id;
 SELECT count(*) AS still_queued FROM review_queue('conf_enriched', 50) WHERE normalized IN (SELECT normalized FROM labels);
 -- labels are a gold set at once
-SELECT register_model('conf-v2', 'txclass-merchants-v2') IS NOT NULL AS registered;
+SELECT register_model('conf-v2', 'txclass-merchants-v3') IS NOT NULL AS registered;
 SELECT e->>'rows' AS rows, e->'levels'->'thresholds'->>'fitted' AS fitted,
        jsonb_array_length(e->'levels'->'per_level') AS levels, (e->'levels'->>'answered')::int <= 2 AS answered_ok
 FROM evaluate('conf-v2', 'SELECT descriptor, label FROM txclass.labels', store => false) e;
@@ -142,7 +142,7 @@ SET ROLE conf_labeler;
 SELECT add_labels(ARRAY['COOPER MOBILE SERV'], ARRAY['Cooper Mobile Services']) AS written;
 SELECT add_labels(ARRAY['HOTJAR'], ARRAY['Hotjar'], as_rules => true);
 INSERT INTO rules (pattern, label) VALUES ('^hotjar$', 'Hotjar');
-SELECT register_model('labeler-model', 'txclass-merchants-v2');
+SELECT register_model('labeler-model', 'txclass-merchants-v3');
 RESET ROLE;
 SET ROLE conf_plain;
 SELECT count(*) > 0 AS can_read FROM labels;
