@@ -50,7 +50,7 @@ def main():
     ap.add_argument("model_dir")
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--rows", type=int, default=20000)
-    ap.add_argument("--train-rows", type=int, default=150000, help="the training split's size (metrics.json train_rows)")
+    ap.add_argument("--train-rows", type=int, help="the training split's size (default: metrics.json train_rows, else 150000)")
     args = ap.parse_args()
     d = args.model_dir
     cfg = json.load(open(os.path.join(d, "config.json")))
@@ -60,7 +60,11 @@ def main():
     sess = ort.InferenceSession(os.path.join(d, "model.onnx"), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     metrics_path = os.path.join(d, "metrics.json")
-    unknown_share = json.load(open(metrics_path)).get("unknown_share", 0.0) if os.path.exists(metrics_path) else 0.0
+    metrics = json.load(open(metrics_path)) if os.path.exists(metrics_path) else {}
+    unknown_share = metrics.get("unknown_share", 0.0)
+    # the training split as the trainer made it: its size and its share of invented places
+    train_rows = args.train_rows or metrics.get("train_rows", 150000)
+    invented_places = metrics.get("invented_places", 0.0)
     block = cfg.get("txclass", {})
     temperature, floor = block.get("temperature", 1.0), block.get("min_confidence", 0.0)
     # the held-out rows as the model was trained: with its share of unknown businesses (open set)
@@ -98,7 +102,7 @@ def main():
     categories = collections.Counter()
     for l, n in predicted.items():
         categories[label2category.get(l, "(none)")] += n / answered
-    train_texts = [normalize(t) for t, _ in make("train", args.train_rows, args.seed, unknown_share)]
+    train_texts = [normalize(t) for t, _ in make("train", train_rows, args.seed, unknown_share, invented_places)]
     curve = new_share_curve(texts, train_texts)
     new_share = curve[-1][1]
     out = {

@@ -3,7 +3,9 @@ precision at each confidence level, abstentions, and how often a string that is 
 is answered with a brand at `high` or above — as txclass serves it (normalization, truncation,
 temperature, levels, name evidence and min_confidence from config.json).
 
-    build/venv/bin/python models/train/gold.py models/txclass-merchants-v2 [models/txclass-merchants-v1 ...] [--json]
+    build/venv/bin/python models/train/gold.py models/txclass-merchants-v3 [models/txclass-merchants-v2 ...] [--json] [--heldout]
+
+--heldout scores the trainer's synthetic held-out split (regenerated from metrics.json) the same way.
 
 Right answers: for a string labeled with one of the model's brands, that label; for one labeled
 "not a known brand", an abstention or one of the long-tail "Other ..." classes.
@@ -33,7 +35,20 @@ def level_of(c, cuts):
     return "low"
 
 
-def score(model_dir, max_length=64):
+def heldout_rows(model_dir, test_size=10000):
+    """The trainer's held-out test split, regenerated from the seed and open-set share in the
+    model's metrics.json (train.py's default --test-size): its brands, and its generated unknown
+    businesses as "not a known brand"."""
+    from generate import make
+    m = json.load(open(os.path.join(model_dir, "metrics.json")))
+    share = m.get("unknown_share", 0.0)
+    rows = make("test", test_size + int(test_size * share), m["seed"] + 1, share)
+    known = [r for r in rows if r[1] is not None][:test_size]
+    return [{"descriptor": d, "label": l} for d, l in known] + \
+        [{"descriptor": d, "label": UNKNOWN} for d, l in rows if l is None]
+
+
+def score(model_dir, max_length=64, rows=None):
     import onnxruntime as ort
     from tokenizers import Tokenizer
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
@@ -48,7 +63,8 @@ def score(model_dir, max_length=64):
     tok.enable_truncation(min(max_length, cfg.get("max_position_embeddings", max_length)))
     so = ort.SessionOptions(); so.intra_op_num_threads = 1
     sess = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), so, providers=["CPUExecutionProvider"])
-    rows = list(csv.DictReader(open(GOLD, newline="")))
+    if rows is None:
+        rows = list(csv.DictReader(open(GOLD, newline="")))
     per = {lv: [0, 0] for lv in LEVELS}
     unknown_brand_high = unknown = abstained = answered = answered_ok = 0
     high_up = high_up_ok = 0
@@ -111,7 +127,8 @@ def markdown(results):
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    res = [score(a) for a in args]
+    # --heldout: the model's own synthetic held-out split instead of the Oxford gold set
+    res = [score(a, rows=heldout_rows(a) if "--heldout" in sys.argv else None) for a in args]
     if "--json" in sys.argv:
         print(json.dumps(res, indent=1))
     else:

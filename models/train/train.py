@@ -407,7 +407,7 @@ def main():
         "mean_tokens": round(float(np.mean(lens)), 1), "p99_tokens": int(np.percentile(lens, 99)),
         "seed": args.seed, "label_smoothing": args.label_smoothing,
         "stopped_by": stopped_by, "budget_seconds": round(budget.seconds),
-        "unknown_share": args.unknown_share, "open_set_test_rows": len(test_unknown),
+        "unknown_share": args.unknown_share, "invented_places": args.invented_places, "open_set_test_rows": len(test_unknown),
         "temperature": block["temperature"], "confidence_levels": block["confidence_levels"],
         "min_confidence": block["min_confidence"],
         "ece_before": round(test_report["ece_before"], 4), "ece_after": round(test_report["ece_after"], 4),
