@@ -85,7 +85,8 @@ pgrx::extension_sql_file!(
         parse::parse_descriptor,
         recurring::_detect_series,
         recurring::_series_status,
-        recurring::_subscription_labels
+        recurring::_subscription_labels,
+        recurring::_generic_labels
     ]
 );
 pgrx::extension_sql_file!(

@@ -1,6 +1,6 @@
 //! Recurring payments glue: `txclass_core::recurring` over one account's charges at one
 //! merchant, as SQL functions for sql/recurring.sql (the summaries, refresh and views).
-use crate::session::with_serving;
+use crate::session::{try_with_serving, with_serving};
 use pgrx::prelude::*;
 use serde_json::json;
 use txclass_core::recurring::{detect, status_on, Cadence, Charge};
@@ -71,4 +71,13 @@ fn _series_status(cadence: &str, next_expected: i32, anchor_day: i32, today: i32
 #[pg_extern(stable, parallel_safe)]
 fn _subscription_labels() -> Option<Vec<String>> {
     with_serving(|s| s.classifier.model.subscription_labels.clone())
+}
+
+/// The serving model's labels that are classes of many merchants ("Other Restaurant": no
+/// names in `txclass.evidence`); refresh_recurring does not name a series by them. Empty for a
+/// model without evidence, and where the model cannot be loaded (refresh_recurring reads only
+/// the stored answers and must not fail for that).
+#[pg_extern(stable, parallel_safe)]
+fn _generic_labels() -> Vec<String> {
+    try_with_serving(|s| s.classifier.model.generic_labels()).unwrap_or_default()
 }

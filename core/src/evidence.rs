@@ -61,6 +61,12 @@ impl Evidence {
         self.names.iter().all(Vec::is_empty)
     }
 
+    /// Whether the model brought names for `label` (a brand); a label without names in a model
+    /// that has them is a class of many merchants ("Other Restaurant").
+    pub fn has_names(&self, label: usize) -> bool {
+        self.names.get(label).is_some_and(|n| !n.is_empty())
+    }
+
     /// Labels with names.
     pub fn labels_with_names(&self) -> usize {
         self.names.iter().filter(|n| !n.is_empty()).count()
@@ -167,6 +173,8 @@ mod tests {
         assert!(Evidence::default().supports(0, "x"), "a model without evidence holds nothing");
         assert!(Evidence::default().is_empty());
         assert_eq!(e.labels_with_names(), 4);
+        assert!(e.has_names(0) && !e.has_names(3), "WHSmith is a brand, Other Retail is not");
+        assert!(!e.has_names(99) && !Evidence::default().has_names(0));
     }
 
     #[test]

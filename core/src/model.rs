@@ -237,6 +237,16 @@ impl ModelDir {
     pub fn identity(&self) -> String {
         format!("{}@{}", self.name, &self.checksum[..12])
     }
+
+    /// Labels that are classes of many merchants ("Other Restaurant"): those without names in a
+    /// model that brought names for its brands (`txclass.evidence`); none for a model without.
+    /// Such a label does not name a recurring series: two restaurants are two series.
+    pub fn generic_labels(&self) -> Vec<String> {
+        if self.evidence.is_empty() {
+            return Vec::new();
+        }
+        (0..self.labels.len()).filter(|&i| !self.evidence.has_names(i)).map(|i| self.labels[i].clone()).collect()
+    }
 }
 
 fn labels_in_order(id2label: &BTreeMap<String, String>) -> std::result::Result<Vec<String>, String> {
@@ -358,6 +368,7 @@ mod tests {
     #[test]
     fn evidence_is_read_and_checked() {
         let d = write_dir("ev", r#"{"id2label": {"0": "Tesco", "1": "Other Retail"}, "txclass": {"evidence": {"Tesco": ["tesco"]}}}"#);
+        let d_ok = d.clone();
         let e = ModelDir::open(&d).unwrap().evidence;
         assert!(!e.supports(0, "smith & low ltd") && e.supports(0, "tesco stores #"));
         assert!(e.supports(1, "anything"), "a label without names is not held");
@@ -365,6 +376,8 @@ mod tests {
         let err = ModelDir::open(&d).unwrap_err();
         assert!(err.message.contains("evidence names label \"Asda\""), "{err}");
         assert!(err.hint.as_deref().unwrap_or("").contains("evidence.py"), "{err}");
-        assert!(ModelDir::open(&write_dir("ev-none", r#"{"id2label": {"0": "a"}}"#)).unwrap().evidence.is_empty());
+        assert_eq!(ModelDir::open(&d_ok).unwrap().generic_labels(), vec!["Other Retail".to_string()]);
+        let none = ModelDir::open(&write_dir("ev-none", r#"{"id2label": {"0": "a"}}"#)).unwrap();
+        assert!(none.evidence.is_empty() && none.generic_labels().is_empty(), "without evidence every label may name");
     }
 }

@@ -118,6 +118,14 @@ AS 'MODULE_PATHNAME', '_gated_status_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- txclass::recurring::_generic_labels
+CREATE  FUNCTION "_generic_labels"() RETURNS TEXT[] /* Vec < String > */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_generic_labels_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- txclass::drift::_histogram_p
 CREATE  FUNCTION "_histogram_p"(
 	"current" double precision[], /* :: std :: option :: Option < Vec < Option < f64 > > > */
@@ -2072,6 +2080,7 @@ GRANT SELECT ON drift_summary TO PUBLIC;
 --   recurring::_detect_series
 --   recurring::_series_status
 --   recurring::_subscription_labels
+--   recurring::_generic_labels
 
 -- Recurring payments and subscriptions (see core/src/recurring.rs for the detection).
 --
@@ -2079,7 +2088,9 @@ GRANT SELECT ON drift_summary TO PUBLIC;
 -- by txclass.refresh_recurring(table): rows added since its last run (by primary key; late
 -- rows included) are folded into per-account, per-merchant charges (day, amount, count); the
 -- series of every account and merchant that got new charges are detected again. The merchant
--- is the model's label where the model is confident (>= 0.9), else the descriptor's merchant
+-- is the model's label where the model is confident (>= 0.9, and the answer's level, where the
+-- row has one, high or very_high: the descriptor carries the brand's name) and the label is a
+-- brand, not a class of many merchants ("Other Restaurant"); else the descriptor's merchant
 -- key (txclass.parse_descriptor), so long-tail merchants recur too, and a service billed through
 -- PayPal and directly is one merchant. The views read only the summaries.
 
@@ -2164,12 +2175,12 @@ BEGIN
     EXECUTE format($q$
         WITH inc AS MATERIALIZED (
             SELECT %1$I::text AS account,
-                   CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %2$I
+                   CASE WHEN %14$s THEN %2$I
                         ELSE (SELECT p.merchant_key FROM txclass.parse_descriptor(%4$I) p) END AS merchant,
                    %5$I::date AS day, %6$I::float8 AS amount,
                    -- the label and category name the series only where they named the merchant
-                   CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %2$I END AS label,
-                   CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %7$I END AS category
+                   CASE WHEN %14$s THEN %2$I END AS label,
+                   CASE WHEN %14$s THEN %7$I END AS category
             FROM %8$s WHERE ($1 IS NULL OR (%9$s) > %10$s) AND (%9$s) <= %13$s
               AND %1$I IS NOT NULL AND %5$I IS NOT NULL AND %6$I > 0),
         agg AS (
@@ -2186,8 +2197,15 @@ BEGIN
                (SELECT array_agg(merchant ORDER BY account, merchant) FROM touched)
         $q$, m.account_column, m.label_column, m.confidence_column, m.descriptor_column, m.time_column, m.amount_column,
              m.category_column, tbl, txclass._key_list(m.key_columns), txclass._key_position(tbl, m.key_columns, '$1'), tbl::oid::text, upsert,
-             txclass._key_position(tbl, m.key_columns, '$2'))
-    INTO n, accounts, merchants USING m.recurring_watermark, upto;
+             txclass._key_position(tbl, m.key_columns, '$2'),
+             -- named: confidence >= 0.9 and, where the row has a level, high or very_high (a
+             -- confident answer without the name in the descriptor is medium: HOTJAR is not
+             -- Hotels.com). A class of many merchants ("Other Restaurant", $3) names none: two
+             -- restaurants are two series
+             format('%1$I IS NOT NULL AND %3$I >= 0.9 AND coalesce(%2$s IN (''high'', ''very_high''), true) AND %1$I <> ALL ($3)',
+                    m.label_column, CASE WHEN m.level_column IS NULL THEN 'NULL::text' ELSE quote_ident(m.level_column) END,
+                    m.confidence_column))
+    INTO n, accounts, merchants USING m.recurring_watermark, upto, txclass._generic_labels();
     DELETE FROM txclass.recurring_series s USING unnest(accounts, merchants) t(account, merchant)
     WHERE s.relid = tbl AND s.account = t.account AND s.merchant = t.merchant;
     INSERT INTO txclass.recurring_series

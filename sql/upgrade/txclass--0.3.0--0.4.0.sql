@@ -6,6 +6,13 @@
 -- 0.3.0 trigger keeps working: its arguments are no longer read); event triggers follow
 -- renames, new and detached partitions, added keys and dropped tables; backfill walks any key,
 -- partitions, or ctid ranges; refresh_drift and refresh_recurring take any key.
+-- refresh_recurring names a series by the model's label where confidence >= 0.9 and the
+-- answer's level is high or very_high (0.3.0: confidence alone, so a confident answer without
+-- the name in the descriptor, HOTJAR as Hotels.com, named it), and not by a class of many
+-- merchants ("Other Restaurant": two restaurants are two series); charges folded before the update keep their
+-- merchant: to fold them again, DELETE the table's rows (relid = 'tbl'::regclass) from
+-- txclass.recurring_charges and txclass.recurring_series, SET recurring_watermark = NULL in
+-- txclass.monitored, and run txclass.refresh_recurring('tbl').
 
 -- 0.4.0's library must be the one this backend runs: the first new C function says so
 -- clearly instead of failing half-way through with "could not find function".
@@ -637,6 +644,12 @@ BEGIN
 END
 $$;
 
+-- the serving model's classes of many merchants ("Other Restaurant"): they name no series
+CREATE FUNCTION txclass."_generic_labels"() RETURNS TEXT[]
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_generic_labels_wrapper';
+
 CREATE OR REPLACE FUNCTION refresh_recurring(tbl regclass) RETURNS bigint LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE m txclass.monitored; upto text; n bigint; accounts text[]; merchants text[]; upsert text := '';
@@ -669,12 +682,12 @@ BEGIN
     EXECUTE format($q$
         WITH inc AS MATERIALIZED (
             SELECT %1$I::text AS account,
-                   CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %2$I
+                   CASE WHEN %14$s THEN %2$I
                         ELSE (SELECT p.merchant_key FROM txclass.parse_descriptor(%4$I) p) END AS merchant,
                    %5$I::date AS day, %6$I::float8 AS amount,
                    -- the label and category name the series only where they named the merchant
-                   CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %2$I END AS label,
-                   CASE WHEN %2$I IS NOT NULL AND %3$I >= 0.9 THEN %7$I END AS category
+                   CASE WHEN %14$s THEN %2$I END AS label,
+                   CASE WHEN %14$s THEN %7$I END AS category
             FROM %8$s WHERE ($1 IS NULL OR (%9$s) > %10$s) AND (%9$s) <= %13$s
               AND %1$I IS NOT NULL AND %5$I IS NOT NULL AND %6$I > 0),
         agg AS (
@@ -691,8 +704,15 @@ BEGIN
                (SELECT array_agg(merchant ORDER BY account, merchant) FROM touched)
         $q$, m.account_column, m.label_column, m.confidence_column, m.descriptor_column, m.time_column, m.amount_column,
              m.category_column, tbl, txclass._key_list(m.key_columns), txclass._key_position(tbl, m.key_columns, '$1'), tbl::oid::text, upsert,
-             txclass._key_position(tbl, m.key_columns, '$2'))
-    INTO n, accounts, merchants USING m.recurring_watermark, upto;
+             txclass._key_position(tbl, m.key_columns, '$2'),
+             -- named: confidence >= 0.9 and, where the row has a level, high or very_high (a
+             -- confident answer without the name in the descriptor is medium: HOTJAR is not
+             -- Hotels.com). A class of many merchants ("Other Restaurant", $3) names none: two
+             -- restaurants are two series
+             format('%1$I IS NOT NULL AND %3$I >= 0.9 AND coalesce(%2$s IN (''high'', ''very_high''), true) AND %1$I <> ALL ($3)',
+                    m.label_column, CASE WHEN m.level_column IS NULL THEN 'NULL::text' ELSE quote_ident(m.level_column) END,
+                    m.confidence_column))
+    INTO n, accounts, merchants USING m.recurring_watermark, upto, txclass._generic_labels();
     DELETE FROM txclass.recurring_series s USING unnest(accounts, merchants) t(account, merchant)
     WHERE s.relid = tbl AND s.account = t.account AND s.merchant = t.merchant;
     INSERT INTO txclass.recurring_series
