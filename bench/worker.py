@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Shared inference workers against per-backend sessions, both modes in the same run, into
 BENCHMARKS.md (section "worker"). For each model (the bundled one; MiniLM-L6 fp32 and int8 from
-bench/minilm.sh when present), on one cluster with txclass.workers = 1:
+bench/minilm.sh when present), on one cluster, backend mode and two worker layouts: one worker
+with every core as intra-op threads (txclass.workers = 1, worker_threads = cores), then, after a
+restart, one single-threaded worker per core (workers = cores, worker_threads = 1):
 
   1. 16 pgbench clients, single-row INSERTs of real Oxford descriptors through the enrichment
      trigger, and per-row classify_transaction, with the cache off (every row a miss): rows/s
@@ -40,6 +42,7 @@ txclass.worker_threads = {CORES}
 txclass.worker_models = 1
 max_connections = 60"""
 OUT = "/tmp/txclass-bench-worker"
+BUNDLED = os.environ.get("TXCLASS_BENCH_BUNDLED_MODEL", "txclass-merchants-v3")
 OXFORD = []
 
 
@@ -169,7 +172,9 @@ def hit_path(ci, model):
     return {m: min(v) for m, v in out.items()}
 
 
-def run_model(ci, flags, model, batch_rows):
+def run_model(ci, flags, model, batch_rows, modes):
+    """Each of `modes` ("backend", "worker") on the cluster as it is configured now; the worker
+    figures (txclass.worker_stats summed over the workers) and the enrichment table's NULLs."""
     def worker_pids():
         with psycopg.connect(ci, autocommit=True) as c:
             return [r[0] for r in c.execute("SELECT pid FROM txclass.worker_stats WHERE pid IS NOT NULL")]
@@ -179,7 +184,7 @@ def run_model(ci, flags, model, batch_rows):
         c.execute("DROP TABLE IF EXISTS enrich_t")
         c.execute("CREATE TABLE enrich_t (id bigserial PRIMARY KEY, d text)")
         c.execute("SELECT txclass.attach('enrich_t', 'd')")
-    for mode in ["backend", "worker"]:
+    for mode in modes:
         r = {}
         r["insert_tps"] = pgbench(flags, INSERT.format(n=len(OXFORD)), mode, model)
         r["scalar_tps"] = pgbench(flags, SCALAR.format(n=len(OXFORD)), mode, model)
@@ -189,65 +194,86 @@ def run_model(ci, flags, model, batch_rows):
         res[mode] = r
         print(mode, model, r, flush=True)
     with psycopg.connect(ci, autocommit=True) as c:
-        nulls, rows = c.execute("SELECT count(*) FILTER (WHERE txclass_label IS NULL), count(*) FROM enrich_t").fetchone()
-        st = c.execute("SELECT mean_rows_per_run, queue_wait_p50_ms, queue_wait_p99_ms, backend_fallbacks, busy_share FROM txclass.worker_stats").fetchone()
+        # a row the trigger could not classify has no outputs at all; an abstention has its model
+        nulls, rows = c.execute("SELECT count(*) FILTER (WHERE txclass_model IS NULL), count(*) FROM enrich_t").fetchone()
+        st = c.execute("SELECT sum(rows)::float8 / nullif(sum(runs), 0), max(queue_wait_p50_ms), max(queue_wait_p99_ms), "
+                       "sum(backend_fallbacks), avg(busy_share) FROM txclass.worker_stats WHERE pid IS NOT NULL").fetchone()
     res["enrich_nulls"], res["enrich_rows"], res["worker_stats"] = nulls, rows, st
     return res
+
+
+def layouts():
+    """The worker layouts measured: (workers, threads each)."""
+    return [(1, CORES)] + ([(CORES, 1)] if CORES > 1 else [])
 
 
 def main():
     os.makedirs(OUT, exist_ok=True)
     os.chmod(OUT, 0o755)
-    bundled = "txclass-merchants-v1"
-    models = [(bundled, "bundled (1 MB int8, 372 classes)", 100_000)] if os.environ.get("TXCLASS_BENCH_BUNDLED", "1") == "1" else []
+    bundled = BUNDLED
+    models = [(bundled, f"bundled {bundled} (1 MB int8, 372 classes)", 100_000)] if os.environ.get("TXCLASS_BENCH_BUNDLED", "1") == "1" else []
     for m in MODELS:
         size = os.path.getsize(os.path.join(m, "model.onnx")) / 1e6
         models.append((m, f"{os.path.basename(m)} ({size:.0f} MB)", 10_000))
     flags = sections.cluster(ROOT, "start", NAME, PORT, {"TXCLASS_CLUSTER_CONF": CONF})
     ci = sections.harness.conninfo(flags)
-    rows = []
+    results = {}  # (model label, layout) -> run_model result; backend figures under the first layout
     global OXFORD
     try:
         with psycopg.connect(ci, autocommit=True) as c:
             c.execute("CREATE EXTENSION txclass")
         OXFORD = load_oxford(ci)
-        for model, label, batch_rows in models:
-            rows.append((label, batch_rows, run_model(ci, flags, model, batch_rows)))
+        for k, (workers, threads) in enumerate(layouts()):
+            if k:
+                with psycopg.connect(ci, autocommit=True) as c:
+                    c.execute(f"ALTER SYSTEM SET txclass.workers = {workers}")
+                    c.execute(f"ALTER SYSTEM SET txclass.worker_threads = {threads}")
+                sections.cluster(ROOT, "restart", NAME, PORT)
+            for model, label, batch_rows in models:
+                results[(label, (workers, threads))] = run_model(ci, flags, model, batch_rows, ["backend", "worker"] if k == 0 else ["worker"])
         hits = hit_path(ci, bundled) if models and models[0][0] == bundled else {"backend": float("nan"), "worker": float("nan")}
     finally:
         sections.cluster(ROOT, "stop", NAME, PORT)
+    first = layouts()[0]
+    lay = " and ".join(f"`txclass.workers = {w}`, `txclass.worker_threads = {t}`" for w, t in layouts())
     lines = [
         "<!-- worker:begin (bench/worker.sh; rewritten by each run) -->",
         "## Shared inference worker vs per-backend sessions",
         "",
-        f"One run of `bench/worker.sh` on this machine ({CORES} cores), both modes on the same cluster "
-        f"(`txclass.workers = 1`, `txclass.worker_threads = {CORES}`, `txclass.worker_models = 1`; backend mode: one intra-op "
-        f"thread per backend). pgbench: 16 clients, {SECONDS} s, the {len(OXFORD):,} real Oxford descriptors picked at random "
+        f"One run of `bench/worker.sh` on this machine ({CORES} cores), both modes on the same cluster; worker mode in two "
+        f"layouts, {lay} (a restart between them), `txclass.worker_models = 1`; backend mode: one intra-op "
+        f"thread per backend, measured once. pgbench: 16 clients, {SECONDS} s, the {len(OXFORD):,} real Oxford descriptors picked at random "
         "with the cache off (every row a miss), steady state (progress intervals after the first 5 s). Latency: the same "
         "descriptors, one client, cache off. classify_batch: distinct generated descriptors (letters, ~12 word pieces). "
-        "Memory: 16 connected backends that each classified one row, plus the worker process. Ratios are worker ÷ backend.",
+        "Memory: 16 connected backends that each classified one row, plus the worker processes. Ratios are worker ÷ backend.",
         "",
-        "| model | 16-client single-row INSERT rows/s (trigger) | 16-client per-row miss rows/s | private memory RssAnon / Pss (16 backends + workers) | txclass memory per backend | 1-client miss latency p50 / p99 | classify_batch rows/s, one backend |",
-        "|---|---|---|---|---|---|---|",
+        "| model | workers × threads | 16-client single-row INSERT rows/s (trigger) | 16-client per-row miss rows/s | private memory RssAnon / Pss (16 backends + workers) | txclass memory per backend | 1-client miss latency p50 / p99 | classify_batch rows/s, one backend |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for label, batch_rows, r in rows:
-        b, w = r["backend"], r["worker"]
-        lines.append(
-            f"| {label} | {b['insert_tps']:.0f} → {w['insert_tps']:.0f} (**{w['insert_tps'] / b['insert_tps']:.2f}×**) "
-            f"| {b['scalar_tps']:.0f} → {w['scalar_tps']:.0f} (**{w['scalar_tps'] / b['scalar_tps']:.2f}×**) "
-            f"| {b['mem']['anon_mb']:.0f} / {b['mem']['pss_mb']:.0f} MB → {w['mem']['anon_mb']:.0f} / {w['mem']['pss_mb']:.0f} MB "
-            f"(**{w['mem']['anon_mb'] / b['mem']['anon_mb']:.2f}** / {w['mem']['pss_mb'] / b['mem']['pss_mb']:.2f}) "
-            f"| {b['mem']['own_mb']:.1f} MB → {w['mem']['own_mb']:.1f} MB "
-            f"| {b['p50']:.2f} / {b['p99']:.2f} ms → {w['p50']:.2f} / {w['p99']:.2f} ms (**{w['p50'] / b['p50']:.2f}** / {w['p99'] / b['p99']:.2f}) "
-            f"| {batch_rows:,} rows: {b['batch']:.0f} → {w['batch']:.0f} (**{w['batch'] / b['batch']:.2f}×**) |")
-    lines += ["", "Worker-side figures of the same run (`txclass.worker_stats` after each model's runs; enrichment rows left NULL):", ""]
-    for label, _, r in rows:
-        st = r["worker_stats"]
-        lines.append(f"- {label}: mean rows per worker run {st[0]:.1f}, queue wait p50 {st[1]:.2f} ms / p99 {st[2]:.2f} ms, "
-                     f"worker busy {100 * st[4]:.0f}% of the time, backend fallbacks {st[3]}; {r['enrich_rows']:,} rows inserted through the trigger, {r['enrich_nulls']} left NULL; "
-                     f"worker processes' RssAnon in worker mode {r['worker']['mem']['worker_anon_mb']:.0f} MB")
+    for model, label, batch_rows in models:
+        b = results[(label, first)]["backend"]
+        for w_t in layouts():
+            r = results[(label, w_t)]
+            w = r["worker"]
+            lines.append(
+                f"| {label} | {w_t[0]} × {w_t[1]} "
+                f"| {b['insert_tps']:.0f} → {w['insert_tps']:.0f} (**{w['insert_tps'] / b['insert_tps']:.2f}×**) "
+                f"| {b['scalar_tps']:.0f} → {w['scalar_tps']:.0f} (**{w['scalar_tps'] / b['scalar_tps']:.2f}×**) "
+                f"| {b['mem']['anon_mb']:.0f} / {b['mem']['pss_mb']:.0f} MB → {w['mem']['anon_mb']:.0f} / {w['mem']['pss_mb']:.0f} MB "
+                f"(**{w['mem']['anon_mb'] / b['mem']['anon_mb']:.2f}** / {w['mem']['pss_mb'] / b['mem']['pss_mb']:.2f}) "
+                f"| {b['mem']['own_mb']:.1f} MB → {w['mem']['own_mb']:.1f} MB "
+                f"| {b['p50']:.2f} / {b['p99']:.2f} ms → {w['p50']:.2f} / {w['p99']:.2f} ms (**{w['p50'] / b['p50']:.2f}** / {w['p99'] / b['p99']:.2f}) "
+                f"| {batch_rows:,} rows: {b['batch']:.0f} → {w['batch']:.0f} (**{w['batch'] / b['batch']:.2f}×**) |")
+    lines += ["", "Worker-side figures of the same run (`txclass.worker_stats` over the workers after each model's runs; rows the trigger left without outputs):", ""]
+    for model, label, _ in models:
+        for w_t in layouts():
+            r = results[(label, w_t)]
+            st = r["worker_stats"]
+            lines.append(f"- {label}, {w_t[0]} × {w_t[1]}: mean rows per worker run {st[0]:.1f}, queue wait p50 {st[1]:.2f} ms / p99 {st[2]:.2f} ms, "
+                         f"workers busy {100 * st[4]:.0f}% of the time, backend fallbacks {st[3]}; {r['enrich_rows']:,} rows inserted through the trigger, {r['enrich_nulls']} left without outputs; "
+                         f"worker processes' RssAnon {r['worker']['mem']['worker_anon_mb']:.0f} MB")
     lines += ["", f"Hit path, `UPDATE hits SET label = classify_transaction(d)` over {HIT_ROWS:,} rows with a warm shared cache "
-              f"(best of two each): backend {hits['backend']:.2f} s, worker {hits['worker']:.2f} s "
+              f"(best of two each, {layouts()[-1][0]} × {layouts()[-1][1]}): backend {hits['backend']:.2f} s, worker {hits['worker']:.2f} s "
               f"(**{hits['worker'] / hits['backend']:.2f}×** the time): the cache answers before any worker is asked.",
               "<!-- worker:end -->"]
     sections.write_section(ROOT, "worker", "\n".join(lines))

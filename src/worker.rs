@@ -86,6 +86,8 @@ struct WorkerState {
     batches: AtomicU64,
     busy_us: AtomicU64,
     load_failures: AtomicU64,
+    /// 1 while this worker runs what it took (set and read under the queue lock).
+    running: AtomicU32,
     wait_hist: [AtomicU64; HIST],
 }
 
@@ -319,6 +321,7 @@ unsafe extern "C-unwind" fn worker_exit(_code: i32, arg: pg_sys::Datum) {
     }
     me.pid.store(0, Relaxed);
     me.procno.store(-1, Relaxed);
+    me.running.store(0, Relaxed);
     // SAFETY: wakes anyone waiting for a slot.
     unsafe { pg_sys::ConditionVariableBroadcast(q.slot_freed()) };
 }
@@ -344,6 +347,7 @@ pub extern "C-unwind" fn txclass_worker_main(arg: pg_sys::Datum) {
     me.starts.fetch_add(1, Relaxed);
     me.started_at.store(now_us(), Relaxed);
     me.models.store(0, Relaxed);
+    me.running.store(0, Relaxed);
     let mut sessions: Vec<Loaded> = Vec::new();
     loop {
         if BackgroundWorker::sighup_received() {
@@ -365,6 +369,10 @@ pub extern "C-unwind" fn txclass_worker_main(arg: pg_sys::Datum) {
         me.requests.fetch_add(taken.len() as u64, Relaxed);
         me.models.store(sessions.len() as u64, Relaxed);
         finish(&q, &taken);
+        {
+            let _l = Locked::exclusive();
+            me.running.store(0, Relaxed);
+        }
     }
     // exit code 1: the postmaster restarts a worker that someone terminated (not at shutdown)
     // SAFETY: ends the process through Postgres's exit path (callbacks run).
@@ -372,7 +380,9 @@ pub extern "C-unwind" fn txclass_worker_main(arg: pg_sys::Datum) {
 }
 
 /// Marks the slots this worker runs next: small requests first, then by age, within the token
-/// budget (at least one slot).
+/// budget (at least one slot), and no more than its share when other workers are idle: the
+/// slots of one large request (a classify_batch, a statement flush) are run by every idle
+/// worker at once, not by the first one awake.
 fn take(q: &Queue, idx: usize) -> Vec<usize> {
     let budget = settings::worker_batch_tokens();
     let me = q.worker(idx);
@@ -388,6 +398,12 @@ fn take(q: &Queue, idx: usize) -> Vec<usize> {
         }
     }
     ready.sort_unstable();
+    // this worker and the others that are up and not running (it is not running: it is here)
+    let idle = (0..MAX_WORKERS)
+        .filter(|&w| w == idx || (q.worker(w).pid.load(Relaxed) != 0 && q.worker(w).running.load(Relaxed) == 0))
+        .count()
+        .max(1);
+    ready.truncate(ready.len().div_ceil(idle));
     let mut taken = Vec::new();
     let mut tokens = 0u64;
     let now = now_us();
@@ -408,6 +424,9 @@ fn take(q: &Queue, idx: usize) -> Vec<usize> {
             me.rows.fetch_add((*s).rows as u64, Relaxed);
         }
         taken.push(i);
+    }
+    if !taken.is_empty() {
+        me.running.store(1, Relaxed);
     }
     taken
 }
