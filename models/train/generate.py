@@ -344,6 +344,13 @@ def make(split, n, seed, unknown_share=0.0, invented_places=0.0):
     return out
 
 
+def heldout(test_size, seed, unknown_share=0.0):
+    """The trainer's held-out test split (train.py --seed + 1): test_size rows of known brands,
+    and the unknown businesses drawn with them (test_size × unknown_share more rows drawn)."""
+    rows = make("test", test_size + int(test_size * unknown_share), seed + 1, unknown_share)
+    return [x for x in rows if x[1] is not None][:test_size], [x for x in rows if x[1] is None]
+
+
 if __name__ == "__main__":
     for d, l in make("train", 40, 1, unknown_share=0.3, invented_places=0.4):
         print(f"{l or '(unknown)':24s} | {d}")

@@ -39,13 +39,10 @@ def heldout_rows(model_dir, test_size=10000):
     """The trainer's held-out test split, regenerated from the seed and open-set share in the
     model's metrics.json (train.py's default --test-size): its brands, and its generated unknown
     businesses as "not a known brand"."""
-    from generate import make
+    from generate import heldout
     m = json.load(open(os.path.join(model_dir, "metrics.json")))
-    share = m.get("unknown_share", 0.0)
-    rows = make("test", test_size + int(test_size * share), m["seed"] + 1, share)
-    known = [r for r in rows if r[1] is not None][:test_size]
-    return [{"descriptor": d, "label": l} for d, l in known] + \
-        [{"descriptor": d, "label": UNKNOWN} for d, l in rows if l is None]
+    known, unknown = heldout(test_size, m["seed"], m.get("unknown_share", 0.0))
+    return [{"descriptor": d, "label": l} for d, l in known] + [{"descriptor": d, "label": UNKNOWN} for d, _ in unknown]
 
 
 def score(model_dir, max_length=64, rows=None):

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from budget import Budget  # noqa: E402
 from calibrate import calibrate, card_lines  # noqa: E402
 from evidence import names_for as evidence_names  # noqa: E402
-from generate import labels_and_categories, make  # noqa: E402
+from generate import heldout, labels_and_categories, make  # noqa: E402
 from normalize import VERSION as NORM_VERSION, normalize  # noqa: E402
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -236,10 +236,8 @@ def main():
     t0 = time.time()
     # unknowns (label None) get y = -1: their target is the uniform distribution
     train = make("train", args.train_size, args.seed, args.unknown_share, args.invented_places)
-    test_all = make("test", args.test_size + int(args.test_size * args.unknown_share), args.seed + 1, args.unknown_share)
+    test, test_unknown = heldout(args.test_size, args.seed, args.unknown_share)
     cal_all = make("test", args.calibration_size, args.seed + 2, args.unknown_share)
-    test = [x for x in test_all if x[1] is not None][:args.test_size]
-    test_unknown = [x for x in test_all if x[1] is None]
     cal = [x for x in cal_all if x[1] is not None]
     cal_unknown = [x for x in cal_all if x[1] is None]
     tr_text = [normalize(d) for d, _ in train]
