@@ -129,6 +129,8 @@ impl Classifier {
         c.cache_model_id = cache::model_id(&c.model.checksum, c.max_length);
         // Smoke inference through the engine (which checked the output width against the labels)
         c.classify(&["txclass smoke test"], &mut || {})?;
+        // what parsing the tokenizer and building the session freed stays out of this process
+        crate::memory::release_freed();
         Ok(Loaded { classifier: c, warnings })
     }
 

@@ -164,6 +164,8 @@ impl OrtEngine {
         if width != n_labels {
             return Err(crate::classifier::mismatch(model, width));
         }
+        // the graph as parsed and optimized is freed now: give its pages back
+        crate::memory::release_freed();
         Ok((e, warnings))
     }
 

@@ -14,6 +14,7 @@
 //! * [`stats`] — χ² and normal tails (incomplete gamma), a seeded random source for simulations.
 //! * [`recurring`] — recurring payments: cadence, regularity, amounts and price changes, next
 //!   date and status of the series in one account's charges at one merchant.
+//! * [`memory`] — giving the memory a model load freed back to the OS.
 //! * [`fuzz`] — the pre-inference pipeline with its invariants checked (the fuzz target's body).
 //!
 //! The pgrx extension (`src/`) and the standalone benchmark (`bench/`) both call this crate, so
@@ -29,6 +30,7 @@ pub mod engine;
 pub mod evidence;
 pub mod error;
 pub mod fuzz;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod normalize;

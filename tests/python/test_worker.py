@@ -21,7 +21,9 @@
      model, including a switch to a model with 5,000 classes;
   8. a 4-slot queue under 16 clients: back-pressure (waits counted), every answer right;
   9. without shared_preload_libraries: one NOTICE, backend mode, same answers;
- 10. only superusers change txclass.inference and the worker settings.
+ 10. only superusers change txclass.inference and the worker settings;
+ 11. two workers: a lone request wakes one worker (the same one, request after request), one
+     large classify_batch is shared by both, and 16 clients get backend mode's answers from both.
 
     test_worker.py <repo root>
 Prints 'worker: N passed, M failed'.
@@ -512,6 +514,57 @@ def test_no_preload():
         cluster("stop", "worker-nopre", 54393)
 
 
+def test_two_workers():
+    flags = cluster("start", "worker-two", 54394, {"TXCLASS_CLUSTER_CONF": "txclass.workers = 2\ntxclass.worker_threads = 1"})
+    try:
+        ci = conninfo(flags)
+        with psycopg.connect(ci, autocommit=True) as c:
+            c.execute("CREATE EXTENSION txclass")
+
+        def per_worker():
+            with connect(ci) as c:
+                return dict(c.execute("SELECT worker, requests FROM txclass.worker_stats WHERE pid IS NOT NULL").fetchall())
+        wait_for(lambda: len(per_worker()) == 2)
+        lone = distinct_descs("L", 300)
+        ref = per_row_reference(ci, lone)
+        before = per_worker()
+        with connect(ci) as c:
+            mode(c, "worker")
+            got = [c.execute("SELECT label, confidence::text FROM classify_transaction_detail(%s)", (d,)).fetchone() for d in lone]
+        after = per_worker()
+        served = {w: after[w] - before.get(w, 0) for w in after}
+        check("two workers, one client: every lone request is run by the same worker (one is woken, not both)",
+              got == ref and min(served.values()) == 0 and max(served.values()) >= len(lone), f"requests per worker {served}")
+        big = distinct_descs("B", 6000)
+        with connect(ci) as c:
+            mode(c, "backend")
+            ref = c.execute("SELECT label, confidence::text FROM classify_batch(%s) ORDER BY ordinality", (big,)).fetchall()
+            mode(c, "worker")
+            before = per_worker()
+            got = c.execute("SELECT label, confidence::text FROM classify_batch(%s) ORDER BY ordinality", (big,)).fetchall()
+        after = per_worker()
+        served = {w: after[w] - before.get(w, 0) for w in after}
+        check("two workers: one backend's classify_batch is run by both, same answers as backend mode",
+              got == ref and min(served.values()) >= 0.2 * sum(served.values()), f"requests per worker {served}")
+        per = 100
+        descs = distinct_descs("T", 16 * per)
+        ref = per_row_reference(ci, descs)
+
+        def work(i, c):
+            mode(c, "worker")
+            return [c.execute("SELECT label, confidence::text FROM classify_transaction_detail(%s)", (d,)).fetchone()
+                    for d in descs[i * per:(i + 1) * per]]
+        before = per_worker()
+        results, errors = clients(ci, 16, work)
+        after = per_worker()
+        served = {w: after[w] - before.get(w, 0) for w in after}
+        flat = [r for chunk in results if chunk for r in chunk]
+        check("two workers, 16 clients: every answer equals backend mode's, both workers serve",
+              not errors and flat == ref and min(served.values()) > 0, f"requests per worker {served}; errors {errors[:2]}")
+    finally:
+        cluster("stop", "worker-two", 54394)
+
+
 def test_privileges(ci):
     with connect(ci) as c:
         c.execute("CREATE ROLE worker_app LOGIN")
@@ -553,6 +606,7 @@ def main():
             cluster("stop", name, port)
         test_queue_full()
         test_no_preload()
+        test_two_workers()
     except Exception as e:  # noqa: BLE001
         check("worker tests ran to the end", False, repr(e))
     check.finish()
