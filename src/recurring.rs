@@ -1,6 +1,7 @@
 //! Recurring payments glue: `txclass_core::recurring` over one account's charges at one
 //! merchant, as SQL functions for sql/recurring.sql (the summaries, refresh and views).
-use crate::session::{try_with_serving, with_serving};
+use crate::errors::OrRaise;
+use crate::session::with_model_config;
 use pgrx::prelude::*;
 use serde_json::json;
 use txclass_core::recurring::{detect, status_on, Cadence, Charge};
@@ -70,14 +71,15 @@ fn _series_status(cadence: &str, next_expected: i32, anchor_day: i32, today: i32
 /// NULL when the model does not say.
 #[pg_extern(stable, parallel_safe)]
 fn _subscription_labels() -> Option<Vec<String>> {
-    with_serving(|s| s.classifier.model.subscription_labels.clone())
+    with_model_config(|m| m.subscription_labels.clone()).or_raise()
 }
 
 /// The serving model's labels that are classes of many merchants ("Other Restaurant": no
 /// names in `txclass.evidence`); refresh_recurring does not name a series by them. Empty for a
 /// model without evidence, and where the model cannot be loaded (refresh_recurring reads only
-/// the stored answers and must not fail for that).
+/// the stored answers and must not fail for that). Neither reads more than `config.json` in a
+/// backend that has not loaded the model.
 #[pg_extern(stable, parallel_safe)]
 fn _generic_labels() -> Vec<String> {
-    try_with_serving(|s| s.classifier.model.generic_labels()).unwrap_or_default()
+    with_model_config(|m| m.generic_labels()).unwrap_or_default()
 }

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 use txclass_core::rules::RuleSet;
-use txclass_core::{Classifier, Error};
+use txclass_core::{Classifier, Error, ModelDir};
 
 /// Where the served model came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,13 +78,17 @@ pub fn load(source: &Source) -> Classifier {
     try_load(source).or_raise()
 }
 
-fn try_load(source: &Source) -> Result<Classifier, Error> {
-    let dir = match source {
+/// The model directory `source` names.
+fn directory(source: &Source) -> PathBuf {
+    match source {
         Source::Pinned(p) => p.clone(),
         Source::Registry(a) => PathBuf::from(&a.directory),
         Source::Default => settings::bundled_model_dir(settings::DEFAULT_MODEL),
-    };
-    let loaded = load_dir(&dir)?;
+    }
+}
+
+fn try_load(source: &Source) -> Result<Classifier, Error> {
+    let loaded = load_dir(&directory(source))?;
     for w in &loaded.warnings {
         pgrx::warning!("{w}");
     }
@@ -178,6 +182,26 @@ pub fn try_with_serving<R>(f: impl FnOnce(&mut Serving) -> R) -> Result<R, Error
         current.serving.classifier.batch_size = settings::batch_size();
         Ok(f(&mut current.serving))
     })
+}
+
+/// Runs `f` with what the serving model's `config.json` says (labels, categories, evidence,
+/// subscription labels) without loading the model: this backend's classifier when it is loaded
+/// and current, else the config of the directory the settings and the registry name. For SQL
+/// that reads the model's metadata and classifies nothing (`refresh_recurring`,
+/// `subscriptions`): in backend mode a load would cost a whole ONNX Runtime session.
+pub fn with_model_config<R>(f: impl FnOnce(&ModelDir) -> R) -> Result<R, Error> {
+    let (source, _) = wanted()?;
+    let loaded = CURRENT.with(|cell| {
+        let guard = cell.borrow();
+        guard
+            .as_ref()
+            .filter(|c| c.serving.source == source && registry::is_current(c.token) && c.settings.is_current())
+            .map(|c| c.serving.classifier.model.clone())
+    });
+    match loaded {
+        Some(model) => Ok(f(&model)),
+        None => Ok(f(&ModelDir::read_config(&directory(&source))?)),
+    }
 }
 
 /// Runs `f` with this backend's model (rules aside).

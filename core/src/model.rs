@@ -109,14 +109,8 @@ impl ModelDir {
     /// Reads and validates `config.json`, checks that the other files exist, and computes the
     /// model's checksum. Does not load ONNX Runtime (see [`crate::Classifier::load`]).
     pub fn open(path: &Path) -> Result<ModelDir> {
-        let meta = std::fs::metadata(path).map_err(|e| {
-            Error::config(format!("model directory {} is not readable: {e}", path.display()), LAYOUT_HINT)
-        })?;
-        if !meta.is_dir() {
-            return Err(Error::config(format!("model path {} is not a directory", path.display()), LAYOUT_HINT));
-        }
+        let config_bytes = Self::read_config_bytes(path)?;
         let mut hasher = Sha256::new();
-        let config_bytes = read(&path.join(CONFIG_FILE))?;
         hasher.update(CONFIG_FILE.as_bytes());
         hasher.update((config_bytes.len() as u64).to_le_bytes());
         hasher.update(&config_bytes);
@@ -126,8 +120,31 @@ impl ModelDir {
             hash_file(&mut hasher, file, &path.join(file))?;
         }
         let checksum: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Self::from_config(path, &config_bytes, checksum)
+    }
+
+    /// What `config.json` says — labels, categories, calibration, evidence, subscription
+    /// labels — validated as [`Self::open`] does, without reading the tokenizer or the weights:
+    /// for callers that need the model's metadata and not the model (`refresh_recurring`). The
+    /// checksum is empty: never serve or cache by a directory opened this way.
+    pub fn read_config(path: &Path) -> Result<ModelDir> {
+        let config_bytes = Self::read_config_bytes(path)?;
+        Self::from_config(path, &config_bytes, String::new())
+    }
+
+    fn read_config_bytes(path: &Path) -> Result<Vec<u8>> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            Error::config(format!("model directory {} is not readable: {e}", path.display()), LAYOUT_HINT)
+        })?;
+        if !meta.is_dir() {
+            return Err(Error::config(format!("model path {} is not a directory", path.display()), LAYOUT_HINT));
+        }
+        read(&path.join(CONFIG_FILE))
+    }
+
+    fn from_config(path: &Path, config_bytes: &[u8], checksum: String) -> Result<ModelDir> {
         let config_path = path.join(CONFIG_FILE);
-        let raw: RawConfig = serde_json::from_slice(&config_bytes).map_err(|e| {
+        let raw: RawConfig = serde_json::from_slice(config_bytes).map_err(|e| {
             Error::config(
                 format!("{} is not valid JSON: {e}", config_path.display()),
                 "re-export the model, or fix the file; it must be a JSON object with id2label",
@@ -235,7 +252,7 @@ impl ModelDir {
     }
     /// Short identity shown to users: `name@first-12-hex-of-checksum`.
     pub fn identity(&self) -> String {
-        format!("{}@{}", self.name, &self.checksum[..12])
+        format!("{}@{}", self.name, &self.checksum[..self.checksum.len().min(12)])
     }
 
     /// Labels that are classes of many merchants ("Other Restaurant"): those without names in a
@@ -379,5 +396,26 @@ mod tests {
         assert_eq!(ModelDir::open(&d_ok).unwrap().generic_labels(), vec!["Other Retail".to_string()]);
         let none = ModelDir::open(&write_dir("ev-none", r#"{"id2label": {"0": "a"}}"#)).unwrap();
         assert!(none.evidence.is_empty() && none.generic_labels().is_empty(), "without evidence every label may name");
+    }
+
+    #[test]
+    fn read_config_needs_only_config_json_and_checks_it_the_same() {
+        let cfg = r#"{"id2label": {"0": "Tesco", "1": "Other Retail"}, "txclass": {"evidence": {"Tesco": ["tesco"]},
+                      "label2category": {"Tesco": "Groceries"}, "subscription_labels": ["Tesco"]}}"#;
+        let full = ModelDir::open(&write_dir("cfg-full", cfg)).unwrap();
+        let d = write_dir("cfg-only", cfg);
+        std::fs::remove_file(d.join(MODEL_FILE)).unwrap();
+        std::fs::remove_file(d.join(TOKENIZER_FILE)).unwrap();
+        assert!(ModelDir::open(&d).is_err(), "open needs the weights");
+        let meta = ModelDir::read_config(&d).unwrap();
+        assert_eq!(meta.labels, full.labels);
+        assert_eq!(meta.categories, full.categories);
+        assert_eq!(meta.generic_labels(), vec!["Other Retail".to_string()]);
+        assert_eq!(meta.subscription_labels, full.subscription_labels);
+        assert!(meta.checksum.is_empty() && meta.identity().ends_with('@'), "{}", meta.identity());
+        // the same validation as open
+        let bad = write_dir("cfg-bad", r#"{"id2label": {"0": "Tesco"}, "txclass": {"evidence": {"Asda": ["asda"]}}}"#);
+        assert!(ModelDir::read_config(&bad).unwrap_err().message.contains("evidence names label \"Asda\""));
+        assert!(ModelDir::read_config(Path::new("/nonexistent/txclass-model")).is_err());
     }
 }

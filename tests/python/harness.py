@@ -44,6 +44,15 @@ def conninfo(flags, dbname="postgres"):
     return f"host={f[1]} port={f[3]} user={f[5]} dbname={dbname}"
 
 
+def maps_onnxruntime(pid):
+    """Whether the server process `pid` has ONNX Runtime mapped (None: its maps are unreadable)."""
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8") as fh:
+            return "libonnxruntime" in fh.read()
+    except OSError:
+        return None
+
+
 def server_log(name, root=ROOT):
     """The server log of cluster `name` (wherever cluster.sh put its data), or ''."""
     for base in [os.path.join(root, "build", "clusters"), "/tmp/txclass-clusters"]:

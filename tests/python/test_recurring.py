@@ -11,7 +11,8 @@
      first) give the same series as one refresh;
   3. upcoming(table, days, as_of, account) and subscriptions() answer for one account;
      price_changes() lists the generated changes; two long-tail restaurants the model calls
-     "Other Restaurant" are two series, not one;
+     "Other Restaurant" are two series, not one, also when refreshed by a connection that
+     classifies nothing (which loads no ONNX Runtime session for it);
   4. row-level security: a role that may not SELECT the table sees none of its charges or
      series, and recurring() says permission denied;
   5. the real Oxford card file as one account: the series found are printed, and a sample
@@ -28,7 +29,7 @@ import sys
 
 import psycopg
 
-from harness import Checks, cluster, conninfo
+from harness import Checks, cluster, conninfo, maps_onnxruntime
 
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 check = Checks("recurring")
@@ -223,13 +224,21 @@ def main():
             make_table(c, "two_places")
             load(c, "two_places", [("acctR", d, amt, datetime.date(2026, m, day)) for m in range(3, 11)
                                    for d, amt, day in (("PIZZERIA NAPOLI", 42.5, 3), ("SUSHI KAMI LTD", 18.0, 17))])
-            c.execute("SELECT txclass.refresh_recurring('two_places')")
+            # refreshed by a connection that classifies nothing (a nightly job): it reads the
+            # model's generic and subscription labels from config.json, without loading a session
+            with psycopg.connect(ci, autocommit=True) as job:
+                pid = job.execute("SELECT pg_backend_pid()").fetchone()[0]
+                job.execute("SELECT txclass.refresh_recurring('two_places')")
+                subs_two = job.execute("SELECT count(*) FROM txclass.subscriptions('two_places', %s)", (TODAY,)).fetchone()[0]
+                ort = maps_onnxruntime(pid)
             labels = c.execute("SELECT array_agg(DISTINCT txclass_label) FROM two_places").fetchone()[0]
             two = c.execute("SELECT merchant, label, cadence, charges FROM txclass.recurring('two_places', %s) ORDER BY 1",
                             (TODAY,)).fetchall()
             check("two long-tail restaurants of one account labelled alike (a class, not a brand) are two monthly series",
                   labels == ["Other Restaurant"] and len(two) == 2 and all(r[1] is None and r[2] == "monthly" and r[3] == 8 for r in two),
                   f"labels {labels}; series {two}")
+            check("refresh_recurring and subscriptions() in a connection that classifies nothing load no ONNX Runtime session",
+                  ort is False and subs_two == 0, f"libonnxruntime mapped: {ort}; subscriptions {subs_two}")
 
             # 4. row-level security
             c.execute("CREATE ROLE txclass_rec_reader LOGIN")

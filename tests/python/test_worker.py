@@ -39,7 +39,7 @@ import time
 
 import psycopg
 
-from harness import ROOT as HERE_ROOT, Checks, cluster, conninfo, server_log, three_models
+from harness import ROOT as HERE_ROOT, Checks, cluster, conninfo, maps_onnxruntime, server_log, three_models
 
 ROOT = sys.argv[1] if len(sys.argv) > 1 else HERE_ROOT
 FIX = "/tmp/txclass-worker-fixtures"
@@ -113,13 +113,6 @@ def answers(c, m, table):
     out["compare"] = c.execute(f"""SELECT descriptor, label_a, label_b, confidence_a::text, confidence_b::text, agree
         FROM txclass.compare_models('v1', 'relabelled', 'SELECT d FROM {table} WHERE id % 5 = 0') ORDER BY 1""").fetchall()
     return out
-
-
-def maps_onnxruntime(pid):
-    try:
-        return "libonnxruntime" in open(f"/proc/{pid}/maps").read()
-    except OSError:
-        return None
 
 
 def slots_busy(ci):
