@@ -10,7 +10,7 @@ use crate::rules::RuleSet;
 use crate::engine::{Engine, OrtEngine};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use tokenizers::{Tokenizer, TruncationParams};
+use crate::tokenizer::Tokenizer;
 
 /// Rows of preparation (normalization, tokenization) between two calls of the caller's check.
 pub const CHECK_EVERY: usize = 4096;
@@ -90,17 +90,8 @@ impl Classifier {
     /// [`Self::load`] with the engine `make` builds (the model directory is opened and its
     /// tokenizer loaded here; the engine runs the network). The smoke inference runs through it.
     pub fn load_with(dir: &std::path::Path, opts: &Options, make: MakeEngine<'_>) -> Result<Loaded> {
-        tokenizers::utils::parallelism::set_parallelism(false);
         let model = ModelDir::open(dir)?;
         let mut warnings = Vec::new();
-
-        let tok_path = model.tokenizer_path();
-        let mut tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| {
-            Error::config(
-                format!("cannot load tokenizer {}: {e}", tok_path.display()),
-                "tokenizer.json must be a Hugging Face tokenizers file (tokenizer.save() / save_pretrained)",
-            )
-        })?;
         let mut max_length = opts.max_length.max(3);
         if let Some(p) = model.max_positions {
             if max_length > p {
@@ -111,10 +102,7 @@ impl Classifier {
                 max_length = p;
             }
         }
-        tokenizer
-            .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
-            .map_err(|e| Error::config(format!("tokenizer {}: {e}", tok_path.display()), "check txclass.max_length"))?;
-        tokenizer.with_padding(None);
+        let tokenizer = Tokenizer::from_file(&model.tokenizer_path(), max_length)?;
         let pad_id = tokenizer.token_to_id("[PAD]").map(|x| x as i64).unwrap_or(0);
         let (engine, w) = make(&model, pad_id)?;
         warnings.extend(w);
@@ -141,21 +129,14 @@ impl Classifier {
 
     /// Token ids for one normalized descriptor (special tokens included, truncated).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        self.tokenizer
-            .encode(text, true)
-            .map(|e| e.get_ids().to_vec())
-            .map_err(|e| Error::runtime(format!("tokenizer {} failed: {e}", self.model.tokenizer_path().display()), None))
+        self.tokenizer.encode(text, true)
     }
 
     /// Input statistics of one normalized descriptor, for drift monitoring: (word-piece tokens,
     /// of which unknown to the vocabulary), special tokens excluded, truncated like the model input.
     pub fn token_stats(&self, text: &str) -> Result<(usize, usize)> {
-        let e = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| Error::runtime(format!("tokenizer {} failed: {e}", self.model.tokenizer_path().display()), None))?;
+        let ids = self.tokenizer.encode(text, false)?;
         let unk = self.tokenizer.token_to_id("[UNK]");
-        let ids = e.get_ids();
         Ok((ids.len(), unk.map(|u| ids.iter().filter(|&&i| i == u).count()).unwrap_or(0)))
     }
 

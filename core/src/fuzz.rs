@@ -6,11 +6,11 @@
 //! is what a fuzzer reports.
 use std::path::Path;
 
-use tokenizers::{Tokenizer, TruncationParams};
+use crate::tokenizer::Tokenizer;
 
 use crate::cache::{self, Entry};
 use crate::classifier::Prediction;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::normalize::{normalize, MAX_CHARS};
 
 pub struct Pipeline {
@@ -24,14 +24,8 @@ impl Pipeline {
     /// `tokenizer_json`: a model directory's `tokenizer.json`; inputs are truncated to
     /// `max_length` word pieces as the extension does.
     pub fn new(tokenizer_json: &Path, max_length: usize) -> Result<Pipeline> {
-        tokenizers::utils::parallelism::set_parallelism(false);
-        let mut tokenizer = Tokenizer::from_file(tokenizer_json)
-            .map_err(|e| Error::config(format!("cannot load {}: {e}", tokenizer_json.display()), "pass a tokenizer.json"))?;
-        tokenizer
-            .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
-            .map_err(|e| Error::config(format!("truncation: {e}"), "pass max_length >= 3"))?;
-        tokenizer.with_padding(None);
-        let vocab = tokenizer.get_vocab_size(true);
+        let tokenizer = Tokenizer::from_file(tokenizer_json, max_length)?;
+        let vocab = tokenizer.vocab_size();
         let mut entries = Vec::new();
         entries.resize_with(64, Entry::default);
         Ok(Pipeline { tokenizer, vocab, max_length, entries })
@@ -48,8 +42,7 @@ impl Pipeline {
         assert!(!n.starts_with(' ') && !n.ends_with(' ') && !n.contains("  "), "spacing not collapsed: {n:?}");
         assert!(!n.chars().any(char::is_control), "control character survived: {n:?}");
 
-        let enc = self.tokenizer.encode(n.as_str(), true).unwrap_or_else(|e| panic!("tokenizer failed on {n:?}: {e}"));
-        let ids = enc.get_ids();
+        let ids = self.tokenizer.encode(n.as_str(), true).unwrap_or_else(|e| panic!("tokenizer failed on {n:?}: {e}"));
         assert!(ids.len() <= self.max_length, "{} word pieces > max_length {}", ids.len(), self.max_length);
         assert!(ids.len() >= 2, "no [CLS]/[SEP] for {n:?}");
         assert!(ids.iter().all(|&i| (i as usize) < self.vocab), "token id outside the vocabulary for {n:?}");

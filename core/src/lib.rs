@@ -4,6 +4,7 @@
 //! * [`model`] — reading and validating a Hugging Face / Optimum model directory.
 //! * [`runtime`] — loading the ONNX Runtime shared library once per process.
 //! * [`batching`] — length-bucketed batch plans (padding is what makes naive batching slow).
+//! * [`tokenizer`] — `tokenizer.json` → word-piece ids (a WordPiece vocabulary in compact form).
 //! * [`classifier`] — tokenize, run the engine, softmax, top-k.
 //! * [`engine`] — what runs the network: an ONNX Runtime session ([`engine::OrtEngine`]).
 //! * [`cache`] — the result-cache table (keys, probing, usage-decay eviction).
@@ -39,6 +40,7 @@ pub mod recurring;
 pub mod rules;
 pub mod runtime;
 pub mod stats;
+pub mod tokenizer;
 
 pub use classifier::{Answer, Classifier, ExecutionProvider, Options, Prediction};
 pub use confidence::{Calibration, Level, Levels};

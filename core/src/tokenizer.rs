@@ -1,0 +1,540 @@
+//! A model's `tokenizer.json` → word-piece ids, as the Hugging Face `tokenizers` crate computes
+//! them, in less memory.
+//!
+//! Every backend holds its model's tokenizer, in both inference modes (backends tokenize; the
+//! shared workers only run the network). The crate keeps a WordPiece vocabulary — every
+//! BERT-family export — as two hash maps of owned strings (token → id and id → token): 7.7 MB
+//! per process for MiniLM's 30,522 pieces, 16 × 7.7 MB for sixteen connections. Here the
+//! vocabulary is one string of every piece, a table of `(offset, length, id)` and an
+//! open-addressing index: about 1 MB for the same pieces, looked up without allocating.
+//!
+//! Only the vocabulary changes hands. The crate still parses the file and runs everything
+//! around it — normalizer, pre-tokenizer, added and special tokens, post-processor, truncation —
+//! and [`CompactWordPiece::tokenize`] is the crate's greedy longest-match-first WordPiece, step
+//! for step (unit tests compare the two on generated and real inputs). Other models (BPE,
+//! Unigram, WordLevel) keep the crate's own model.
+use crate::error::{Error, Result};
+use serde::{Deserialize, Deserializer};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::{
+    DecoderWrapper, Model, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Token, TokenizerImpl,
+    TruncationParams,
+};
+
+type Inner = TokenizerImpl<Vocabulary, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>;
+
+/// A loaded `tokenizer.json`, truncating to a token budget, never padding.
+pub struct Tokenizer {
+    inner: Inner,
+    path: PathBuf,
+}
+
+impl Tokenizer {
+    /// Loads `path` (a Hugging Face `tokenizer.json`) and truncates every encoding to
+    /// `max_length` tokens, special tokens included.
+    pub fn from_file(path: &Path, max_length: usize) -> Result<Tokenizer> {
+        tokenizers::utils::parallelism::set_parallelism(false);
+        let mut inner = Inner::from_file(path).map_err(|e| {
+            Error::config(
+                format!("cannot load tokenizer {}: {e}", path.display()),
+                "tokenizer.json must be a Hugging Face tokenizers file (tokenizer.save() / save_pretrained)",
+            )
+        })?;
+        inner
+            .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
+            .map_err(|e| Error::config(format!("tokenizer {}: {e}", path.display()), "check txclass.max_length (at least 3)"))?;
+        inner.with_padding(None);
+        Ok(Tokenizer { inner, path: path.to_path_buf() })
+    }
+
+    /// Token ids of `text`, with the model's special tokens when `special`, truncated.
+    pub fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>> {
+        self.inner
+            .encode(text, special)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| Error::runtime(format!("tokenizer {} failed: {e}", self.path.display()), None))
+    }
+
+    /// The id of `token` (added tokens first, then the vocabulary), as the crate answers it.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Tokens known, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Whether the vocabulary is held in the compact form (a WordPiece model).
+    pub fn is_compact(&self) -> bool {
+        matches!(self.inner.get_model(), Vocabulary::WordPiece(_))
+    }
+}
+
+/// The tokenizer's model: a WordPiece vocabulary in compact form, or the crate's own model.
+#[derive(Debug)]
+pub enum Vocabulary {
+    WordPiece(CompactWordPiece),
+    Other(ModelWrapper),
+}
+
+impl<'de> Deserialize<'de> for Vocabulary {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        // the crate parses (and validates) the model as it always does; a WordPiece vocabulary
+        // is then copied into the compact form and the crate's maps are dropped
+        Ok(match ModelWrapper::deserialize(d)? {
+            ModelWrapper::WordPiece(wp) => Vocabulary::WordPiece(CompactWordPiece::new(&wp)),
+            other => Vocabulary::Other(other),
+        })
+    }
+}
+
+impl Model for Vocabulary {
+    type Trainer = TrainerWrapper;
+
+    fn tokenize(&self, sequence: &str) -> tokenizers::Result<Vec<Token>> {
+        match self {
+            Vocabulary::WordPiece(w) => w.tokenize(sequence),
+            Vocabulary::Other(m) => m.tokenize(sequence),
+        }
+    }
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        match self {
+            Vocabulary::WordPiece(w) => w.lookup("", token),
+            Vocabulary::Other(m) => m.token_to_id(token),
+        }
+    }
+    fn id_to_token(&self, id: u32) -> Option<String> {
+        match self {
+            Vocabulary::WordPiece(w) => w.piece_of(id).map(str::to_string),
+            Vocabulary::Other(m) => m.id_to_token(id),
+        }
+    }
+    fn get_vocab(&self) -> HashMap<String, u32> {
+        match self {
+            Vocabulary::WordPiece(w) => w.entries.iter().map(|e| (w.piece(e).to_string(), e.id)).collect(),
+            Vocabulary::Other(m) => m.get_vocab(),
+        }
+    }
+    fn get_vocab_size(&self) -> usize {
+        match self {
+            Vocabulary::WordPiece(w) => w.entries.len(),
+            Vocabulary::Other(m) => m.get_vocab_size(),
+        }
+    }
+    fn save(&self, folder: &Path, prefix: Option<&str>) -> tokenizers::Result<Vec<PathBuf>> {
+        match self {
+            Vocabulary::WordPiece(w) => w.to_wordpiece()?.save(folder, prefix),
+            Vocabulary::Other(m) => m.save(folder, prefix),
+        }
+    }
+    fn get_trainer(&self) -> TrainerWrapper {
+        match self {
+            Vocabulary::WordPiece(_) => TrainerWrapper::WordPieceTrainer(WordPieceTrainer::default()),
+            Vocabulary::Other(m) => m.get_trainer(),
+        }
+    }
+}
+
+/// One piece: `text[start..start + len]` has id `id`.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    start: u32,
+    len: u32,
+    id: u32,
+}
+
+/// A WordPiece vocabulary in three flat arrays, and the crate's WordPiece algorithm over it.
+#[derive(Debug)]
+pub struct CompactWordPiece {
+    /// Every piece, concatenated.
+    text: String,
+    entries: Vec<Entry>,
+    /// Open addressing, linear probing: entry index + 1, 0 = empty; a power of two ≥ 2 × entries.
+    index: Vec<u32>,
+    /// id → entry index + 1 (0: no piece has that id).
+    by_id: Vec<u32>,
+    unk_token: String,
+    unk_id: Option<u32>,
+    prefix: String,
+    max_input_chars_per_word: usize,
+}
+
+/// FNV-1a over the bytes of `a` then `b` (a piece is looked up as prefix + part without
+/// building the string).
+fn hash(a: &[u8], b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &x in a.iter().chain(b) {
+        h ^= x as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl CompactWordPiece {
+    /// The same vocabulary and settings as `wp`, in compact form.
+    pub fn new(wp: &WordPiece) -> CompactWordPiece {
+        let mut vocab: Vec<(String, u32)> = wp.get_vocab().into_iter().collect();
+        // deterministic layout (the map's order is not)
+        vocab.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        let mut text = String::with_capacity(vocab.iter().map(|(t, _)| t.len()).sum());
+        let mut entries = Vec::with_capacity(vocab.len());
+        for (t, id) in &vocab {
+            entries.push(Entry { start: text.len() as u32, len: t.len() as u32, id: *id });
+            text.push_str(t);
+        }
+        let size = (entries.len() * 2).next_power_of_two().max(16);
+        let mut index = vec![0u32; size];
+        let mask = size - 1;
+        let max_id = entries.iter().map(|e| e.id).max().map_or(0, |m| m as usize + 1);
+        let mut by_id = vec![0u32; max_id];
+        for (i, e) in entries.iter().enumerate() {
+            let piece = &text.as_bytes()[e.start as usize..(e.start + e.len) as usize];
+            let mut s = hash(piece, &[]) as usize & mask;
+            while index[s] != 0 {
+                s = (s + 1) & mask;
+            }
+            index[s] = i as u32 + 1;
+            // several pieces with one id: the crate's id → token map keeps one of them, too
+            by_id[e.id as usize] = i as u32 + 1;
+        }
+        let mut c = CompactWordPiece {
+            text,
+            entries,
+            index,
+            by_id,
+            unk_token: wp.unk_token.clone(),
+            unk_id: None,
+            prefix: wp.continuing_subword_prefix.clone(),
+            max_input_chars_per_word: wp.max_input_chars_per_word,
+        };
+        c.unk_id = c.lookup("", &c.unk_token.clone());
+        c
+    }
+
+    fn piece(&self, e: &Entry) -> &str {
+        &self.text[e.start as usize..(e.start + e.len) as usize]
+    }
+
+    /// The piece with id `id`.
+    pub fn piece_of(&self, id: u32) -> Option<&str> {
+        match *self.by_id.get(id as usize)? {
+            0 => None,
+            i => Some(self.piece(&self.entries[i as usize - 1])),
+        }
+    }
+
+    /// The id of the piece `prefix` + `part`.
+    pub fn lookup(&self, prefix: &str, part: &str) -> Option<u32> {
+        let (p, q) = (prefix.as_bytes(), part.as_bytes());
+        let mask = self.index.len() - 1;
+        let mut s = hash(p, q) as usize & mask;
+        loop {
+            let e = match self.index[s] {
+                0 => return None,
+                i => &self.entries[i as usize - 1],
+            };
+            let piece = self.piece(e).as_bytes();
+            if piece.len() == p.len() + q.len() && piece.starts_with(p) && &piece[p.len()..] == q {
+                return Some(e.id);
+            }
+            s = (s + 1) & mask;
+        }
+    }
+
+    fn unknown(&self, sequence: &str) -> tokenizers::Result<Vec<Token>> {
+        let id = self.unk_id.ok_or(tokenizers::models::wordpiece::Error::MissingUnkToken)?;
+        Ok(vec![Token { value: self.unk_token.clone(), id, offsets: (0, sequence.len()) }])
+    }
+
+    /// Greedy longest-match-first, exactly as `tokenizers::models::wordpiece::WordPiece`: a
+    /// word longer than `max_input_chars_per_word` characters, or one with a part no piece
+    /// matches, is the unknown token as a whole.
+    pub fn tokenize(&self, sequence: &str) -> tokenizers::Result<Vec<Token>> {
+        if sequence.chars().count() > self.max_input_chars_per_word {
+            return self.unknown(sequence);
+        }
+        let mut tokens = Vec::new();
+        let mut start = 0;
+        while start < sequence.len() {
+            let mut end = sequence.len();
+            let mut found = None;
+            while start < end {
+                let part = &sequence[start..end];
+                let prefix = if start > 0 { self.prefix.as_str() } else { "" };
+                if let Some(id) = self.lookup(prefix, part) {
+                    found = Some(Token { id, value: format!("{prefix}{part}"), offsets: (start, end) });
+                    break;
+                }
+                end -= part.chars().last().map_or(1, char::len_utf8);
+            }
+            match found {
+                Some(t) => {
+                    tokens.push(t);
+                    start = end;
+                }
+                None => return self.unknown(sequence),
+            }
+        }
+        Ok(tokens)
+    }
+
+    /// Back to the crate's model (for `save`).
+    fn to_wordpiece(&self) -> tokenizers::Result<WordPiece> {
+        let vocab: serde_json::Map<String, serde_json::Value> =
+            self.entries.iter().map(|e| (self.piece(e).to_string(), e.id.into())).collect();
+        Ok(serde_json::from_value(serde_json::json!({
+            "type": "WordPiece",
+            "vocab": vocab,
+            "unk_token": self.unk_token,
+            "continuing_subword_prefix": self.prefix,
+            "max_input_chars_per_word": self.max_input_chars_per_word,
+        }))?)
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity()
+            + self.entries.capacity() * std::mem::size_of::<Entry>()
+            + (self.index.capacity() + self.by_id.capacity()) * 4
+            + self.unk_token.capacity()
+            + self.prefix.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift64*: deterministic inputs, so a failure reproduces.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn bundled(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name).join("tokenizer.json")
+    }
+
+    /// The crate's own tokenizer, configured as [`Tokenizer::from_file`] configures ours.
+    fn reference(path: &Path, max_length: usize) -> tokenizers::Tokenizer {
+        let mut t = tokenizers::Tokenizer::from_file(path).unwrap();
+        t.with_truncation(Some(TruncationParams { max_length, ..Default::default() })).unwrap();
+        t.with_padding(None);
+        t
+    }
+
+    /// Inputs that reach every branch of WordPiece: pieces of the vocabulary glued into words
+    /// (continuation matches), random letters (unknown words), digits and punctuation (the
+    /// pre-tokenizer's splits), accents, CJK, emoji, control characters, over-long words.
+    fn inputs(vocab: &[String], n: usize, seed: u64) -> Vec<String> {
+        let mut r = Rng(seed);
+        let alphabet: Vec<char> = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 *#-./&'".chars().collect();
+        let odd = ["é", "Ö", "ß", "ﬁ", "中", "文", "😀", "\u{301}", "\t", "\u{0}", "\u{200b}", "İ", "Σ", "£", "€"];
+        (0..n)
+            .map(|_| {
+                let mut s = String::new();
+                for _ in 0..1 + r.below(6) {
+                    match r.below(6) {
+                        0 | 1 => {
+                            // a word made of vocabulary pieces
+                            for k in 0..1 + r.below(4) {
+                                let p = &vocab[r.below(vocab.len())];
+                                s.push_str(if k > 0 { p.trim_start_matches("##") } else { p });
+                            }
+                        }
+                        2 => (0..1 + r.below(12)).for_each(|_| s.push(alphabet[r.below(alphabet.len())])),
+                        3 => s.push_str(odd[r.below(odd.len())]),
+                        4 => (0..95 + r.below(20)).for_each(|_| s.push(alphabet[r.below(26)])),
+                        _ => s.push_str(&r.below(100_000).to_string()),
+                    }
+                    if r.below(3) > 0 {
+                        s.push(' ');
+                    }
+                }
+                s
+            })
+            .collect()
+    }
+
+    fn assert_same(path: &Path, texts: &[String], max_length: usize) {
+        let ours = Tokenizer::from_file(path, max_length).unwrap();
+        let theirs = reference(path, max_length);
+        assert_eq!(ours.vocab_size(), theirs.get_vocab_size(true), "{}", path.display());
+        for t in texts {
+            for special in [true, false] {
+                let want = theirs.encode(t.as_str(), special).unwrap().get_ids().to_vec();
+                assert_eq!(ours.encode(t, special).unwrap(), want, "{t:?} (special tokens: {special}) with {}", path.display());
+            }
+        }
+    }
+
+    fn vocab_of(path: &Path) -> Vec<String> {
+        let mut v: Vec<String> = reference(path, 512).get_vocab(false).into_keys().collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn bundled_tokenizers_give_the_crates_ids() {
+        for name in ["txclass-merchants-v1", "txclass-merchants-v2", "txclass-merchants-v3"] {
+            let path = bundled(name);
+            let t = Tokenizer::from_file(&path, 32).unwrap();
+            assert!(t.is_compact(), "{name} is a WordPiece tokenizer");
+            for (k, max_length) in [(1u64, 32usize), (2, 8), (3, 512)] {
+                assert_same(&path, &inputs(&vocab_of(&path), 400, k), max_length);
+            }
+            for s in ["", " ", "SQ *BLUE BOTTLE COF 8473 OAKLAND CA", "[CLS] tesco [SEP] [MASK]", "##ing", "amazon.co.uk*mk1234"] {
+                assert_same(&path, &[s.to_string()], 32);
+            }
+        }
+    }
+
+    /// Other tokenizers named in `TXCLASS_TEST_TOKENIZERS` (paths separated by `:`), e.g. the
+    /// MiniLM export of bench/minilm.sh: `TXCLASS_TEST_TOKENIZERS=build/models/minilm-l6-fp32/tokenizer.json`.
+    #[test]
+    fn named_tokenizers_give_the_crates_ids() {
+        let Ok(paths) = std::env::var("TXCLASS_TEST_TOKENIZERS") else { return };
+        for p in paths.split(':').filter(|p| !p.is_empty()) {
+            let path = std::fs::canonicalize(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+            for (k, max_length) in [(4u64, 64usize), (5, 8)] {
+                assert_same(&path, &inputs(&vocab_of(&path), 2000, k), max_length);
+            }
+            if let Some(texts) = oxford() {
+                assert_same(&path, &texts, 64);
+            }
+            eprintln!("{}: same ids as the tokenizers crate", path.display());
+        }
+    }
+
+    /// The merchant names of the Oxford card file beside the repository (present in development
+    /// and CI clones), raw and normalized.
+    fn oxford() -> Option<Vec<String>> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/oxford-pcard");
+        let files = std::fs::read_dir(&dir).ok()?;
+        let mut texts = Vec::new();
+        for f in files.flatten().filter(|f| f.path().extension().is_some_and(|e| e == "csv")) {
+            let raw = String::from_utf8_lossy(&std::fs::read(f.path()).unwrap()).into_owned();
+            // date, merchant name, amount: the merchant is the descriptor
+            texts.extend(raw.lines().skip(1).filter_map(|l| l.split(',').nth(1)).map(|c| c.trim_matches('"').to_string()));
+        }
+        texts.sort();
+        texts.dedup();
+        let normalized: Vec<String> = texts.iter().map(|t| crate::normalize(t)).collect();
+        texts.extend(normalized);
+        Some(texts)
+    }
+
+    #[test]
+    fn real_descriptors_give_the_crates_ids() {
+        let Some(texts) = oxford() else {
+            eprintln!("../shared/data/oxford-pcard not here: real descriptors not compared");
+            return;
+        };
+        assert!(texts.len() > 2000, "{} distinct fields", texts.len());
+        assert_same(&bundled("txclass-merchants-v3"), &texts, 32);
+    }
+
+    fn write(name: &str, json: &serde_json::Value) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("txclass-tok-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("tokenizer.json");
+        std::fs::write(&p, serde_json::to_vec(json).unwrap()).unwrap();
+        p
+    }
+
+    fn wordpiece_json(vocab: serde_json::Value, unk: &str, prefix: &str, max_chars: usize) -> serde_json::Value {
+        serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null,
+            "added_tokens": [{"id": 0, "content": "[UNK]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+                             {"id": 7, "content": "[ADDED]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
+            "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+            "pre_tokenizer": {"type": "BertPreTokenizer"},
+            "post_processor": null,
+            "decoder": null,
+            "model": {"type": "WordPiece", "unk_token": unk, "continuing_subword_prefix": prefix, "max_input_chars_per_word": max_chars, "vocab": vocab}
+        })
+    }
+
+    #[test]
+    fn unusual_wordpiece_settings_give_the_crates_ids() {
+        // another continuation prefix, a short word limit, ids with gaps and one id twice, an
+        // added token outside the vocabulary (it takes the next free id)
+        let vocab = serde_json::json!({"[UNK]": 0, "tes": 3, "tesco": 4, "@@co": 5, "@@c": 9, "@@o": 10, "a": 11,
+                                       "@@a": 12, "b": 12, "é": 20, "@@é": 21, "中": 30, "1": 40, "@@1": 41, "*": 42});
+        let p = write("odd", &wordpiece_json(vocab, "[UNK]", "@@", 6));
+        let t = Tokenizer::from_file(&p, 64).unwrap();
+        assert!(t.is_compact());
+        let texts: Vec<String> = ["tesco", "TESCO tesc tesco1 tescoo", "ab ba aaaa a1111 1a", "éé éa 中中 中a", "tescoaa", "aaaaaaa",
+                                  "x", "[ADDED] tes[ADDED]co", "*tesco*", "tesco tesco tesco tesco tesco tesco tesco tesco"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_same(&p, &texts, 64);
+        assert_same(&p, &texts, 4);
+        assert_same(&p, &inputs(&["tes".into(), "@@co".into(), "a".into(), "1".into(), "é".into()], 500, 9), 16);
+        assert_eq!(t.token_to_id("tesco"), Some(4));
+        assert_eq!(t.token_to_id("@@co"), Some(5));
+        assert_eq!(t.token_to_id("nope"), None);
+        assert_eq!(t.token_to_id("[ADDED]"), reference(&p, 64).token_to_id("[ADDED]"));
+        assert_eq!(t.encode("tesco1 zz", false).unwrap(), vec![4, 41, 0]);
+    }
+
+    #[test]
+    fn a_missing_unknown_token_fails_as_the_crate_does() {
+        let vocab = serde_json::json!({"a": 0, "##b": 1});
+        let p = write("nounk", &wordpiece_json(vocab, "[NOPE]", "##", 100));
+        let t = Tokenizer::from_file(&p, 16).unwrap();
+        assert_eq!(t.encode("ab", false).unwrap(), vec![0, 1]);
+        let ours = t.encode("zzz", false).unwrap_err();
+        let theirs = reference(&p, 16).encode("zzz", false).unwrap_err();
+        assert!(ours.message.contains(&theirs.to_string()), "{} / {theirs}", ours.message);
+        assert!(ours.message.contains("tokenizer.json"), "{}", ours.message);
+    }
+
+    #[test]
+    fn other_models_keep_the_crates_model() {
+        let p = write(
+            "wordlevel",
+            &serde_json::json!({
+                "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+                "normalizer": {"type": "Lowercase"}, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+                "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "tesco": 1, "store": 2}, "unk_token": "[UNK]"}
+            }),
+        );
+        let t = Tokenizer::from_file(&p, 16).unwrap();
+        assert!(!t.is_compact());
+        assert_eq!(t.encode("TESCO Store x", false).unwrap(), vec![1, 2, 0]);
+        assert_same(&p, &["tesco store".into(), "a b c".into()], 16);
+    }
+
+    #[test]
+    fn the_compact_vocabulary_is_a_fraction_of_the_crates() {
+        let path = bundled("txclass-merchants-v3");
+        let t = Tokenizer::from_file(&path, 32).unwrap();
+        let Vocabulary::WordPiece(w) = t.inner.get_model() else { panic!("WordPiece expected") };
+        let n = w.entries.len();
+        assert_eq!(n, reference(&path, 32).get_vocab_size(false));
+        // the crate: two maps of owned strings, at least a 24-byte String and a 4-byte id per
+        // piece in each, before hashing overhead and the strings' own allocations
+        let crate_floor = 2 * n * (24 + 4);
+        assert!(w.heap_bytes() < crate_floor, "{} bytes for {n} pieces (crate: over {crate_floor})", w.heap_bytes());
+        for id in [0u32, 1, 100, (n - 1) as u32] {
+            let piece = w.piece_of(id).unwrap();
+            assert_eq!(w.lookup("", piece), Some(id));
+            assert_eq!(t.inner.get_model().id_to_token(id).as_deref(), Some(piece));
+        }
+        assert_eq!(t.inner.get_model().get_vocab(), reference(&path, 32).get_model().get_vocab());
+    }
+}
