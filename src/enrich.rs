@@ -20,7 +20,7 @@ use pgrx::heap_tuple::PgHeapTupleError;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::AllocatedByRust;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::ffi::{CStr, CString};
@@ -39,7 +39,8 @@ fn check_interrupts() {
 pub struct Counters {
     /// Rows given outputs in place by the row trigger (a rule or a cache hit).
     in_place: AtomicU64,
-    /// Rows classified one at a time in the row trigger (tables without a usable key).
+    /// Rows classified one at a time in the row trigger: a statement's first miss, and every miss
+    /// of a table without a usable key.
     row_by_row: AtomicU64,
     /// Rows queued by the row trigger and classified in the statement's batch.
     batched: AtomicU64,
@@ -134,6 +135,26 @@ thread_local! {
     static QUEUE: RefCell<Vec<Queued>> = const { RefCell::new(Vec::new()) };
     /// (relid, statement) pairs already warned about.
     static WARNED: RefCell<Option<(pg_sys::Oid, i64)>> = const { RefCell::new(None) };
+    /// The command (local transaction, command id, attached table) whose first miss was
+    /// classified in place: its later misses are queued for the statement's batch.
+    static FIRST_MISS: Cell<Option<(u64, pg_sys::CommandId, pg_sys::Oid)>> = const { Cell::new(None) };
+}
+
+/// Whether a miss of the attached table `root` is the first of the running command (then it is
+/// classified in place, and the command's later misses are queued). A single-row INSERT — the
+/// OLTP pattern — so writes its row once, outputs included, instead of inserting it with NULL
+/// outputs and updating it from the statement trigger (a second row version, its WAL, a
+/// subtransaction and an UPDATE as the owner); a multi-row statement classifies one row alone
+/// and batches the rest. Each statement of a PL/pgSQL loop is a command of its own.
+fn first_miss_of_command(root: pg_sys::Oid) -> bool {
+    let now = running_command(root);
+    FIRST_MISS.with(|f| f.replace(Some(now)) != Some(now))
+}
+
+/// The running command, as [`first_miss_of_command`] tells commands apart.
+fn running_command(root: pg_sys::Oid) -> (u64, pg_sys::CommandId, pg_sys::Oid) {
+    // SAFETY: the running command's id, read in this backend inside a trigger
+    (crate::registry::local_xid(), unsafe { pg_sys::GetCurrentCommandId(false) }, root)
 }
 
 static mut CALLBACKS_REGISTERED: bool = false;
@@ -498,6 +519,11 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
     } else {
         let mut decided = try_with_serving(|s| answer(s, &n, batch)).and_then(|r| r);
         if let Ok(Outcome::Queue) = decided {
+            if first_miss_of_command(a.root) {
+                decided = try_with_serving(|s| answer(s, &n, false)).and_then(|r| r);
+            }
+        }
+        if let Ok(Outcome::Queue) = decided {
             // the row's key; a row with a NULL in it cannot be found again: classified in place
             let key: Option<Vec<String>> = a.keys.iter().map(|(k, _)| unsafe { column_text(new_tuple, desc, k) }).collect();
             match key {
@@ -526,6 +552,9 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
         // not written until the trigger returns
         if queue_full(a.root) {
             flush(a.root, a.strict);
+            // the flush's UPDATE advanced the command id: the rows after it are still this
+            // statement's, queued like the ones before
+            FIRST_MISS.with(|f| f.set(Some(running_command(a.root))));
         }
         let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
         QUEUE.with(|q| q.borrow_mut().push(Queued { target: a.clone(), relid, subxact, key, descriptor: d }));

@@ -172,7 +172,7 @@ pub fn token() -> u64 {
 }
 
 /// This backend's local transaction number (PostgreSQL 17 moved it into `PGPROC.vxid`).
-fn local_xid() -> u64 {
+pub(crate) fn local_xid() -> u64 {
     // SAFETY: MyProc is this backend's own PGPROC, set before any SQL function runs
     #[cfg(not(feature = "pg18"))]
     let lxid = unsafe { (*pg_sys::MyProc).lxid };

@@ -42,7 +42,10 @@ SELECT relid FROM attach('named_txns', 'descriptor');
 SET txclass.min_confidence = 0;
 INSERT INTO named_txns VALUES (1, 'SMITH & LOW LTD'), (2, 'WHSMITH OXFORD STN'), (3, 'BOOKER LIMITED OXFORD'),
                               (4, 'HOTEL AT BOOKING.COM'), (5, 'GO OUTDOORS OXFORD'), (6, 'IN N OUT BURGER #12');
-SELECT id, descriptor, (d).label, (d).confidence >= (SELECT high FROM confidence_info()) AS confident, (d).level
+-- (a low-level answer is a guess between near-tied classes, which CPUs with other vector units may
+-- break the other way: its label is not printed)
+SELECT id, descriptor, CASE WHEN (d).level = 'low' THEN '(low: a guess)' ELSE (d).label END AS label,
+       (d).confidence >= (SELECT high FROM confidence_info()) AS confident, (d).level
 FROM (SELECT id, descriptor, classify_transaction_detail(descriptor) AS d FROM named_txns) s ORDER BY id;
 SELECT count(*) AS paths_disagree FROM named_txns t
 JOIN classify_batch(ARRAY(SELECT descriptor FROM named_txns ORDER BY id)) b ON b.ordinality = t.id
@@ -108,8 +111,9 @@ SELECT count(*) AS level_columns FROM pg_attribute WHERE attrelid = 'conf_noleve
 -- ---- the labeling loop ------------------------------------------------------------------
 -- what to label next: new merchants first, then traffic x uncertainty; labeled ones drop out
 INSERT INTO conf_enriched SELECT 100 + g, 'EYRE & ELLISTON LTD' FROM generate_series(1, 5) g;
+-- (rows first; equal rows by descriptor, since their uncertainty can be a near tie)
 SELECT descriptor, rows, predicted IS NULL AS abstained, new_merchant, priority > 0 AS uncertain
-FROM review_queue('conf_enriched', 3);
+FROM review_queue('conf_enriched', 3) ORDER BY rows DESC, descriptor;
 SELECT add_labels(ARRAY['EYRE & ELLISTON LTD', 'eyre  elliston ltd', 'BUCKS RECYCLING LTD'],
                   ARRAY['Eyre & Elliston', 'Eyre & Elliston (electrical)', 'Bucks Recycling'],
                   ARRAY['Electrical', 'Electrical', NULL], note => 'regress') AS written;

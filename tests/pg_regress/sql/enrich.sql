@@ -30,7 +30,20 @@ INSERT INTO rules (pattern, label, category, note) VALUES ('^oxford city council
 INSERT INTO card_txns (descriptor) VALUES ('OXFORD CITY COUNCIL PARKING');
 SELECT txclass_label, txclass_category, txclass_confidence FROM card_txns WHERE descriptor LIKE 'OXFORD%';
 DELETE FROM rules WHERE note = 'enrich test';
+-- a single-row INSERT (the OLTP pattern): its miss is classified in place and the row written
+-- once, outputs included (no statement batch, no UPDATE of the row)
+SELECT row_by_row AS rbr_before, batched AS batched_before, batches AS batches_before FROM enrichment_stats \gset
+BEGIN;
+SELECT pg_stat_get_xact_tuples_inserted('card_txns'::regclass) AS ins_before, pg_stat_get_xact_tuples_updated('card_txns'::regclass) AS upd_before \gset
+INSERT INTO card_txns (descriptor) VALUES ('CAFE NERO ONE ROW ' || translate(md5('one row'), '0123456789', 'ghijklmnop'));
+SELECT pg_stat_get_xact_tuples_inserted('card_txns'::regclass) - :ins_before AS inserted,
+       pg_stat_get_xact_tuples_updated('card_txns'::regclass) - :upd_before AS updated;
+COMMIT;
+SELECT row_by_row - :rbr_before AS row_by_row, batched - :batched_before AS batched, batches - :batches_before AS batches FROM enrichment_stats;
+SELECT txclass_label IS NOT DISTINCT FROM classify_transaction(descriptor) AS same, txclass_model IS NOT NULL AS enriched
+FROM card_txns WHERE descriptor LIKE 'CAFE NERO ONE ROW %';
 -- misses are classified per statement in batches: 500 new distinct descriptors, one statement
+-- (its first miss in place, the 499 others in one batch)
 SELECT batched AS batched_before, batches AS batches_before FROM enrichment_stats \gset
 INSERT INTO card_txns (descriptor)
 SELECT b || ' ' || translate(md5(g::text), '0123456789', 'ghijklmnop')
@@ -167,7 +180,7 @@ DROP TABLE latekey;
 SELECT count(*) AS left_behind FROM monitored WHERE relid::oid NOT IN (SELECT oid FROM pg_class);
 
 -- Partitioned tables: attach on the parent covers every partition, present and future; the
--- composite primary key (id, posted) batches misses per statement
+-- composite primary key (id, posted) batches misses per statement (after each statement's first)
 CREATE TABLE part_txns (id bigint, posted date, descriptor text, PRIMARY KEY (id, posted)) PARTITION BY RANGE (posted);
 CREATE TABLE part_txns_01 PARTITION OF part_txns FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
 CREATE TABLE part_txns_02 PARTITION OF part_txns FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');

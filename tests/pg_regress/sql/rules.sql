@@ -12,7 +12,7 @@ SELECT label, category, source, rule_id FROM classify_transaction_detail('TESCO 
 SELECT label, category, source FROM classify_transaction_detail('OXFORD CITY COUNCIL PARKING');
 SELECT label, source FROM classify_transaction_detail('STARBUCKS STORE 01234 SEATTLE WA');
 SELECT classify_transaction('TESCO STORES 6292 OXFORD');
-SELECT ordinality, label, category, confidence
+SELECT ordinality, label, category, round(confidence::numeric, 3) AS confidence
 FROM classify_batch(ARRAY['TESCO STORES 6292 OXFORD', 'STARBUCKS STORE 01234', NULL, 'tesco metro']);
 -- a rule with the same label as a model class: the model's category
 INSERT INTO rules (pattern, label) VALUES ('^shell oil', 'Shell');
