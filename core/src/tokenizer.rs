@@ -86,7 +86,10 @@ impl<'de> Deserialize<'de> for Vocabulary {
         // the crate parses (and validates) the model as it always does; a WordPiece vocabulary
         // is then copied into the compact form and the crate's maps are dropped
         Ok(match ModelWrapper::deserialize(d)? {
-            ModelWrapper::WordPiece(wp) => Vocabulary::WordPiece(CompactWordPiece::new(&wp)),
+            ModelWrapper::WordPiece(wp) => match CompactWordPiece::new(&wp) {
+                Some(c) => Vocabulary::WordPiece(c),
+                None => Vocabulary::Other(ModelWrapper::WordPiece(wp)),
+            },
             other => Vocabulary::Other(other),
         })
     }
@@ -175,12 +178,19 @@ fn hash(a: &[u8], b: &[u8]) -> u64 {
 }
 
 impl CompactWordPiece {
-    /// The same vocabulary and settings as `wp`, in compact form.
-    pub fn new(wp: &WordPiece) -> CompactWordPiece {
+    /// The same vocabulary and settings as `wp`, in compact form; None for a vocabulary the
+    /// arrays do not suit (ids far sparser than the pieces, whose id → piece array would be
+    /// larger than the maps, or over 4 GB of text), which keeps the crate's maps.
+    pub fn new(wp: &WordPiece) -> Option<CompactWordPiece> {
         let mut vocab: Vec<(String, u32)> = wp.get_vocab().into_iter().collect();
+        let max_id = vocab.iter().map(|(_, id)| *id as usize).max().unwrap_or(0);
+        let text_len: usize = vocab.iter().map(|(t, _)| t.len()).sum();
+        if max_id > 4 * vocab.len() + 1024 || text_len >= u32::MAX as usize {
+            return None;
+        }
         // deterministic layout (the map's order is not)
         vocab.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-        let mut text = String::with_capacity(vocab.iter().map(|(t, _)| t.len()).sum());
+        let mut text = String::with_capacity(text_len);
         let mut entries = Vec::with_capacity(vocab.len());
         for (t, id) in &vocab {
             entries.push(Entry { start: text.len() as u32, len: t.len() as u32, id: *id });
@@ -189,8 +199,7 @@ impl CompactWordPiece {
         let size = (entries.len() * 2).next_power_of_two().max(16);
         let mut index = vec![0u32; size];
         let mask = size - 1;
-        let max_id = entries.iter().map(|e| e.id).max().map_or(0, |m| m as usize + 1);
-        let mut by_id = vec![0u32; max_id];
+        let mut by_id = vec![0u32; if entries.is_empty() { 0 } else { max_id + 1 }];
         for (i, e) in entries.iter().enumerate() {
             let piece = &text.as_bytes()[e.start as usize..(e.start + e.len) as usize];
             let mut s = hash(piece, &[]) as usize & mask;
@@ -212,7 +221,7 @@ impl CompactWordPiece {
             max_input_chars_per_word: wp.max_input_chars_per_word,
         };
         c.unk_id = c.lookup("", &c.unk_token.clone());
-        c
+        Some(c)
     }
 
     fn piece(&self, e: &Entry) -> &str {
@@ -501,6 +510,16 @@ mod tests {
         let theirs = reference(&p, 16).encode("zzz", false).unwrap_err();
         assert!(ours.message.contains(&theirs.to_string()), "{} / {theirs}", ours.message);
         assert!(ours.message.contains("tokenizer.json"), "{}", ours.message);
+    }
+
+    #[test]
+    fn sparse_ids_keep_the_crates_maps() {
+        // an id → piece array for ids up to four billion would not fit: the crate's maps stay
+        let vocab = serde_json::json!({"[UNK]": 0, "tesco": 4_000_000_000u32, "##s": 7});
+        let p = write("sparse", &wordpiece_json(vocab, "[UNK]", "##", 100));
+        let t = Tokenizer::from_file(&p, 16).unwrap();
+        assert!(!t.is_compact());
+        assert_eq!(t.encode("tescos zz", false).unwrap(), vec![4_000_000_000, 7, 0]);
     }
 
     #[test]
