@@ -119,6 +119,11 @@ impl SplitMix {
         z ^ (z >> 31)
     }
 
+    /// Uniform in 0..n (n > 0; the modulo's bias is negligible for the small n of tests).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
     /// Uniform in [0, 1).
     pub fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64

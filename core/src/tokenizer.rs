@@ -317,20 +317,7 @@ impl CompactWordPiece {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// xorshift64*: deterministic inputs, so a failure reproduces.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::stats::SplitMix;
 
     fn bundled(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name).join("tokenizer.json")
@@ -348,7 +335,7 @@ mod tests {
     /// (continuation matches), random letters (unknown words), digits and punctuation (the
     /// pre-tokenizer's splits), accents, CJK, emoji, control characters, over-long words.
     fn inputs(vocab: &[String], n: usize, seed: u64) -> Vec<String> {
-        let mut r = Rng(seed);
+        let mut r = SplitMix::new(seed);
         let alphabet: Vec<char> = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 *#-./&'".chars().collect();
         let odd = ["é", "Ö", "ß", "ﬁ", "中", "文", "😀", "\u{301}", "\t", "\u{0}", "\u{200b}", "İ", "Σ", "£", "€"];
         (0..n)
