@@ -3,8 +3,10 @@
 #   scripts/cluster.sh start NAME [PORT]   initdb (if needed) + start; prints the psql connection flags
 #   scripts/cluster.sh restart NAME [PORT] restart it (shared memory starts empty)
 #   scripts/cluster.sh standby NAME PORT PRIMARY   a hot standby of the running cluster PRIMARY
+#   scripts/cluster.sh halt NAME           stop it, keeping its data
 #   scripts/cluster.sh stop NAME           stop and delete it
-# Environment: TXCLASS_NO_PRELOAD=1 starts it without shared_preload_libraries;
+# Environment: TXCLASS_NO_PRELOAD=1 starts it without shared_preload_libraries, TXCLASS_PRELOAD
+# with other ones (e.g. "citus,txclass");
 # TXCLASS_CLUSTER_CONF holds extra postgresql.conf lines (e.g. "txclass.cache_entries = 64").
 # Data lives in build/clusters/NAME (or /tmp/txclass-clusters/NAME when the postgres user
 # cannot reach build/), the socket in /tmp/txclass.NAME, and it listens on 127.0.0.1:PORT.
@@ -26,7 +28,7 @@ case "$cmd" in
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$sock'
-shared_preload_libraries = '$([ "${TXCLASS_NO_PRELOAD:-0}" = 1 ] || echo txclass)'
+shared_preload_libraries = '$([ "${TXCLASS_NO_PRELOAD:-0}" = 1 ] || echo "${TXCLASS_PRELOAD:-txclass}")'
 max_connections = 60
 shared_buffers = 256MB
 fsync = off
@@ -60,9 +62,13 @@ CONF
     as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -m fast -w -t 60 restart >/dev/null || { tail -30 "$data/server.log"; exit 1; }
     echo "-h $sock -p $port -U postgres"
     ;;
+  halt)
+    # stop it, keeping its data (start brings it back)
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -m immediate -w stop >/dev/null
+    ;;
   stop)
     if [ -f "$data/postmaster.pid" ]; then as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true; fi
     rm -rf "$data" "$sock"
     ;;
-  *) echo "usage: $0 start|restart|standby|stop NAME [PORT] [PRIMARY]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|restart|standby|halt|stop NAME [PORT] [PRIMARY]" >&2; exit 2 ;;
 esac

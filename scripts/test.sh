@@ -33,6 +33,9 @@
 #                        included) is enriched; backfill fills the rest (two clusters of its own)
 #  17. package         — make package's .deb (15) or tarball (18) installed in place of the development
 #                        install, smoke-tested (create, classify, upgrade, drop), purged without a trace
+#  18. citus           — a Citus coordinator + 2 workers (Citus built from ../shared/citus, cached):
+#                        install and upgrade through two-phase commit, one registry for the cluster
+#                        (activation, abort, rollback, a worker down, rules), enrichment on shards
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 if [ -z "${TXCLASS_TEST_MAJOR:-}" ]; then
@@ -60,7 +63,7 @@ export PATH="$PG_BIN:$PATH"
 LOGS="$BUILD/test-pg$PG_MAJOR"; mkdir -p "$LOGS"
 export TXCLASS_ONNXRUNTIME="$ORT_LIB"
 export CARGO_PROFILE_DEV_DEBUG=0   # halves the debug build's disk and time
-TIERS=17
+TIERS=18
 passed=0; failed=0; failures=()
 count_cargo() {  # sums "test result: ok. N passed; M failed" lines of a log
   local p f
@@ -133,6 +136,12 @@ py_tier upgrade "14/$TIERS upgrade from 0.1.0 (schema equals a fresh install, ro
 py_tier recurring "15/$TIERS recurring payments (ground truth, PayPal = direct, incremental, upcoming, RLS, Oxford)"
 py_tier replication "16/$TIERS logical replication (outputs replicate; subscriber-side enrichment with ENABLE ALWAYS TRIGGER)"
 py_tier package "17/$TIERS package (installed in place of make install, smoke test, purged without a trace)"
+if bash scripts/citus.sh >"$LOGS/citus-build.log" 2>&1; then
+  py_tier citus "18/$TIERS Citus (coordinator + 2 workers: install, upgrade, one registry, enrichment on shards)"
+else
+  tier "18/$TIERS Citus: building Citus failed"; tail -30 "$LOGS/citus-build.log"
+  failed=$((failed + 1)); failures+=("citus build")
+fi
 
 if [ ${#failures[@]} -gt 0 ]; then log "failing tiers: ${failures[*]}"; fi
 echo "tests (PostgreSQL $PG_MAJOR): $passed passed, $failed failed"

@@ -179,6 +179,7 @@ DECLARE
     m txclass.monitored;
 BEGIN
     PERFORM txclass._check_owner(tbl, 'attach it');
+    PERFORM txclass._cluster_allow_triggers(tbl);
     IF (SELECT relkind FROM pg_class WHERE oid = tbl) NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', tbl;
     END IF;
@@ -282,6 +283,7 @@ CREATE FUNCTION detach(tbl regclass) RETURNS boolean LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM txclass._check_owner(tbl, 'detach it');
+    PERFORM txclass._cluster_allow_triggers(tbl);
     PERFORM txclass._drop_enrich_triggers(tbl);
     PERFORM txclass._attached_changed(tbl);
     DELETE FROM txclass.monitored WHERE relid = tbl;
@@ -311,6 +313,13 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    -- on a Citus worker, a distributed table's record is the coordinator's: it follows the DDL
+    -- there and sends the result (sql/cluster.sql); here the shards are only resolved again
+    IF txclass._cluster_role() = 'worker' AND txclass._cluster_table(tbl) THEN
+        PERFORM txclass._attached_changed(tbl);
+        RETURN;
+    END IF;
+    PERFORM txclass._cluster_allow_triggers(tbl);
     j := to_jsonb(m);
     -- a column whose name is gone was renamed: its attribute number gives the new name (a
     -- name still there is kept: a restored table's attribute numbers may differ from the

@@ -5,7 +5,7 @@
 //! inference workers and the engine that sends them work), `cache` (the shared-memory result cache and its SQL), `registry` (the active model, published
 //! to every backend through shared memory), `rules` (the decision table ahead of the model),
 //! `inspect` (validating a model directory), `evaluate` (gold-set evaluation and A/B),
-//! `enrich` (the write-path triggers), `drift` (drift statistics and math for sql/drift.sql), `catalog` (reads of txclass's tables at the latest snapshot), `errors` (core errors →
+//! `enrich` (the write-path triggers), `target` (which attached table a trigger's relation belongs to), `xact` (transaction ends: one callback for every concern), `cluster` (a Citus cluster: node role, the registry forwarded to the workers, shards resolved to their table), `drift` (drift statistics and math for sql/drift.sql), `catalog` (reads of txclass's tables at the latest snapshot), `errors` (core errors →
 //! ereport), `intern` (label strings for set-returning functions), `classify` (the SQL
 //! classification functions), `parse` (processor and merchant parsing), `recurring` (recurring-series detection for sql/recurring.sql), `upgrade` (symbols that released SQL scripts still name).
 #![deny(ffi_unwind_calls)]
@@ -15,6 +15,7 @@
 mod cache;
 mod catalog;
 mod classify;
+mod cluster;
 mod confidence;
 mod drift;
 mod enrich;
@@ -29,8 +30,10 @@ mod rules;
 mod session;
 mod settings;
 mod shmem;
+mod target;
 mod upgrade;
 mod worker;
+mod xact;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -55,7 +58,7 @@ pgrx::extension_sql_file!(
         "registry",
         enrich::_enrich_row,
         enrich::_enrich_statement,
-        enrich::_attached_changed,
+        target::_attached_changed,
         enrich::enrichment_counters,
         classify::classify_batch_0_3
     ]
@@ -93,6 +96,11 @@ pgrx::extension_sql_file!(
     "../sql/labels.sql",
     name = "labels_sql",
     requires = ["recurring_sql", classify::normalize_descriptor, confidence::confidence_level]
+);
+pgrx::extension_sql_file!(
+    "../sql/cluster.sql",
+    name = "cluster_sql",
+    requires = ["labels_sql", cluster::_cluster_send, cluster::_cluster_internal, target::_attached_changed, inspect::_inspect_model]
 );
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 

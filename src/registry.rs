@@ -12,6 +12,18 @@
 //! atomic with the generation it last saw; only when it moved does the backend look at the slot
 //! (and reload its session if the model differs). Rule changes bump the same counter.
 //!
+//! Two-phase commit (Citus runs every write that reaches several nodes so, and it propagates
+//! `CREATE EXTENSION` and every activation to its workers that way): a prepared transaction
+//! commits later, in whatever session runs `COMMIT PREPARED`, where nothing is staged. So at
+//! `PREPARE` the transaction is recorded *in doubt* for its database (its xid, in shared
+//! memory) and its staged state is dropped. While an entry is in doubt, backends keep serving
+//! what the tables say under the latest snapshot — the committed state, which the prepared
+//! transaction's rows are not part of — and re-check once per statement; the first backend that
+//! finds the transaction no longer running (committed or rolled back) drops the entry, clears the
+//! database's slot and bumps the generation, so every backend reads the tables again. No node
+//! ever serves a model that was not committed, and a committed one is served from the next
+//! statement on.
+//!
 //! After a server start there is nothing in shared memory: the first backend that needs the
 //! active model reads the tables (latest snapshot) and fills its database's slot, unless a
 //! commit got there first (checked by generation). Without shared_preload_libraries there is no
@@ -20,8 +32,8 @@ use crate::catalog::{self, Snapshot};
 use crate::shmem::{copy_in, copy_out};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Databases whose active model is published (more databases still work: they read the
 /// tables whenever the generation moves).
@@ -50,9 +62,24 @@ struct Slot {
     directory: [u8; DIR_BYTES],
 }
 
+/// Prepared transactions that changed the registry or the rules and are not yet resolved.
+const IN_DOUBT: usize = 16;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct InDoubt {
+    dboid: pg_sys::Oid,
+    /// The prepared transaction's id; InvalidTransactionId (0): a free entry.
+    xid: pg_sys::TransactionId,
+}
+
 #[repr(C)]
 struct Shared {
     generation: AtomicU64,
+    /// How many `in_doubt` entries are used: read on every call without the lock (0 almost
+    /// always), the entries only under it.
+    in_doubt_count: AtomicU32,
+    in_doubt: [InDoubt; IN_DOUBT],
     slots: [Slot; SLOTS],
 }
 
@@ -115,6 +142,11 @@ impl<'a> Locked<'a> {
         let _ = self.shared;
         unsafe { std::ptr::addr_of_mut!((*SHARED).slots) as *mut Slot }
     }
+    fn in_doubt(&self) -> *mut InDoubt {
+        // SAFETY: as slots(): derived from the `*mut` ShmemInitStruct returned; written only
+        // under the exclusive lock.
+        unsafe { std::ptr::addr_of_mut!((*SHARED).in_doubt) as *mut InDoubt }
+    }
     fn find(&self, db: pg_sys::Oid) -> Option<*mut Slot> {
         (0..SLOTS).map(|i| unsafe { self.slots().add(i) }).find(|&s| unsafe { (*s).dboid == db })
     }
@@ -166,7 +198,12 @@ unsafe fn write_slot(slot: *mut Slot, active: Option<&Active>) -> bool {
 /// tables are then re-read once per transaction).
 pub fn token() -> u64 {
     match shared() {
-        Some(s) => s.generation.load(Ordering::Acquire),
+        Some(s) => {
+            if s.in_doubt_count.load(Ordering::Acquire) > 0 {
+                settle_in_doubt(s);
+            }
+            s.generation.load(Ordering::Acquire)
+        }
         None => (1u64 << 63) | local_xid(),
     }
 }
@@ -221,7 +258,9 @@ pub fn active() -> (Option<Active>, u64) {
         let (rows, _) = catalog::read_latest(ACTIVE_SQL, 4);
         return (parse_active(rows), t);
     };
-    let generation = s.generation.load(Ordering::Acquire);
+    // settles a resolved prepared transaction first: its database's slot may still hold what
+    // was committed before it
+    let generation = token();
     {
         let locked = Locked::new(s, false);
         if let Some(slot) = locked.find(my_db()) {
@@ -256,32 +295,112 @@ pub fn active() -> (Option<Active>, u64) {
 thread_local! {
     /// What this transaction will publish at commit: Some(state) once staged.
     static STAGED: RefCell<Option<Option<Active>>> = const { RefCell::new(None) };
-    static BUMP_REGISTERED: RefCell<bool> = const { RefCell::new(false) };
+    /// Whether this transaction changed the registry or the rules (then its end bumps the
+    /// generation, or, prepared, records it in doubt).
+    static CHANGED: Cell<bool> = const { Cell::new(false) };
+    /// When this backend last looked at the in-doubt entries: (statement token, time in µs).
+    static SETTLE_CHECKED: Cell<(u64, i64)> = const { Cell::new((0, 0)) };
 }
 
-fn register_end_of_transaction() {
-    let first = BUMP_REGISTERED.with(|b| !std::mem::replace(&mut *b.borrow_mut(), true));
-    if !first {
+fn mark_changed() {
+    CHANGED.with(|c| c.set(true));
+    crate::xact::ensure_registered();
+}
+
+/// Transaction end (src/xact.rs): committed — publish what was staged, bump the generation.
+pub fn at_commit() {
+    if !CHANGED.with(|c| c.replace(false)) {
         return;
     }
-    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, || {
-        let staged = STAGED.with(|s| s.borrow_mut().take());
-        BUMP_REGISTERED.with(|b| *b.borrow_mut() = false);
-        publish(staged);
-    });
-    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, || {
-        STAGED.with(|s| *s.borrow_mut() = None);
-        BUMP_REGISTERED.with(|b| *b.borrow_mut() = false);
-    });
-    // a prepared transaction commits in whatever session runs COMMIT PREPARED, where nothing
-    // is staged: refuse it rather than leave every backend serving the old state
-    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::PrePrepare, || {
-        crate::errors::raise_plain(
-            pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            "txclass: a transaction that activates or rolls back a model, or changes txclass.rules, cannot be prepared \
-             (two-phase commit); commit it directly",
+    let staged = STAGED.with(|s| s.borrow_mut().take());
+    publish(staged);
+}
+
+/// Transaction end (src/xact.rs): aborted, or prepared (then `at_pre_prepare` recorded it in
+/// doubt) — nothing staged survives.
+pub fn at_abort_or_prepare() {
+    CHANGED.with(|c| c.set(false));
+    STAGED.with(|s| *s.borrow_mut() = None);
+}
+
+/// Before `PREPARE TRANSACTION` (src/xact.rs; may raise an ERROR, which fails the PREPARE): a
+/// transaction that changed the registry or the rules is recorded in doubt, so that every
+/// backend re-reads the tables once it is resolved (module comment).
+pub fn at_pre_prepare() {
+    if !CHANGED.with(|c| c.get()) {
+        return;
+    }
+    let Some(s) = shared() else { return }; // without shared memory, every transaction re-reads
+    // SAFETY: reads this backend's own top-level transaction id.
+    let xid = unsafe { pg_sys::GetTopTransactionIdIfAny() };
+    if xid == pg_sys::InvalidTransactionId {
+        return; // wrote nothing after all
+    }
+    let locked = Locked::new(s, true);
+    let entries = locked.in_doubt();
+    // SAFETY: the entries are written only under the exclusive lock, held here.
+    let free = (0..IN_DOUBT).find(|&i| unsafe { (*entries.add(i)).xid } == pg_sys::InvalidTransactionId);
+    let Some(i) = free else {
+        drop(locked);
+        crate::errors::raise_code(
+            pgrx::PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            format!("txclass: {IN_DOUBT} prepared transactions that change its registry or rules are already in doubt"),
+            "resolve them first: see pg_prepared_xacts, then COMMIT PREPARED or ROLLBACK PREPARED \
+             (Citus resolves its own in its maintenance daemon)",
         );
-    });
+    };
+    // SAFETY: as above; i < IN_DOUBT.
+    unsafe { *entries.add(i) = InDoubt { dboid: my_db(), xid } };
+    s.in_doubt_count.fetch_add(1, Ordering::AcqRel);
+}
+
+/// While some prepared transaction is in doubt: at most once per statement (and every 100 ms
+/// within a long one), drops the entries whose transaction ended, clears their databases' slots
+/// and bumps the generation.
+fn settle_in_doubt(s: &Shared) {
+    // SAFETY: reads the clock.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let statement = statement_token();
+    let (last_statement, last_time) = SETTLE_CHECKED.with(|c| c.get());
+    if last_statement == statement && now - last_time < 100_000 {
+        return;
+    }
+    SETTLE_CHECKED.with(|c| c.set((statement, now)));
+    let pending: Vec<InDoubt> = {
+        let locked = Locked::new(s, false);
+        let entries = locked.in_doubt();
+        // SAFETY: read under the shared lock; written only under the exclusive one.
+        (0..IN_DOUBT).map(|i| unsafe { *entries.add(i) }).filter(|e| e.xid != pg_sys::InvalidTransactionId).collect()
+    };
+    // SAFETY: TransactionIdIsInProgress reads the proc array (a prepared transaction counts as
+    // in progress until COMMIT/ROLLBACK PREPARED); called without our lock held.
+    let ended: Vec<InDoubt> = pending.into_iter().filter(|e| !unsafe { pg_sys::TransactionIdIsInProgress(e.xid) }).collect();
+    if ended.is_empty() {
+        return;
+    }
+    let locked = Locked::new(s, true);
+    let entries = locked.in_doubt();
+    let mut settled = 0;
+    for e in ended {
+        for i in 0..IN_DOUBT {
+            // SAFETY: written under the exclusive lock, held here; i < IN_DOUBT.
+            unsafe {
+                let entry = &mut *entries.add(i);
+                if entry.xid == e.xid && entry.dboid == e.dboid {
+                    *entry = InDoubt { dboid: pg_sys::InvalidOid, xid: pg_sys::InvalidTransactionId };
+                    settled += 1;
+                    if let Some(slot) = locked.find(e.dboid) {
+                        (*slot).dboid = pg_sys::InvalidOid;
+                        (*slot).has_active = 0;
+                    }
+                }
+            }
+        }
+    }
+    if settled > 0 {
+        s.in_doubt_count.fetch_sub(settled, Ordering::AcqRel);
+        s.generation.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// In the commit callback: must not fail.
@@ -323,14 +442,14 @@ fn _publish_at_commit() {
         }
     }
     STAGED.with(|s| *s.borrow_mut() = Some(active));
-    register_end_of_transaction();
+    mark_changed();
 }
 
 /// Called by the statement trigger on txclass.rules: every backend reloads its rules after
 /// this transaction commits.
 #[pg_extern(volatile, parallel_unsafe)]
 fn _bump_at_commit() {
-    register_end_of_transaction();
+    mark_changed();
 }
 
 /// The role the caller acts as (not the owner of a SECURITY DEFINER function): recorded as

@@ -1,0 +1,205 @@
+-- txclass on a Citus cluster (see src/cluster.rs): which node this is, one registry for the
+-- whole cluster, attachments of distributed tables known to the workers.
+--
+-- The registry (models, deployments, active, rules) and the attachments of distributed tables
+-- (monitored) are changed on the coordinator. A statement trigger on each of those tables sends
+-- the statement's rows to every worker in the coordinator's distributed transaction: Citus
+-- commits the change on every node with two-phase commit, or on none. A worker applies them
+-- with _cluster_apply after checking that a model's files are there with the registered
+-- checksum. On one node (no Citus, or a coordinator without workers) the triggers do nothing.
+
+-- 'single', 'coordinator' (Citus, with at least one active primary worker) or 'worker'.
+CREATE FUNCTION _cluster_role() RETURNS text LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN 'single';
+    END IF;
+    -- group 0 is the coordinator's (pg_dist_local_group has one row on every Citus node)
+    IF coalesce((SELECT groupid FROM pg_dist_local_group), 0) <> 0 THEN
+        RETURN 'worker';
+    END IF;
+    IF EXISTS (SELECT FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary' AND isactive) THEN
+        RETURN 'coordinator';
+    END IF;
+    RETURN 'single';
+END
+$$;
+
+-- Whether a table is a Citus table (distributed, reference, or added to the metadata).
+CREATE FUNCTION _cluster_table(tbl regclass) RETURNS boolean LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = tbl);
+END
+$$;
+
+-- Before txclass creates or drops its triggers on a Citus table: Citus refuses triggers on
+-- distributed and reference tables unless citus.enable_unsafe_triggers is on (for this
+-- transaction here). txclass's triggers read and write only the row's own shard and txclass's
+-- own tables on that node, which is what makes a trigger safe there.
+CREATE FUNCTION _cluster_allow_triggers(tbl regclass) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF txclass._cluster_table(tbl) THEN
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
+END
+$$;
+
+-- The primary key the rows of each forwarded table are applied by.
+CREATE FUNCTION _cluster_key(tbl text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE tbl WHEN 'models' THEN 'name' WHEN 'deployments' THEN 'id' WHEN 'active' THEN 'singleton'
+                    WHEN 'rules' THEN 'id' WHEN 'monitored' THEN 'relid' END
+$$;
+
+-- On a worker: the model's files must be on this node, with the checksum the coordinator
+-- registered (the same files on every node).
+CREATE FUNCTION _cluster_check_files(model text, directory text, checksum text) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE info record; node text := coalesce(inet_server_addr()::text, 'localhost') || ':' || current_setting('port');
+BEGIN
+    BEGIN
+        SELECT * INTO info FROM txclass._inspect_model(directory, false);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('txclass: model %L cannot be used on worker %s: %s', model, node, SQLERRM),
+            HINT = format('copy the model''s directory %s to the same path on every node of the cluster, then try again', directory);
+    END;
+    IF info.checksum <> checksum THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('txclass: model %L: the files in %s on worker %s have checksum %s…, the coordinator registered %s…',
+                             model, directory, node, left(info.checksum, 12), left(checksum, 12)),
+            HINT = 'copy the same files to every node of the cluster, then try again';
+    END IF;
+END
+$$;
+
+-- On a worker, from the coordinator's connection: applies a statement's rows of a forwarded
+-- table (INSERT and UPDATE by key, DELETE by key, TRUNCATE).
+CREATE FUNCTION _cluster_apply(tbl text, op text, payload jsonb) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    key text := txclass._cluster_key(tbl);
+    cols text;
+    rcols text;
+    r record;
+BEGIN
+    IF key IS NULL OR op NOT IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE') THEN
+        RAISE EXCEPTION 'txclass: % of txclass.% is not applied across the cluster', op, tbl;
+    END IF;
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
+           string_agg('r.' || quote_ident(a.attname), ', ' ORDER BY a.attnum)
+    INTO cols, rcols
+    FROM pg_attribute a WHERE a.attrelid = ('txclass.' || tbl)::regclass AND a.attnum > 0 AND NOT a.attisdropped;
+    -- a model's files must be here before it is registered or served here
+    IF tbl = 'models' AND op = 'INSERT' THEN
+        FOR r IN SELECT * FROM jsonb_populate_recordset(NULL::txclass.models, payload) LOOP
+            PERFORM txclass._cluster_check_files(r.name, r.directory, r.checksum);
+        END LOOP;
+    ELSIF tbl = 'active' AND op IN ('INSERT', 'UPDATE') THEN
+        FOR r IN SELECT m.name, m.directory, m.checksum
+                 FROM jsonb_populate_recordset(NULL::txclass.active, payload) x
+                 JOIN txclass.deployments d ON d.id = x.deployment JOIN txclass.models m ON m.name = d.model LOOP
+            PERFORM txclass._cluster_check_files(r.name, r.directory, r.checksum);
+        END LOOP;
+    END IF;
+    IF op = 'TRUNCATE' THEN
+        EXECUTE format('DELETE FROM txclass.%I', tbl);
+    ELSIF op = 'DELETE' THEN
+        EXECUTE format('DELETE FROM txclass.%I t USING jsonb_populate_recordset(NULL::txclass.%I, $1) r WHERE t.%I = r.%I',
+                       tbl, tbl, key, key) USING payload;
+    ELSIF op = 'UPDATE' THEN
+        EXECUTE format('UPDATE txclass.%I t SET (%s) = ROW(%s) FROM jsonb_populate_recordset(NULL::txclass.%I, $1) r WHERE t.%I = r.%I',
+                       tbl, cols, rcols, tbl, key, key) USING payload;
+    ELSE
+        EXECUTE format('INSERT INTO txclass.%I (%s) SELECT %s FROM jsonb_populate_recordset(NULL::txclass.%I, $1) r',
+                       tbl, cols, rcols, tbl) USING payload;
+    END IF;
+    IF tbl = 'monitored' THEN
+        -- every backend of this node resolves the table's shards again
+        PERFORM txclass._attached_changed(x.relid) FROM jsonb_populate_recordset(NULL::txclass.monitored, payload) x;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION _cluster_apply(text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _cluster_send(text) FROM PUBLIC;
+
+-- The statement trigger on each forwarded table: on the coordinator, sends the statement's
+-- rows to every worker (same distributed transaction).
+CREATE FUNCTION _cluster_forward() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    role text := txclass._cluster_role();
+    payload jsonb;
+BEGIN
+    IF role = 'single' THEN
+        RETURN NULL;
+    END IF;
+    IF role = 'worker' THEN
+        RETURN NULL;  -- applied from the coordinator (or a worker's own table attached on it)
+    END IF;
+    IF TG_OP = 'INSERT' OR TG_OP = 'UPDATE' THEN
+        SELECT jsonb_agg(to_jsonb(n)) INTO payload FROM new_rows n;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT jsonb_agg(to_jsonb(o)) INTO payload FROM old_rows o;
+    END IF;
+    IF TG_TABLE_NAME = 'monitored' THEN
+        IF TG_OP = 'TRUNCATE' THEN
+            RETURN NULL;  -- nothing a worker would miss: the coordinator's attachments went
+        END IF;
+        -- attachments of Citus tables only, and updates only of what a shard's trigger reads
+        -- (not the drift and recurring watermarks, which the coordinator alone keeps)
+        SELECT jsonb_agg(e) INTO payload FROM jsonb_array_elements(payload) e
+        WHERE txclass._cluster_table((e->>'relid')::regclass);
+        IF TG_OP = 'UPDATE' THEN
+            SELECT jsonb_agg(e) INTO payload FROM jsonb_array_elements(payload) e
+            WHERE EXISTS (SELECT FROM old_rows o WHERE o.relid = (e->>'relid')::regclass
+                  AND (to_jsonb(o) - '{watermark,recurring_watermark,attached_at,thresholds,drift_unit,time_column}'::text[])
+                      IS DISTINCT FROM (e - '{watermark,recurring_watermark,attached_at,thresholds,drift_unit,time_column}'::text[]));
+        END IF;
+    END IF;
+    IF TG_OP <> 'TRUNCATE' AND payload IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM txclass._cluster_send(format('SELECT txclass._cluster_apply(%L, %L, %L::jsonb)', TG_TABLE_NAME, TG_OP, payload));
+    RETURN NULL;
+END
+$$;
+
+-- Before any change of the registry on a worker: refused unless the coordinator sends it
+-- (before the change runs, so the error says why rather than what broke first).
+CREATE FUNCTION _cluster_guard() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF txclass._cluster_role() = 'worker' AND NOT txclass._cluster_internal() THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('txclass: this node is a Citus worker: txclass.%s is changed on the coordinator only', TG_TABLE_NAME),
+            HINT = 'run register_model, activate_model, rollback_model and rule changes on the coordinator: it applies them to every node in one distributed transaction';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['models', 'deployments', 'active', 'rules'] LOOP
+        EXECUTE format('CREATE TRIGGER cluster_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON txclass.%I '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION txclass._cluster_guard()', t);
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['models', 'deployments', 'active', 'rules', 'monitored'] LOOP
+        EXECUTE format('CREATE TRIGGER cluster_insert AFTER INSERT ON txclass.%I REFERENCING NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION txclass._cluster_forward()', t);
+        EXECUTE format('CREATE TRIGGER cluster_update AFTER UPDATE ON txclass.%I REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION txclass._cluster_forward()', t);
+        EXECUTE format('CREATE TRIGGER cluster_delete AFTER DELETE ON txclass.%I REFERENCING OLD TABLE AS old_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION txclass._cluster_forward()', t);
+        EXECUTE format('CREATE TRIGGER cluster_truncate AFTER TRUNCATE ON txclass.%I '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION txclass._cluster_forward()', t);
+    END LOOP;
+END
+$$;

@@ -1,0 +1,430 @@
+-- txclass 0.4.0 → 0.5.0: txclass on a Citus cluster
+--
+-- Run by ALTER EXTENSION txclass UPDATE (on a Citus coordinator, Citus runs it on every node in
+-- one distributed transaction). Keeps every row. New: txclass._cluster_* (sql/cluster.sql) —
+-- the node's role, statement triggers that send changes of the registry (models, deployments,
+-- active, rules) and of attachments of Citus tables (monitored) from the coordinator to every
+-- worker in the same distributed transaction, and a guard that refuses registry changes made on
+-- a worker directly. attach, detach and _follow allow txclass's triggers on Citus tables
+-- (citus.enable_unsafe_triggers, for their own transaction) and leave a distributed table's
+-- record on a worker to the coordinator. A transaction that activates a model may now be
+-- prepared (two-phase commit): 0.4.0 refused it, which made CREATE EXTENSION fail on Citus.
+-- On one node nothing changes in behaviour.
+
+-- 0.5.0's library must be the one this backend runs: the first new C function says so
+-- clearly instead of failing half-way through with "could not find function".
+DO $guard$
+BEGIN
+CREATE  FUNCTION txclass."_cluster_send"(
+	"command" TEXT /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_cluster_send_wrapper';
+EXCEPTION WHEN undefined_function THEN
+    RAISE EXCEPTION 'txclass: this backend runs an older txclass library than 0.5.0 (%)', SQLERRM
+        USING HINT = 'Install txclass 0.5.0, then restart PostgreSQL if txclass is in shared_preload_libraries '
+                     '(the postmaster keeps the library it started with), or reconnect if it is not; '
+                     'then run ALTER EXTENSION txclass UPDATE again';
+END
+$guard$;
+
+CREATE  FUNCTION txclass."_cluster_internal"() RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_cluster_internal_wrapper';
+
+-- ---- sql/cluster.sql, as 0.5.0 installs it ----------------------------------------------------
+-- txclass on a Citus cluster (see src/cluster.rs): which node this is, one registry for the
+-- whole cluster, attachments of distributed tables known to the workers.
+--
+-- The registry (models, deployments, active, rules) and the attachments of distributed tables
+-- (monitored) are changed on the coordinator. A statement trigger on each of those tables sends
+-- the statement's rows to every worker in the coordinator's distributed transaction: Citus
+-- commits the change on every node with two-phase commit, or on none. A worker applies them
+-- with _cluster_apply after checking that a model's files are there with the registered
+-- checksum. On one node (no Citus, or a coordinator without workers) the triggers do nothing.
+
+-- 'single', 'coordinator' (Citus, with at least one active primary worker) or 'worker'.
+CREATE FUNCTION _cluster_role() RETURNS text LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN 'single';
+    END IF;
+    -- group 0 is the coordinator's (pg_dist_local_group has one row on every Citus node)
+    IF coalesce((SELECT groupid FROM pg_dist_local_group), 0) <> 0 THEN
+        RETURN 'worker';
+    END IF;
+    IF EXISTS (SELECT FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary' AND isactive) THEN
+        RETURN 'coordinator';
+    END IF;
+    RETURN 'single';
+END
+$$;
+
+-- Whether a table is a Citus table (distributed, reference, or added to the metadata).
+CREATE FUNCTION _cluster_table(tbl regclass) RETURNS boolean LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = tbl);
+END
+$$;
+
+-- Before txclass creates or drops its triggers on a Citus table: Citus refuses triggers on
+-- distributed and reference tables unless citus.enable_unsafe_triggers is on (for this
+-- transaction here). txclass's triggers read and write only the row's own shard and txclass's
+-- own tables on that node, which is what makes a trigger safe there.
+CREATE FUNCTION _cluster_allow_triggers(tbl regclass) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF txclass._cluster_table(tbl) THEN
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
+END
+$$;
+
+-- The primary key the rows of each forwarded table are applied by.
+CREATE FUNCTION _cluster_key(tbl text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE tbl WHEN 'models' THEN 'name' WHEN 'deployments' THEN 'id' WHEN 'active' THEN 'singleton'
+                    WHEN 'rules' THEN 'id' WHEN 'monitored' THEN 'relid' END
+$$;
+
+-- On a worker: the model's files must be on this node, with the checksum the coordinator
+-- registered (the same files on every node).
+CREATE FUNCTION _cluster_check_files(model text, directory text, checksum text) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE info record; node text := coalesce(inet_server_addr()::text, 'localhost') || ':' || current_setting('port');
+BEGIN
+    BEGIN
+        SELECT * INTO info FROM txclass._inspect_model(directory, false);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('txclass: model %L cannot be used on worker %s: %s', model, node, SQLERRM),
+            HINT = format('copy the model''s directory %s to the same path on every node of the cluster, then try again', directory);
+    END;
+    IF info.checksum <> checksum THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('txclass: model %L: the files in %s on worker %s have checksum %s…, the coordinator registered %s…',
+                             model, directory, node, left(info.checksum, 12), left(checksum, 12)),
+            HINT = 'copy the same files to every node of the cluster, then try again';
+    END IF;
+END
+$$;
+
+-- On a worker, from the coordinator's connection: applies a statement's rows of a forwarded
+-- table (INSERT and UPDATE by key, DELETE by key, TRUNCATE).
+CREATE FUNCTION _cluster_apply(tbl text, op text, payload jsonb) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    key text := txclass._cluster_key(tbl);
+    cols text;
+    rcols text;
+    r record;
+BEGIN
+    IF key IS NULL OR op NOT IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE') THEN
+        RAISE EXCEPTION 'txclass: % of txclass.% is not applied across the cluster', op, tbl;
+    END IF;
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
+           string_agg('r.' || quote_ident(a.attname), ', ' ORDER BY a.attnum)
+    INTO cols, rcols
+    FROM pg_attribute a WHERE a.attrelid = ('txclass.' || tbl)::regclass AND a.attnum > 0 AND NOT a.attisdropped;
+    -- a model's files must be here before it is registered or served here
+    IF tbl = 'models' AND op = 'INSERT' THEN
+        FOR r IN SELECT * FROM jsonb_populate_recordset(NULL::txclass.models, payload) LOOP
+            PERFORM txclass._cluster_check_files(r.name, r.directory, r.checksum);
+        END LOOP;
+    ELSIF tbl = 'active' AND op IN ('INSERT', 'UPDATE') THEN
+        FOR r IN SELECT m.name, m.directory, m.checksum
+                 FROM jsonb_populate_recordset(NULL::txclass.active, payload) x
+                 JOIN txclass.deployments d ON d.id = x.deployment JOIN txclass.models m ON m.name = d.model LOOP
+            PERFORM txclass._cluster_check_files(r.name, r.directory, r.checksum);
+        END LOOP;
+    END IF;
+    IF op = 'TRUNCATE' THEN
+        EXECUTE format('DELETE FROM txclass.%I', tbl);
+    ELSIF op = 'DELETE' THEN
+        EXECUTE format('DELETE FROM txclass.%I t USING jsonb_populate_recordset(NULL::txclass.%I, $1) r WHERE t.%I = r.%I',
+                       tbl, tbl, key, key) USING payload;
+    ELSIF op = 'UPDATE' THEN
+        EXECUTE format('UPDATE txclass.%I t SET (%s) = ROW(%s) FROM jsonb_populate_recordset(NULL::txclass.%I, $1) r WHERE t.%I = r.%I',
+                       tbl, cols, rcols, tbl, key, key) USING payload;
+    ELSE
+        EXECUTE format('INSERT INTO txclass.%I (%s) SELECT %s FROM jsonb_populate_recordset(NULL::txclass.%I, $1) r',
+                       tbl, cols, rcols, tbl) USING payload;
+    END IF;
+    IF tbl = 'monitored' THEN
+        -- every backend of this node resolves the table's shards again
+        PERFORM txclass._attached_changed(x.relid) FROM jsonb_populate_recordset(NULL::txclass.monitored, payload) x;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION _cluster_apply(text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _cluster_send(text) FROM PUBLIC;
+
+-- The statement trigger on each forwarded table: on the coordinator, sends the statement's
+-- rows to every worker (same distributed transaction).
+CREATE FUNCTION _cluster_forward() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    role text := txclass._cluster_role();
+    payload jsonb;
+BEGIN
+    IF role = 'single' THEN
+        RETURN NULL;
+    END IF;
+    IF role = 'worker' THEN
+        RETURN NULL;  -- applied from the coordinator (or a worker's own table attached on it)
+    END IF;
+    IF TG_OP = 'INSERT' OR TG_OP = 'UPDATE' THEN
+        SELECT jsonb_agg(to_jsonb(n)) INTO payload FROM new_rows n;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT jsonb_agg(to_jsonb(o)) INTO payload FROM old_rows o;
+    END IF;
+    IF TG_TABLE_NAME = 'monitored' THEN
+        IF TG_OP = 'TRUNCATE' THEN
+            RETURN NULL;  -- nothing a worker would miss: the coordinator's attachments went
+        END IF;
+        -- attachments of Citus tables only, and updates only of what a shard's trigger reads
+        -- (not the drift and recurring watermarks, which the coordinator alone keeps)
+        SELECT jsonb_agg(e) INTO payload FROM jsonb_array_elements(payload) e
+        WHERE txclass._cluster_table((e->>'relid')::regclass);
+        IF TG_OP = 'UPDATE' THEN
+            SELECT jsonb_agg(e) INTO payload FROM jsonb_array_elements(payload) e
+            WHERE EXISTS (SELECT FROM old_rows o WHERE o.relid = (e->>'relid')::regclass
+                  AND (to_jsonb(o) - '{watermark,recurring_watermark,attached_at,thresholds,drift_unit,time_column}'::text[])
+                      IS DISTINCT FROM (e - '{watermark,recurring_watermark,attached_at,thresholds,drift_unit,time_column}'::text[]));
+        END IF;
+    END IF;
+    IF TG_OP <> 'TRUNCATE' AND payload IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM txclass._cluster_send(format('SELECT txclass._cluster_apply(%L, %L, %L::jsonb)', TG_TABLE_NAME, TG_OP, payload));
+    RETURN NULL;
+END
+$$;
+
+-- Before any change of the registry on a worker: refused unless the coordinator sends it
+-- (before the change runs, so the error says why rather than what broke first).
+CREATE FUNCTION _cluster_guard() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF txclass._cluster_role() = 'worker' AND NOT txclass._cluster_internal() THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('txclass: this node is a Citus worker: txclass.%s is changed on the coordinator only', TG_TABLE_NAME),
+            HINT = 'run register_model, activate_model, rollback_model and rule changes on the coordinator: it applies them to every node in one distributed transaction';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['models', 'deployments', 'active', 'rules'] LOOP
+        EXECUTE format('CREATE TRIGGER cluster_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON txclass.%I '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION txclass._cluster_guard()', t);
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['models', 'deployments', 'active', 'rules', 'monitored'] LOOP
+        EXECUTE format('CREATE TRIGGER cluster_insert AFTER INSERT ON txclass.%I REFERENCING NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION txclass._cluster_forward()', t);
+        EXECUTE format('CREATE TRIGGER cluster_update AFTER UPDATE ON txclass.%I REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION txclass._cluster_forward()', t);
+        EXECUTE format('CREATE TRIGGER cluster_delete AFTER DELETE ON txclass.%I REFERENCING OLD TABLE AS old_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION txclass._cluster_forward()', t);
+        EXECUTE format('CREATE TRIGGER cluster_truncate AFTER TRUNCATE ON txclass.%I '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION txclass._cluster_forward()', t);
+    END LOOP;
+END
+$$;
+
+-- ---- sql/enrich.sql: attach, detach and _follow on Citus tables -----------------------------
+
+CREATE OR REPLACE FUNCTION attach(tbl regclass, descriptor_column name,
+                       label_column name DEFAULT 'txclass_label',
+                       category_column name DEFAULT 'txclass_category',
+                       confidence_column name DEFAULT 'txclass_confidence',
+                       model_column name DEFAULT 'txclass_model',
+                       on_error text DEFAULT 'null',
+                       time_column name DEFAULT NULL,
+                       drift_unit text DEFAULT NULL,
+                       account_column name DEFAULT NULL,
+                       amount_column name DEFAULT NULL,
+                       level_column name DEFAULT 'txclass_level')
+RETURNS monitored LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    caller text := txclass._caller();
+    col record;
+    want record;
+    keys name[];
+    m txclass.monitored;
+BEGIN
+    PERFORM txclass._check_owner(tbl, 'attach it');
+    PERFORM txclass._cluster_allow_triggers(tbl);
+    IF (SELECT relkind FROM pg_class WHERE oid = tbl) NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', tbl;
+    END IF;
+    IF on_error NOT IN ('null', 'error') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('on_error must be ''null'' (write the row with NULL outputs) or ''error'' (fail the statement), not %L', on_error);
+    END IF;
+    SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type INTO col
+    FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = descriptor_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_column',
+            MESSAGE = format('column %I of %s does not exist', descriptor_column, tbl);
+    END IF;
+    IF col.type NOT IN ('text') AND col.type NOT LIKE 'character varying%' THEN
+        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+            MESSAGE = format('descriptor column %I of %s is %s; it must be text or varchar', descriptor_column, tbl, col.type);
+    END IF;
+    -- output columns: added when missing, checked when present
+    FOR want IN SELECT * FROM (VALUES (label_column, 'text'), (category_column, 'text'),
+                                      (confidence_column, 'real'), (model_column, 'text'), (level_column, 'text')) v(name, type)
+                 WHERE name IS NOT NULL LOOP
+        SELECT format_type(a.atttypid, a.atttypmod) AS type INTO col
+        FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = want.name AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', tbl, want.name, want.type);
+        ELSIF col.type <> want.type THEN
+            RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                MESSAGE = format('column %I of %s is %s but txclass writes %s into it', want.name, tbl, col.type, want.type),
+                HINT = 'name other output columns in txclass.attach(..., label_column => ...), or change the column type';
+        END IF;
+    END LOOP;
+    -- a re-attach keeps the time column, drift unit, account and amount columns it does not name
+    SELECT coalesce(attach.time_column, o.time_column), coalesce(attach.drift_unit, o.drift_unit, 'day'),
+           coalesce(attach.account_column, o.account_column), coalesce(attach.amount_column, o.amount_column)
+    INTO time_column, drift_unit, account_column, amount_column
+    FROM (SELECT 1) x LEFT JOIN txclass.monitored o ON o.relid = tbl;
+    -- the time the drift views bucket by: the caller's column, or txclass_at (insert time)
+    IF time_column IS NULL THEN
+        time_column := 'txclass_at';
+        IF NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = 'txclass_at' AND NOT a.attisdropped) THEN
+            EXECUTE format('ALTER TABLE %s ADD COLUMN txclass_at timestamptz DEFAULT now()', tbl);
+        END IF;
+    END IF;
+    SELECT format_type(a.atttypid, a.atttypmod) AS type INTO col
+    FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = time_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND OR col.type NOT IN ('timestamp with time zone', 'timestamp without time zone', 'date') THEN
+        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+            MESSAGE = format('time column %I of %s must exist and be timestamptz, timestamp or date', time_column, tbl);
+    END IF;
+    IF drift_unit NOT IN ('hour', 'day', 'week', 'month') THEN
+        RAISE EXCEPTION 'drift_unit must be hour, day, week or month, not %', drift_unit;
+    END IF;
+    IF account_column IS NOT NULL AND NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl
+            AND a.attname = account_column AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_column', MESSAGE = format('column %I of %s does not exist', account_column, tbl);
+    END IF;
+    IF amount_column IS NOT NULL THEN
+        SELECT format_type(a.atttypid, a.atttypmod) AS type INTO col
+        FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = amount_column AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND OR (col.type NOT IN ('real', 'double precision', 'integer', 'bigint', 'smallint', 'money')
+                         AND col.type NOT LIKE 'numeric%') THEN
+            RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+                MESSAGE = format('amount column %I of %s must exist and be numeric, real, double precision or an integer', amount_column, tbl);
+        END IF;
+    END IF;
+    -- the key misses are written back through, per statement in batches: the primary key, else
+    -- a unique key (composite keys too)
+    keys := txclass._key_columns(tbl);
+    IF keys IS NULL THEN
+        RAISE NOTICE '% has no primary key or unique key: cache misses are classified one row at a time, and txclass.backfill walks it by ctid ranges', tbl;
+    END IF;
+    PERFORM txclass._drop_enrich_triggers(tbl);
+    -- the triggers carry nothing: txclass resolves the table's columns from txclass.monitored at
+    -- use (src/enrich.rs), so a rename needs no re-attach. On a partitioned table the row trigger
+    -- is cloned onto every partition, present and future.
+    EXECUTE format('CREATE TRIGGER txclass_enrich BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW '
+                   'EXECUTE FUNCTION txclass._enrich_row()', descriptor_column, tbl);
+    INSERT INTO txclass.monitored (relid, descriptor_column, label_column, category_column, confidence_column,
+                                   model_column, key_column, on_error, attached_by, time_column, drift_unit,
+                                   account_column, amount_column, level_column, key_columns)
+    VALUES (tbl, descriptor_column, label_column, category_column, confidence_column,
+            model_column, CASE WHEN cardinality(keys) = 1 THEN keys[1] END, on_error, caller, time_column, drift_unit,
+            account_column, amount_column, level_column, keys)
+    ON CONFLICT (relid) DO UPDATE SET descriptor_column = EXCLUDED.descriptor_column, label_column = EXCLUDED.label_column,
+        category_column = EXCLUDED.category_column, confidence_column = EXCLUDED.confidence_column,
+        model_column = EXCLUDED.model_column, key_column = EXCLUDED.key_column, on_error = EXCLUDED.on_error,
+        attached_by = EXCLUDED.attached_by, attached_at = now(), time_column = EXCLUDED.time_column,
+        drift_unit = EXCLUDED.drift_unit, account_column = EXCLUDED.account_column, amount_column = EXCLUDED.amount_column,
+        level_column = EXCLUDED.level_column, key_columns = EXCLUDED.key_columns
+    RETURNING * INTO m;
+    UPDATE txclass.monitored SET attnums = txclass._attnums(m) WHERE relid = tbl RETURNING * INTO m;
+    PERFORM txclass._sync_statement_triggers(tbl);
+    -- every backend resolves the table again (its cached columns, key and on_error)
+    PERFORM txclass._attached_changed(tbl);
+    RETURN m;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION detach(tbl regclass) RETURNS boolean LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM txclass._check_owner(tbl, 'detach it');
+    PERFORM txclass._cluster_allow_triggers(tbl);
+    PERFORM txclass._drop_enrich_triggers(tbl);
+    PERFORM txclass._attached_changed(tbl);
+    DELETE FROM txclass.monitored WHERE relid = tbl;
+    IF FOUND THEN
+        -- the summaries go with it: a later attach reads the table from its first row again, and
+        -- would count every row twice into summaries that stayed
+        DELETE FROM txclass.drift_counts WHERE relid = tbl;
+        DELETE FROM txclass.drift_seen WHERE relid = tbl;
+        DELETE FROM txclass.drift_baseline WHERE relid = tbl;
+        DELETE FROM txclass.recurring_charges WHERE relid = tbl;
+        DELETE FROM txclass.recurring_series WHERE relid = tbl;
+        RETURN true;
+    END IF;
+    RETURN false;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _follow(tbl regclass) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE m txclass.monitored; j jsonb; k text; v jsonb; nm name; keys name[];
+BEGIN
+    SELECT * INTO m FROM txclass.monitored WHERE relid = tbl;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    -- on a Citus worker, a distributed table's record is the coordinator's: it follows the DDL
+    -- there and sends the result (sql/cluster.sql); here the shards are only resolved again
+    IF txclass._cluster_role() = 'worker' AND txclass._cluster_table(tbl) THEN
+        PERFORM txclass._attached_changed(tbl);
+        RETURN;
+    END IF;
+    PERFORM txclass._cluster_allow_triggers(tbl);
+    j := to_jsonb(m);
+    -- a column whose name is gone was renamed: its attribute number gives the new name (a
+    -- name still there is kept: a restored table's attribute numbers may differ from the
+    -- dumped ones, its names do not)
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(coalesce(m.attnums, '{}')) e
+                WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl
+                                  AND a.attname = j->>e.key AND a.attnum > 0 AND NOT a.attisdropped) LOOP
+        SELECT a.attname INTO nm FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = tbl AND a.attnum = v::int2 AND NOT a.attisdropped;
+        IF FOUND THEN
+            j := jsonb_set(j, ARRAY[k], to_jsonb(nm));
+        END IF;
+    END LOOP;
+    keys := txclass._key_columns(tbl);
+    j := jsonb_set(j, '{key_columns}', coalesce(to_jsonb(keys), 'null'));
+    j := jsonb_set(j, '{key_column}', CASE WHEN cardinality(keys) = 1 THEN to_jsonb(keys[1]) ELSE 'null' END);
+    j := jsonb_set(j, '{attnums}', txclass._attnums(jsonb_populate_record(m, j)));
+    IF j IS DISTINCT FROM to_jsonb(m) THEN
+        UPDATE txclass.monitored t
+        SET descriptor_column = x.descriptor_column, label_column = x.label_column, category_column = x.category_column,
+            confidence_column = x.confidence_column, model_column = x.model_column, level_column = x.level_column,
+            time_column = x.time_column, account_column = x.account_column, amount_column = x.amount_column,
+            key_column = x.key_column, key_columns = x.key_columns, attnums = x.attnums
+        FROM jsonb_populate_record(NULL::txclass.monitored, j) x WHERE t.relid = tbl;
+    END IF;
+    PERFORM txclass._sync_statement_triggers(tbl);
+    PERFORM txclass._attached_changed(tbl);
+END
+$$;

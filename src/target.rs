@@ -1,0 +1,170 @@
+//! Which attached table a trigger's relation belongs to: one entry point, [`resolve`].
+//!
+//! The triggers carry no arguments: the relation they fire on is mapped, at first use in a
+//! backend, to the nearest attached table (a row of `txclass.monitored`) among
+//!
+//! 1. the relation itself and its partition ancestors (a partition of an attached table, at any
+//!    level), then
+//! 2. on a Citus node, the distributed table the relation is a shard of, and that table's
+//!    ancestors (a shard of a partition of a distributed table): see [`crate::cluster`].
+//!
+//! Columns and keys are then looked up by name in the relation itself (a shard's or a
+//! partition's attribute numbers may differ from its parent's). What was resolved is cached per
+//! relation and dropped when the relation's relcache entry is invalidated: any DDL on it or its
+//! parent, and txclass.attach/detach (`_attached_changed`).
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::rc::Rc;
+
+/// What the triggers need to know about the relation they fire on: one attached table, or a
+/// partition of one (at any level). Resolved from `txclass.monitored` and the catalog at first
+/// use in a backend, by the relation's OID — the triggers carry no arguments, so renaming the
+/// table, moving it to another schema or renaming a column (followed into txclass.monitored by
+/// txclass._on_ddl) needs no re-attach. Dropped when the relation's relcache entry is
+/// invalidated: any DDL on it or its parent, and txclass.attach/detach (`_attached_changed`).
+pub struct Target {
+    /// The attached table (txclass.monitored.relid): the relation itself or an ancestor.
+    pub root: pg_sys::Oid,
+    /// The relation's owner, who writes the statement's outputs.
+    pub owner: pg_sys::Oid,
+    pub descriptor: String,
+    pub label: String,
+    pub category: String,
+    pub confidence: String,
+    pub model: String,
+    pub level: Option<String>,
+    /// The key misses are written back through, (column, type) in this relation; empty: none.
+    pub keys: Vec<(String, String)>,
+    pub strict: bool,
+    /// The relation has the statement trigger that writes queued misses (a partition created
+    /// while event triggers were off has not: its misses are classified in place).
+    pub batched: bool,
+}
+
+thread_local! {
+    static TARGETS: RefCell<HashMap<u32, Option<Rc<Target>>>> = RefCell::new(HashMap::new());
+    /// Invalidations seen: a resolution that saw one arrive while it read does not cache what
+    /// it read (it may predate the change).
+    static INVALIDATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+static mut RELCACHE_CALLBACK: bool = false;
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    forget(relid);
+}
+
+/// Tells every backend (at commit; this one at once) to resolve `tbl` and its partitions again:
+/// run by txclass.attach, txclass.detach and txclass._follow.
+#[pg_extern(volatile)]
+fn _attached_changed(tbl: pg_sys::Oid) {
+    // SAFETY: queues a relcache invalidation for an OID; a missing relation is harmless.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(tbl) };
+    forget(tbl);
+}
+
+/// Drops what this backend resolved for `relid` (a relation, or an attached table with its
+/// partitions); InvalidOid: everything.
+fn forget(relid: pg_sys::Oid) {
+    INVALIDATIONS.with(|n| n.set(n.get() + 1));
+    TARGETS.with(|t| {
+        let mut t = t.borrow_mut();
+        if relid == pg_sys::InvalidOid {
+            t.clear();
+        } else {
+            // a relation resolved to nothing is resolved again too: the change may attach it (on a
+            // Citus worker, a shard learns of its table's attachment only this way)
+            t.retain(|&k, v| k != relid.to_u32() && v.as_ref().is_some_and(|v| v.root != relid));
+        }
+    });
+}
+
+/// The attached table `rel` belongs to (None: not attached — triggers left behind by a detach
+/// half-way, or a table that is not monitored).
+pub fn resolve(rel: pg_sys::Relation) -> Option<Rc<Target>> {
+    // SAFETY: rel is the trigger's open relation.
+    let (relid, owner) = unsafe { ((*rel).rd_id, (*(*rel).rd_rel).relowner) };
+    if let Some(t) = TARGETS.with(|t| t.borrow().get(&relid.to_u32()).cloned()) {
+        return t;
+    }
+    unsafe {
+        if !RELCACHE_CALLBACK {
+            // SAFETY: registered once per backend; the callback only edits this backend's map.
+            pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0));
+            RELCACHE_CALLBACK = true;
+        }
+    }
+    let r = relid.to_u32();
+    let seen = INVALIDATIONS.with(|n| n.get());
+    // the nearest attached table among the relation and its ancestors
+    // (through to_jsonb: a database not yet updated to 0.4.0 has no key_columns, 0.2.0 no
+    // level_column, and its triggers keep working on this library)
+    // a Citus shard: the distributed table it belongs to, and its ancestors, after the
+    // relation's own (an attachment of the shard itself, which nobody makes, would win)
+    let shard = crate::cluster::shard_parents_sql(r, 1000);
+    let sql = format!(
+        "SELECT m.relid::oid::text, x.j->>'descriptor_column', x.j->>'label_column', x.j->>'category_column', \
+                x.j->>'confidence_column', x.j->>'model_column', x.j->>'level_column', x.j->>'on_error', \
+                (SELECT json_agg(json_build_array(k.n, format_type(a.atttypid, a.atttypmod)) ORDER BY k.o) \
+                 FROM jsonb_array_elements_text(y.keys) WITH ORDINALITY k(n, o) \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = {r} AND a.attname = k.n AND a.attnum > 0 AND NOT a.attisdropped)::text, \
+                jsonb_array_length(y.keys) \
+         FROM (SELECT {r}::oid AS rel, 0::bigint AS o \
+               UNION ALL SELECT a::oid, o FROM pg_catalog.pg_partition_ancestors({r}::oid::regclass) WITH ORDINALITY x(a, o) \
+               {shard}) c \
+         JOIN txclass.monitored m ON m.relid::oid = c.rel \
+         CROSS JOIN LATERAL (SELECT to_jsonb(m) AS j) x \
+         CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(x.j->'key_columns') = 'array' THEN x.j->'key_columns' \
+                                         WHEN x.j->>'key_column' IS NOT NULL THEN jsonb_build_array(x.j->>'key_column') END AS keys) y \
+         ORDER BY c.o LIMIT 1"
+    );
+    let Ok(sql) = CString::new(sql) else { return None };
+    let (rows, _) = crate::catalog::read_latest(&sql, 10);
+    let target = rows.into_iter().next().map(|row| {
+        let col = |i: usize| row.get(i).cloned().flatten();
+        let keys: Vec<(String, String)> = col(8)
+            .and_then(|j| serde_json::from_str::<Vec<(String, String)>>(&j).ok())
+            .unwrap_or_default();
+        let want: usize = col(9).and_then(|n| n.parse().ok()).unwrap_or(0);
+        Rc::new(Target {
+            root: col(0).and_then(|o| o.parse::<u32>().ok()).map(pg_sys::Oid::from).unwrap_or(relid),
+            owner,
+            descriptor: col(1).unwrap_or_default(),
+            label: col(2).unwrap_or_default(),
+            category: col(3).unwrap_or_default(),
+            confidence: col(4).unwrap_or_default(),
+            model: col(5).unwrap_or_default(),
+            level: col(6),
+            strict: col(7).as_deref() == Some("error"),
+            // every key column must still be there (else: row by row)
+            keys: if keys.len() == want { keys } else { Vec::new() },
+            batched: has_statement_trigger(rel),
+        })
+    });
+    if INVALIDATIONS.with(|n| n.get()) == seen {
+        TARGETS.with(|t| t.borrow_mut().insert(r, target.clone()));
+    }
+    target
+}
+
+/// Whether `rel` has txclass's statement trigger (`txclass_enrich_batch`).
+fn has_statement_trigger(rel: pg_sys::Relation) -> bool {
+    // SAFETY: the relcache entry's trigger descriptor, read while the relation is open.
+    unsafe {
+        let td = (*rel).trigdesc;
+        if td.is_null() {
+            return false;
+        }
+        // enabled for ordinary sessions ('O' origin, 'A' always; the replica case is
+        // replica_apply's)
+        (0..(*td).numtriggers as usize).any(|i| {
+            let t = (*td).triggers.add(i);
+            !(*t).tgname.is_null()
+                && CStr::from_ptr((*t).tgname).to_bytes() == b"txclass_enrich_batch"
+                && matches!((*t).tgenabled as u8, b'O' | b'A')
+        })
+    }
+}

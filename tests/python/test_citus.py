@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""txclass on a real Citus cluster (issue 28): a coordinator and two workers on loopback ports,
+each with shared_preload_libraries = 'citus,txclass', built from ../shared/citus by
+scripts/citus.sh (13.2.2 on PostgreSQL 15, 14.0.1 on 18).
+
+  1. install: CREATE EXTENSION txclass on the coordinator reaches every node (Citus propagates
+     it in a distributed transaction with two-phase commit, which txclass 0.4.0 refused);
+  2. one model for the whole cluster: register/activate/rollback on the coordinator are seen by
+     every node — in new connections and in connections that were open before — with the same
+     deployment ids; an activation rolled back on the coordinator reaches no node; a worker
+     stopped during an activation makes it fail, and nothing changes anywhere; a registry change
+     made on a worker directly is refused; rules added on the coordinator answer on every node;
+  3. enrichment on shards: a hash-distributed table and a reference table attached on the
+     coordinator enrich every row where it is stored (multi-row INSERT, COPY, single-row
+     INSERTs routed to one worker), with the answers a single node gives for the same Oxford
+     descriptors, stamped with the active model; after an activation, new rows carry the new
+     model on every shard; detach stops it on every shard.
+
+    test_citus.py <repo root>
+Prints 'citus: N passed, M failed'.
+"""
+import csv
+import glob
+import os
+import sys
+import time
+
+import psycopg
+
+import harness
+from harness import Checks
+
+ROOT = sys.argv[1] if len(sys.argv) > 1 else harness.ROOT
+check = Checks("citus")
+COORD, W1, W2 = ("citus_c", 54391), ("citus_w1", 54392), ("citus_w2", 54393)
+NODES = [COORD, W1, W2]
+CONF = "\n".join([
+    "max_worker_processes = 32",
+    "max_prepared_transactions = 100",   # Citus' two-phase commit on the workers
+    "citus.shard_count = 8",
+    "citus.log_remote_commands = off",
+    os.environ.get("TXCLASS_CITUS_DEBUG_CONF", ""),
+])
+ENV = {"TXCLASS_PRELOAD": "citus,txclass", "TXCLASS_CLUSTER_CONF": CONF}
+
+
+def oxford_descriptors(n):
+    """n distinct real merchant strings from the Oxford files."""
+    seen, out = set(), []
+    for path in sorted(glob.glob(os.path.join(ROOT, "..", "shared", "data", "oxford-pcard", "*.csv"))):
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            for row in csv.DictReader(fh):
+                d = (row.get("Merchant Name") or row.get("Merchant") or "").strip()
+                if d and d not in seen:
+                    seen.add(d)
+                    out.append(d)
+                    if len(out) == n:
+                        return out
+    return out
+
+
+def connect(node):
+    conn = psycopg.connect(harness.conninfo(f"-h /tmp/txclass.{node[0]} -p {node[1]} -U postgres"), autocommit=True)
+    conn.execute("SET citus.override_table_visibility = off")   # let the checks see the shards on workers
+    return conn
+
+
+def one(conn, sql, *args):
+    r = conn.execute(sql, args or None).fetchone()
+    return r[0] if r else None
+
+
+def serving(conn):
+    """The model this connection serves now (its name in the registry, or the bundled default's)."""
+    return one(conn, "SELECT model FROM txclass.model_info()")
+
+
+def active(conn):
+    return conn.execute("SELECT name, deployment FROM txclass.active_model").fetchone()
+
+
+def expect_error(fn, *words):
+    try:
+        fn()
+    except psycopg.Error as e:
+        msg = str(e)
+        return all(w in msg for w in words), msg.splitlines()[0][:200]
+    return False, "no error"
+
+
+def main():
+    try:
+        for n in NODES:
+            harness.cluster("start", *n, env=ENV)
+        c, w1, w2 = (connect(n) for n in NODES)
+        for conn in (c, w1, w2):
+            conn.execute("CREATE EXTENSION citus")
+            conn.execute("SET citus.override_table_visibility = off")
+        c.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", (COORD[1],))
+        for w in (W1, W2):
+            c.execute("SELECT citus_add_node('127.0.0.1', %s)", (w[1],))
+        workers = [w1, w2]
+
+        # ---- 1. install (the previous release, as a user upgrading has it) and upgrade ----------
+        try:
+            c.execute("CREATE EXTENSION txclass VERSION '0.4.0'")
+            installed, detail = True, ""
+        except psycopg.Error as e:
+            installed, detail = False, str(e).splitlines()[0]
+        versions = [one(x, "SELECT extversion FROM pg_extension WHERE extname = 'txclass'") for x in (c, w1, w2)]
+        check("CREATE EXTENSION txclass on the coordinator installs it on every node (two-phase commit)",
+              installed and versions == ["0.4.0"] * 3, detail or f"versions {versions}")
+        current = one(c, "SELECT default_version FROM pg_available_extensions WHERE name = 'txclass'")
+        try:
+            c.execute("ALTER EXTENSION txclass UPDATE")
+            detail = ""
+        except psycopg.Error as e:
+            detail = str(e).splitlines()[0]
+        versions = [one(x, "SELECT extversion FROM pg_extension WHERE extname = 'txclass'") for x in (c, w1, w2)]
+        check("ALTER EXTENSION txclass UPDATE on the coordinator updates every node",
+              versions == [current] * 3 and current != "0.4.0", detail or f"{versions} (current {current})")
+        roles = [one(x, "SELECT txclass._cluster_role()") for x in (c, w1, w2)]
+        check("each node knows its role", roles == ["coordinator", "worker", "worker"], str(roles))
+
+        # ---- 2. one model for the whole cluster --------------------------------------------
+        early = [connect(W1), connect(W2)]   # open before any activation: must follow it
+        for x in early:
+            serving(x)
+        c.execute("SELECT txclass.register_model('v2', 'txclass-merchants-v2')")
+        c.execute("SELECT txclass.register_model('v3', 'txclass-merchants-v3')")
+        registered = [sorted(r[0] for r in x.execute("SELECT name FROM txclass.models")) for x in (c, w1, w2)]
+        check("register_model on the coordinator registers on every node", all(r == ["v2", "v3"] for r in registered), str(registered))
+        c.execute("SELECT txclass.activate_model('v2')")
+        acts = [active(x) for x in (c, w1, w2)]
+        check("activate_model on the coordinator: every node has the same active deployment",
+              len(set(acts)) == 1 and acts[0][0] == "v2", str(acts))
+        fresh = [serving(connect(n)) for n in NODES]
+        check("new connections on every node serve the activated model", len(set(fresh)) == 1 and "v2" in (fresh[0] or ""), str(fresh))
+        olds = [serving(x) for x in early]
+        check("connections open before the activation serve it from their next statement (published after COMMIT PREPARED)",
+              all(o == fresh[0] for o in olds), str(olds))
+
+        # a rolled-back activation reaches no node
+        with connect(COORD) as t:
+            t.execute("BEGIN")
+            t.execute("SELECT txclass.activate_model('v3')")
+            t.execute("ROLLBACK")
+        acts = [active(x) for x in (c, w1, w2)]
+        now = [serving(x) for x in early] + [serving(c)]
+        check("an activation rolled back on the coordinator is served on no node",
+              all(a[0] == "v2" for a in acts) and all("v2" in (s or "") for s in now), f"{acts} {now}")
+
+        # an activation while a worker is down fails, and changes nothing anywhere
+        harness.cluster("halt", *W2)
+        ok, msg = expect_error(lambda: c.execute("SELECT txclass.activate_model('v3')"), "127.0.0.1")
+        check("activate_model with a worker down fails with Citus' connection error", ok, msg)
+        harness.cluster("start", *W2, env=ENV)
+        w2 = connect(W2)
+        workers = [w1, w2]
+        early[1] = connect(W2)
+        serving(early[1])
+        acts = [active(x) for x in (c, w1, w2)]
+        check("... and nothing changed on any node", all(a[0] == "v2" for a in acts), str(acts))
+        prepared = [one(x, "SELECT count(*) FROM pg_prepared_xacts") for x in (c, w1, w2)]
+        check("... and no prepared transaction is left in doubt", all(p == 0 for p in prepared), str(prepared))
+
+        # a registry change on a worker directly would split the cluster: refused
+        ok, msg = expect_error(lambda: w1.execute("SELECT txclass.activate_model('v3')"), "Citus worker", "coordinator")
+        check("activate_model on a worker is refused (run it on the coordinator)", ok, msg)
+
+        # switch and roll back: every node, every time
+        c.execute("SELECT txclass.activate_model('v3')")
+        a3 = [active(x) for x in (c, w1, w2)]
+        s3 = [serving(x) for x in early]
+        c.execute("SELECT txclass.rollback_model('test')")
+        a2 = [active(x) for x in (c, w1, w2)]
+        s2 = [serving(x) for x in early]
+        check("activate then rollback_model: every node follows both, same deployments",
+              len(set(a3)) == 1 and a3[0][0] == "v3" and len(set(a2)) == 1 and a2[0][0] == "v2"
+              and all("v3" in s for s in s3) and all("v2" in s for s in s2), f"{a3} {a2} {s3} {s2}")
+
+        # rules: added on the coordinator, answered on every node
+        c.execute("INSERT INTO txclass.rules (pattern, label, category) VALUES ('^citus test shop', 'Citus Test Shop', 'Testing')")
+        got = [one(x, "SELECT txclass.classify_transaction('CITUS TEST SHOP 42 OXFORD')") for x in (c, w1, w2)]
+        check("a rule added on the coordinator answers on every node", got == ["Citus Test Shop"] * 3, str(got))
+        c.execute("DELETE FROM txclass.rules WHERE label = 'Citus Test Shop'")
+        got = [one(x, "SELECT txclass.classify_transaction('CITUS TEST SHOP 42 OXFORD')") for x in (c, w1, w2)]
+        check("... and its deletion too", all(g != "Citus Test Shop" for g in got), str(got))
+
+        # ---- 3. enrichment on shards ------------------------------------------------------
+        descs = oxford_descriptors(600)
+        c.execute("CREATE TABLE tx (id bigint PRIMARY KEY, account text, descriptor text)")
+        c.execute("SELECT create_distributed_table('tx', 'id')")
+        c.execute("SELECT txclass.attach('tx', 'descriptor')")
+        shards = [one(x, "SELECT count(*) FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid "
+                         "WHERE t.tgname ~ '^txclass_enrich_[0-9]+$' AND r.relname ~ '^tx_[0-9]+$'") for x in (w1, w2)]
+        check("attach on a distributed table puts the trigger on every shard", sum(shards) == 8 and all(s > 0 for s in shards), str(shards))
+        # a multi-row INSERT, then COPY, then single-row INSERTs (each routed to one worker)
+        third = len(descs) // 3
+        with c.cursor() as cur:
+            cur.executemany("INSERT INTO tx (id, account, descriptor) VALUES (%s, %s, %s)",
+                            [(i, f"acct{i % 37}", d) for i, d in enumerate(descs[:third])])
+            with cur.copy("COPY tx (id, account, descriptor) FROM STDIN") as cp:
+                for i, d in enumerate(descs[third:2 * third], start=third):
+                    cp.write_row((i, f"acct{i % 37}", d))
+            values = ", ".join(f"({i}, 'acct{i % 37}', %s)" for i in range(2 * third, len(descs)))
+            cur.execute(f"INSERT INTO tx (id, account, descriptor) VALUES {values}", descs[2 * third:])
+        rows = c.execute("SELECT id, descriptor, txclass_label, txclass_category, txclass_model, txclass_level FROM tx ORDER BY id").fetchall()
+        unenriched = [r for r in rows if r[4] is None]
+        check("every row inserted into the distributed table is enriched on its shard", len(rows) == len(descs) and not unenriched,
+              f"{len(rows)} rows, {len(unenriched)} without a model stamp")
+        single = {d: (l, cat) for d, l, cat in c.execute(
+            "SELECT d, x.label, x.category FROM unnest(%s::text[]) d, LATERAL txclass.classify_transaction_detail(d) x", (descs,)).fetchall()}
+        differ = [r for r in rows if (r[2], r[3]) != single.get(r[1])]
+        check("the shards' answers equal the coordinator's classify_transaction_detail (one node) on the same descriptors",
+              not differ, f"{len(differ)} differ, e.g. {differ[:2]}")
+        stamps = {r[4] for r in rows}
+        check("every row is stamped with the active model", len(stamps) == 1 and "v2" in next(iter(stamps)), str(stamps))
+
+        c.execute("SELECT txclass.activate_model('v3')")
+        c.execute("INSERT INTO tx (id, account, descriptor) SELECT 100000 + g, 'acctx', %s::text FROM generate_series(1, 40) g", (descs[0],))
+        port = dict(c.execute("SELECT shardid, nodeport FROM citus_shards WHERE table_name = 'tx'::regclass").fetchall())
+        placed = {}
+        for model, shard in c.execute("SELECT txclass_model, get_shard_id_for_distribution_column('tx', id) FROM tx WHERE id > 100000").fetchall():
+            placed[(model, port.get(shard))] = placed.get((model, port.get(shard)), 0) + 1
+        stamps = {m for m, _ in placed}
+        check("after an activation on the coordinator, new rows on every shard carry the new model",
+              len(stamps) == 1 and "v3" in next(iter(stamps)) and len({p for _, p in placed}) == 2, str(placed))
+
+        # a reference table: a copy on every node, each copy enriched where it is written
+        c.execute("CREATE TABLE merchants_seen (descriptor text PRIMARY KEY)")
+        c.execute("SELECT create_reference_table('merchants_seen')")
+        c.execute("SELECT txclass.attach('merchants_seen', 'descriptor')")
+        c.execute("INSERT INTO merchants_seen SELECT unnest(%s::text[])", (descs[:50],))
+        per_node = [one(c, "SELECT count(*) FILTER (WHERE txclass_model IS NOT NULL) || '/' || count(*) FROM merchants_seen")]
+        copies = []
+        for x in (w1, w2):
+            shard = one(x, "SELECT r.relname FROM pg_class r WHERE r.relname ~ '^merchants_seen_[0-9]+$' LIMIT 1")
+            copies.append(one(x, f"SELECT count(*) FILTER (WHERE txclass_model IS NOT NULL) || '/' || count(*) FROM {shard}") if shard else None)
+        check("a reference table is enriched on every node's copy", per_node == ["50/50"] and copies == ["50/50", "50/50"], f"{per_node} {copies}")
+
+        # detach: no shard enriches any more, no write is refused
+        c.execute("SELECT txclass.detach('tx')")
+        c.execute("INSERT INTO tx (id, account, descriptor) VALUES (200000, 'acct', %s)", (descs[1],))
+        after = one(c, "SELECT txclass_model FROM tx WHERE id = 200000")
+        left = [one(x, "SELECT count(*) FROM txclass.monitored WHERE relid = 'tx'::regclass") for x in (w1, w2)]
+        check("detach on the coordinator: the row is written, unenriched; no worker keeps the attachment", after is None and left == [0, 0], f"{after} {left}")
+    except Exception as e:  # a failure outside a check is a failed check, not a crash
+        check("the tier ran to its end", False, repr(e)[:400])
+    finally:
+        if False in check.results:
+            for n in NODES:   # what the servers said, for the failure above
+                lines = [l for l in harness.server_log(n[0]).splitlines()
+                         if any(w in l for w in ("PANIC", "TRAP", "terminated by signal", "FATAL", "ERROR"))]
+                print(f"--- {n[0]} server log (errors, last 15):\n" + "\n".join(lines[-15:]))
+        for n in NODES:
+            if os.environ.get("TXCLASS_KEEP_CLUSTERS"):
+                break   # left running for a look by hand
+            try:
+                harness.cluster("stop", *n)
+            except Exception:
+                pass
+    check.finish()
+
+
+if __name__ == "__main__":
+    main()
