@@ -48,7 +48,7 @@ CONF
     primary="${4:?primary cluster name}"; psock="/tmp/txclass.$primary"
     rm -rf "$data"; mkdir -p "$sock"; [ "$(id -u)" = 0 ] && chown "$PGUSER_OS" "$sock"
     pport="$(awk -F'= *' '/^port *=/{print $2}' "$base/$primary/postgresql.conf" | tail -1)"
-    as_pg "$PG_BIN/pg_basebackup" -h "$psock" -p "$pport" -U postgres -D "$data" -R -X stream >/dev/null
+    as_pg "$PG_BIN/pg_basebackup" -h "$psock" -p "$pport" -U postgres -D "$data" -R -X stream -c fast >/dev/null
     cat >>"$data/postgresql.conf" <<CONF
 port = $port
 unix_socket_directories = '$sock'

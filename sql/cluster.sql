@@ -203,3 +203,153 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- ---- work on the shards, where they are stored ------------------------------------------------
+
+-- The Citus table a relation is a shard of (NULL: none, or no Citus): the name ends in
+-- _<shard id>, listed in pg_dist_shard in the same schema (as src/cluster.rs resolves triggers).
+CREATE FUNCTION _cluster_shard_of(rel regclass) RETURNS regclass LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r regclass;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN NULL;
+    END IF;
+    SELECT s.logicalrelid INTO r
+    FROM pg_class sc
+    JOIN pg_dist_shard s ON s.shardid = substring(sc.relname FROM '_([0-9]{1,18})$')::bigint
+    JOIN pg_class lc ON lc.oid = s.logicalrelid AND lc.relnamespace = sc.relnamespace
+    WHERE sc.oid = rel;
+    RETURN r;
+END
+$$;
+
+-- The Citus table a shard's name (as another node lists it) belongs to: NULL if none.
+CREATE FUNCTION _cluster_shard_of_name(shard text) RETURNS regclass LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF shard IS NULL OR NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT s.logicalrelid FROM pg_dist_shard s WHERE s.shardid = substring(shard FROM '_([0-9]{1,18})"?$')::bigint);
+END
+$$;
+
+-- Whether txclass.backfill runs a table on the workers: a hash-distributed table (a reference
+-- table is small and copied to every node: the coordinator backfills it through Citus).
+CREATE FUNCTION _cluster_sharded(tbl regclass) RETURNS boolean LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF txclass._cluster_role() <> 'coordinator' THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = tbl AND partmethod = 'h');
+END
+$$;
+
+-- On a worker (sent by _cluster_backfill): backfills the given shards of this node one after
+-- another, each with its own progress row and resume point. The coordinator's connection may
+-- go away (a cancel there): the check below then ends this run at its next batch, and the
+-- committed batches stay done.
+CREATE PROCEDURE _backfill_shards(shards text[], batch_size integer, reclassify boolean)
+LANGUAGE plpgsql AS $$
+DECLARE s text;
+BEGIN
+    PERFORM set_config('client_connection_check_interval', '1000', false);
+    -- txclass writes the outputs into the shards themselves (Citus asks for this setting to let
+    -- a session other than its own change a shard)
+    PERFORM set_config('citus.enable_manual_changes_to_shards', 'on', false);
+    FOREACH s IN ARRAY shards LOOP
+        CALL txclass.backfill(s::regclass, batch_size, reclassify);
+    END LOOP;
+END
+$$;
+
+-- On the coordinator (from txclass.backfill): every worker backfills its own shards of `tbl`
+-- (its partitions' shards too), all workers at once; the coordinator only waits. A worker that
+-- fails is named; a second call resumes every shard after its last committed batch.
+CREATE PROCEDURE _cluster_backfill(tbl regclass, batch_size integer, reclassify boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    nodes text[];
+    ports integer[];
+    commands text[];
+    r record;
+    failures text;
+BEGIN
+    SELECT array_agg(x.nodename ORDER BY x.nodename, x.nodeport), array_agg(x.nodeport ORDER BY x.nodename, x.nodeport),
+           array_agg(format('CALL txclass._backfill_shards(%L, %s, %L)', x.shards, batch_size, reclassify) ORDER BY x.nodename, x.nodeport)
+    INTO nodes, ports, commands
+    FROM (SELECT s.nodename, s.nodeport, array_agg(s.shard_name::text ORDER BY s.shardid) AS shards
+          FROM citus_shards s
+          -- the leaves: a partitioned table's shards are partitioned by its partitions' shards
+          WHERE s.table_name IN (SELECT tbl UNION SELECT t.relid FROM pg_partition_tree(tbl) t WHERE t.isleaf)
+            AND (SELECT relkind FROM pg_class WHERE oid = s.table_name) <> 'p'
+          GROUP BY s.nodename, s.nodeport) x;
+    IF nodes IS NULL THEN
+        RAISE NOTICE '% has no shards on any worker', tbl;
+        RETURN;
+    END IF;
+    RAISE NOTICE 'backfilling % on % workers (txclass.cluster_backfill_progress shows each shard)', tbl, cardinality(nodes);
+    FOR r IN SELECT * FROM master_run_on_worker(nodes, ports, commands, true) LOOP
+        IF NOT r.success THEN
+            failures := concat_ws('; ', failures, format('%s:%s: %s', r.node_name, r.node_port, r.result));
+        END IF;
+    END LOOP;
+    IF failures IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'external_routine_exception',
+            MESSAGE = format('txclass: the backfill of %s failed on %s', tbl, failures),
+            HINT = format('CALL txclass.backfill(%L) again: every shard resumes after its last committed batch', tbl::text);
+    END IF;
+END
+$$;
+
+-- ---- the cluster's state, gathered from every node --------------------------------------------
+
+-- Runs `query` on every node (Citus' run_command_on_all_nodes; without Citus, here) and
+-- returns its rows as JSON, per node. A node that cannot be reached is a row with its error.
+CREATE FUNCTION _cluster_gather(query text)
+RETURNS TABLE (nodename text, nodeport integer, rows jsonb, error text) LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE wrapped text := format('SELECT coalesce(jsonb_agg(to_jsonb(x)), ''[]'') FROM (%s) x', query);
+BEGIN
+    IF txclass._cluster_role() = 'single' THEN
+        nodename := 'localhost';
+        nodeport := current_setting('port')::integer;
+        EXECUTE wrapped INTO rows;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE
+        'SELECT coalesce(n.nodename, ''localhost''), coalesce(n.nodeport, current_setting(''port'')::integer),
+                CASE WHEN r.success THEN r.result::jsonb END, CASE WHEN NOT r.success THEN r.result END
+         FROM run_command_on_all_nodes($1) r LEFT JOIN pg_dist_node n ON n.nodeid = r.nodeid
+         ORDER BY 1, 2' USING wrapped;
+END
+$$;
+
+CREATE VIEW cluster_model_info AS
+SELECT g.nodename, g.nodeport, g.error, i.model, i.source, i.inference, i.execution_provider, i.labels, i.checksum, i.load_ms
+FROM txclass._cluster_gather('SELECT model, source, inference, execution_provider, labels, checksum, load_ms FROM txclass.model_info()') g
+LEFT JOIN LATERAL jsonb_to_recordset(g.rows) AS i(model text, source text, inference text, execution_provider text,
+                                                   labels integer, checksum text, load_ms float8) ON true;
+COMMENT ON VIEW cluster_model_info IS 'txclass.model_info() of every node of the Citus cluster (one node: this one): which model each node serves';
+
+CREATE VIEW cluster_cache_stats AS
+SELECT g.nodename, g.nodeport, g.error, s.*
+FROM txclass._cluster_gather('SELECT * FROM txclass.cache_stats') g
+LEFT JOIN LATERAL jsonb_populate_recordset(NULL::txclass.cache_stats, g.rows) s ON true;
+COMMENT ON VIEW cluster_cache_stats IS 'txclass.cache_stats of every node of the Citus cluster: each node caches the answers of its own shards';
+
+CREATE VIEW cluster_worker_stats AS
+SELECT g.nodename, g.nodeport, g.error, s.*
+FROM txclass._cluster_gather('SELECT * FROM txclass.worker_stats') g
+LEFT JOIN LATERAL jsonb_populate_recordset(NULL::txclass.worker_stats, g.rows) s ON true;
+COMMENT ON VIEW cluster_worker_stats IS 'txclass.worker_stats (shared inference workers) of every node of the Citus cluster';
+
+CREATE VIEW cluster_backfill_progress AS
+SELECT g.nodename, g.nodeport, g.error, txclass._cluster_shard_of_name(p.relid) AS tbl, p.*
+FROM txclass._cluster_gather('SELECT relid::text AS relid, status, started_at, updated_at, rows_done, rows_total, batches, rows_per_s, eta, model, pid FROM txclass.backfill_progress') g
+LEFT JOIN LATERAL jsonb_to_recordset(g.rows) AS p(relid text, status text, started_at timestamptz, updated_at timestamptz, rows_done bigint,
+                                                  rows_total bigint, batches bigint, rows_per_s float8, eta interval, model text, pid integer) ON true;
+COMMENT ON VIEW cluster_backfill_progress IS 'txclass.backfill progress on every node: on the workers, one row per shard (tbl: its distributed table)';

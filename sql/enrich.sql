@@ -148,6 +148,18 @@ DECLARE m txclass.monitored;
 BEGIN
     SELECT * INTO m FROM txclass.monitored WHERE relid = tbl;
     IF NOT FOUND THEN
+        -- on a Citus worker, a shard (or a partition's shard) of an attached distributed table:
+        -- its table's record, for the shard
+        SELECT mo.* INTO m
+        FROM (SELECT txclass._cluster_shard_of(tbl) AS s) x
+        JOIN txclass.monitored mo ON mo.relid::oid IN (SELECT x.s::oid UNION SELECT a::oid FROM pg_catalog.pg_partition_ancestors(x.s) a)
+        WHERE x.s IS NOT NULL;
+        IF FOUND THEN
+            m.relid := tbl;
+            RETURN m;
+        END IF;
+    END IF;
+    IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('%s is not monitored', tbl),
             HINT = format('attach it first: SELECT txclass.attach(%L, descriptor_column, time_column => ...)', tbl::text);
@@ -479,6 +491,11 @@ BEGIN
     keys := m.key_columns;
     IF batch_size < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = format('batch_size must be at least 1, got %s', batch_size);
+    END IF;
+    -- a hash-distributed Citus table: each worker backfills its own shards (sql/cluster.sql)
+    IF txclass._cluster_sharded(tbl) THEN
+        CALL txclass._cluster_backfill(tbl, batch_size, reclassify);
+        RETURN;
     END IF;
     SELECT i.model INTO model FROM txclass.model_info() i;
     -- rows still without outputs; with reclassify, also every row another model answered (its

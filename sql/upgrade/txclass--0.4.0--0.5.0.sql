@@ -241,7 +241,182 @@ BEGIN
 END
 $$;
 
--- ---- sql/enrich.sql: attach, detach and _follow on Citus tables -----------------------------
+-- ---- work on the shards, where they are stored ------------------------------------------------
+
+-- The Citus table a relation is a shard of (NULL: none, or no Citus): the name ends in
+-- _<shard id>, listed in pg_dist_shard in the same schema (as src/cluster.rs resolves triggers).
+CREATE FUNCTION _cluster_shard_of(rel regclass) RETURNS regclass LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r regclass;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN NULL;
+    END IF;
+    SELECT s.logicalrelid INTO r
+    FROM pg_class sc
+    JOIN pg_dist_shard s ON s.shardid = substring(sc.relname FROM '_([0-9]{1,18})$')::bigint
+    JOIN pg_class lc ON lc.oid = s.logicalrelid AND lc.relnamespace = sc.relnamespace
+    WHERE sc.oid = rel;
+    RETURN r;
+END
+$$;
+
+-- The Citus table a shard's name (as another node lists it) belongs to: NULL if none.
+CREATE FUNCTION _cluster_shard_of_name(shard text) RETURNS regclass LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF shard IS NULL OR NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT s.logicalrelid FROM pg_dist_shard s WHERE s.shardid = substring(shard FROM '_([0-9]{1,18})"?$')::bigint);
+END
+$$;
+
+-- Whether txclass.backfill runs a table on the workers: a hash-distributed table (a reference
+-- table is small and copied to every node: the coordinator backfills it through Citus).
+CREATE FUNCTION _cluster_sharded(tbl regclass) RETURNS boolean LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF txclass._cluster_role() <> 'coordinator' THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = tbl AND partmethod = 'h');
+END
+$$;
+
+-- On a worker (sent by _cluster_backfill): backfills the given shards of this node one after
+-- another, each with its own progress row and resume point. The coordinator's connection may
+-- go away (a cancel there): the check below then ends this run at its next batch, and the
+-- committed batches stay done.
+CREATE PROCEDURE _backfill_shards(shards text[], batch_size integer, reclassify boolean)
+LANGUAGE plpgsql AS $$
+DECLARE s text;
+BEGIN
+    PERFORM set_config('client_connection_check_interval', '1000', false);
+    -- txclass writes the outputs into the shards themselves (Citus asks for this setting to let
+    -- a session other than its own change a shard)
+    PERFORM set_config('citus.enable_manual_changes_to_shards', 'on', false);
+    FOREACH s IN ARRAY shards LOOP
+        CALL txclass.backfill(s::regclass, batch_size, reclassify);
+    END LOOP;
+END
+$$;
+
+-- On the coordinator (from txclass.backfill): every worker backfills its own shards of `tbl`
+-- (its partitions' shards too), all workers at once; the coordinator only waits. A worker that
+-- fails is named; a second call resumes every shard after its last committed batch.
+CREATE PROCEDURE _cluster_backfill(tbl regclass, batch_size integer, reclassify boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    nodes text[];
+    ports integer[];
+    commands text[];
+    r record;
+    failures text;
+BEGIN
+    SELECT array_agg(x.nodename ORDER BY x.nodename, x.nodeport), array_agg(x.nodeport ORDER BY x.nodename, x.nodeport),
+           array_agg(format('CALL txclass._backfill_shards(%L, %s, %L)', x.shards, batch_size, reclassify) ORDER BY x.nodename, x.nodeport)
+    INTO nodes, ports, commands
+    FROM (SELECT s.nodename, s.nodeport, array_agg(s.shard_name::text ORDER BY s.shardid) AS shards
+          FROM citus_shards s
+          -- the leaves: a partitioned table's shards are partitioned by its partitions' shards
+          WHERE s.table_name IN (SELECT tbl UNION SELECT t.relid FROM pg_partition_tree(tbl) t WHERE t.isleaf)
+            AND (SELECT relkind FROM pg_class WHERE oid = s.table_name) <> 'p'
+          GROUP BY s.nodename, s.nodeport) x;
+    IF nodes IS NULL THEN
+        RAISE NOTICE '% has no shards on any worker', tbl;
+        RETURN;
+    END IF;
+    RAISE NOTICE 'backfilling % on % workers (txclass.cluster_backfill_progress shows each shard)', tbl, cardinality(nodes);
+    FOR r IN SELECT * FROM master_run_on_worker(nodes, ports, commands, true) LOOP
+        IF NOT r.success THEN
+            failures := concat_ws('; ', failures, format('%s:%s: %s', r.node_name, r.node_port, r.result));
+        END IF;
+    END LOOP;
+    IF failures IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'external_routine_exception',
+            MESSAGE = format('txclass: the backfill of %s failed on %s', tbl, failures),
+            HINT = format('CALL txclass.backfill(%L) again: every shard resumes after its last committed batch', tbl::text);
+    END IF;
+END
+$$;
+
+-- ---- the cluster's state, gathered from every node --------------------------------------------
+
+-- Runs `query` on every node (Citus' run_command_on_all_nodes; without Citus, here) and
+-- returns its rows as JSON, per node. A node that cannot be reached is a row with its error.
+CREATE FUNCTION _cluster_gather(query text)
+RETURNS TABLE (nodename text, nodeport integer, rows jsonb, error text) LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE wrapped text := format('SELECT coalesce(jsonb_agg(to_jsonb(x)), ''[]'') FROM (%s) x', query);
+BEGIN
+    IF txclass._cluster_role() = 'single' THEN
+        nodename := 'localhost';
+        nodeport := current_setting('port')::integer;
+        EXECUTE wrapped INTO rows;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE
+        'SELECT coalesce(n.nodename, ''localhost''), coalesce(n.nodeport, current_setting(''port'')::integer),
+                CASE WHEN r.success THEN r.result::jsonb END, CASE WHEN NOT r.success THEN r.result END
+         FROM run_command_on_all_nodes($1) r LEFT JOIN pg_dist_node n ON n.nodeid = r.nodeid
+         ORDER BY 1, 2' USING wrapped;
+END
+$$;
+
+CREATE VIEW cluster_model_info AS
+SELECT g.nodename, g.nodeport, g.error, i.model, i.source, i.inference, i.execution_provider, i.labels, i.checksum, i.load_ms
+FROM txclass._cluster_gather('SELECT model, source, inference, execution_provider, labels, checksum, load_ms FROM txclass.model_info()') g
+LEFT JOIN LATERAL jsonb_to_recordset(g.rows) AS i(model text, source text, inference text, execution_provider text,
+                                                   labels integer, checksum text, load_ms float8) ON true;
+COMMENT ON VIEW cluster_model_info IS 'txclass.model_info() of every node of the Citus cluster (one node: this one): which model each node serves';
+
+CREATE VIEW cluster_cache_stats AS
+SELECT g.nodename, g.nodeport, g.error, s.*
+FROM txclass._cluster_gather('SELECT * FROM txclass.cache_stats') g
+LEFT JOIN LATERAL jsonb_populate_recordset(NULL::txclass.cache_stats, g.rows) s ON true;
+COMMENT ON VIEW cluster_cache_stats IS 'txclass.cache_stats of every node of the Citus cluster: each node caches the answers of its own shards';
+
+CREATE VIEW cluster_worker_stats AS
+SELECT g.nodename, g.nodeport, g.error, s.*
+FROM txclass._cluster_gather('SELECT * FROM txclass.worker_stats') g
+LEFT JOIN LATERAL jsonb_populate_recordset(NULL::txclass.worker_stats, g.rows) s ON true;
+COMMENT ON VIEW cluster_worker_stats IS 'txclass.worker_stats (shared inference workers) of every node of the Citus cluster';
+
+CREATE VIEW cluster_backfill_progress AS
+SELECT g.nodename, g.nodeport, g.error, txclass._cluster_shard_of_name(p.relid) AS tbl, p.*
+FROM txclass._cluster_gather('SELECT relid::text AS relid, status, started_at, updated_at, rows_done, rows_total, batches, rows_per_s, eta, model, pid FROM txclass.backfill_progress') g
+LEFT JOIN LATERAL jsonb_to_recordset(g.rows) AS p(relid text, status text, started_at timestamptz, updated_at timestamptz, rows_done bigint,
+                                                  rows_total bigint, batches bigint, rows_per_s float8, eta interval, model text, pid integer) ON true;
+COMMENT ON VIEW cluster_backfill_progress IS 'txclass.backfill progress on every node: on the workers, one row per shard (tbl: its distributed table)';
+
+-- ---- sql/enrich.sql: attach, detach, _follow, _monitored and backfill on Citus tables ------------
+
+CREATE OR REPLACE FUNCTION _monitored(tbl regclass) RETURNS monitored LANGUAGE plpgsql STABLE AS $$
+DECLARE m txclass.monitored;
+BEGIN
+    SELECT * INTO m FROM txclass.monitored WHERE relid = tbl;
+    IF NOT FOUND THEN
+        -- on a Citus worker, a shard (or a partition's shard) of an attached distributed table:
+        -- its table's record, for the shard
+        SELECT mo.* INTO m
+        FROM (SELECT txclass._cluster_shard_of(tbl) AS s) x
+        JOIN txclass.monitored mo ON mo.relid::oid IN (SELECT x.s::oid UNION SELECT a::oid FROM pg_catalog.pg_partition_ancestors(x.s) a)
+        WHERE x.s IS NOT NULL;
+        IF FOUND THEN
+            m.relid := tbl;
+            RETURN m;
+        END IF;
+    END IF;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('%s is not monitored', tbl),
+            HINT = format('attach it first: SELECT txclass.attach(%L, descriptor_column, time_column => ...)', tbl::text);
+    END IF;
+    RETURN m;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION attach(tbl regclass, descriptor_column name,
                        label_column name DEFAULT 'txclass_label',
@@ -426,5 +601,183 @@ BEGIN
     END IF;
     PERFORM txclass._sync_statement_triggers(tbl);
     PERFORM txclass._attached_changed(tbl);
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE backfill(tbl regclass, batch_size integer DEFAULT 10000, reclassify boolean DEFAULT false)
+LANGUAGE plpgsql AS $$
+DECLARE
+    m txclass.monitored;
+    p txclass.backfill_progress;
+    keys name[];
+    model text;
+    pending text;
+    outputs text;
+    units regclass[];
+    u regclass;
+    -- where a run stands (backfill_progress.last_key): the partitions done, the one being read
+    -- and the position in it (a key as txclass._key_text writes it, or the next block), as JSON;
+    -- a plain table with a single-column key keeps 0.3.0's form, the last key's text
+    plain_form boolean;
+    resuming boolean := false;
+    finished oid[] := '{}';
+    at_unit oid;
+    after text;
+    next_after text;
+    state text;
+    n bigint;
+    cnt bigint;
+    blocks bigint;
+    step bigint;
+    t0 timestamptz;
+    t_batch timestamptz;
+    done bigint := 0;
+    total bigint := 0;
+    rate float8;
+BEGIN
+    m := txclass._monitored(tbl);
+    keys := m.key_columns;
+    IF batch_size < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = format('batch_size must be at least 1, got %s', batch_size);
+    END IF;
+    -- a hash-distributed Citus table: each worker backfills its own shards (sql/cluster.sql)
+    IF txclass._cluster_sharded(tbl) THEN
+        CALL txclass._cluster_backfill(tbl, batch_size, reclassify);
+        RETURN;
+    END IF;
+    SELECT i.model INTO model FROM txclass.model_info() i;
+    -- rows still without outputs; with reclassify, also every row another model answered (its
+    -- outputs are rewritten, to NULL where the descriptor gives nothing to classify)
+    -- (by the model column: an abstention has no label but is answered, with its model)
+    pending := format('%I IS NOT NULL AND %I IS NULL', m.descriptor_column, m.model_column);
+    IF reclassify THEN
+        pending := format('(%s OR %I IS DISTINCT FROM %L)', pending, m.model_column, model);
+    END IF;
+    outputs := format('%I = res.label, %I = res.category, %I = res.confidence, %I = res.model%s',
+                      m.label_column, m.category_column, m.confidence_column, m.model_column,
+                      CASE WHEN m.level_column IS NOT NULL THEN format(', %I = res.level', m.level_column) ELSE '' END);
+    IF (SELECT relkind FROM pg_catalog.pg_class WHERE oid = tbl) = 'p' THEN
+        units := ARRAY(SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t WHERE t.isleaf ORDER BY t.relid::oid);
+    ELSE
+        units := ARRAY[tbl];
+    END IF;
+    plain_form := coalesce(units = ARRAY[tbl] AND cardinality(keys) = 1, false);
+    -- a table loaded moments ago has no statistics yet, and the batch plan needs them (without,
+    -- each batch may join the whole table instead of looking the keys up)
+    FOREACH u IN ARRAY units LOOP
+        IF (SELECT s.last_analyze IS NULL AND s.last_autoanalyze IS NULL FROM pg_catalog.pg_stat_user_tables s WHERE s.relid = u) THEN
+            EXECUTE format('ANALYZE %s', u);
+        END IF;
+    END LOOP;
+    SELECT * INTO p FROM txclass.backfill_progress WHERE relid = tbl;
+    IF FOUND AND p.status <> 'done' AND p.last_key IS NOT NULL THEN
+        IF plain_form THEN
+            at_unit := tbl;
+            after := p.last_key;
+        ELSIF p.last_key LIKE '{%' THEN
+            finished := ARRAY(SELECT e::oid FROM jsonb_array_elements_text(p.last_key::jsonb->'done') e);
+            at_unit := (p.last_key::jsonb->>'unit')::oid;
+            after := p.last_key::jsonb->>'after';
+        END IF;
+        resuming := at_unit IS NOT NULL OR cardinality(finished) > 0;
+        IF resuming THEN
+            done := p.rows_done;
+            RAISE NOTICE 'resuming the backfill of % at %, after % (% rows done before)',
+                tbl, coalesce(at_unit::regclass::text, 'the next partition'), coalesce(after, 'its start'), done;
+        END IF;
+    END IF;
+    -- the rows to do: a count, for the progress and its ETA
+    FOREACH u IN ARRAY units LOOP
+        CONTINUE WHEN u::oid = ANY (finished);
+        EXECUTE format('SELECT count(*) FROM %s WHERE %s%s', u, pending,
+                       CASE WHEN u::oid IS DISTINCT FROM at_unit OR after IS NULL THEN ''
+                            WHEN keys IS NULL THEN ' AND ctid >= (''('' || $1 || '',0)'')::tid'
+                            ELSE format(' AND (%s) > %s', txclass._key_list(keys), txclass._key_position(u, keys, '$1')) END)
+        INTO cnt USING after;
+        total := total + cnt;
+    END LOOP;
+    total := total + done;
+    t0 := clock_timestamp();
+    INSERT INTO txclass.backfill_progress (relid, status, started_at, updated_at, rows_done, rows_total, last_key, model, pid)
+    VALUES (tbl, 'running', t0, t0, done, total, CASE WHEN resuming THEN p.last_key END, model, pg_backend_pid())
+    ON CONFLICT (relid) DO UPDATE SET status = 'running', started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at,
+        rows_done = EXCLUDED.rows_done, rows_total = EXCLUDED.rows_total, batches = 0, rows_per_s = NULL, eta = NULL,
+        last_key = CASE WHEN resuming THEN EXCLUDED.last_key END, model = EXCLUDED.model, pid = EXCLUDED.pid;
+    COMMIT;
+    FOREACH u IN ARRAY units LOOP
+        CONTINUE WHEN u::oid = ANY (finished);
+        IF u::oid IS DISTINCT FROM at_unit THEN
+            after := NULL;
+        END IF;
+        IF keys IS NULL THEN
+            -- ctid ranges of about batch_size rows, up to the table's end as it is now (rows a
+            -- batch rewrites move behind it and are not read twice)
+            blocks := pg_catalog.pg_relation_size(u) / current_setting('block_size')::int;
+            step := greatest(1, (SELECT batch_size / greatest(CASE WHEN c.relpages > 0 THEN c.reltuples / c.relpages END, 1)
+                                 FROM pg_catalog.pg_class c WHERE c.oid = u))::bigint;
+            after := coalesce(after, '0');
+        END IF;
+        LOOP
+            t_batch := clock_timestamp();
+            IF keys IS NOT NULL THEN
+                EXECUTE format($q$
+                    WITH batch AS MATERIALIZED (
+                        SELECT row_number() OVER (ORDER BY %1$s) AS txclass_i, %1$s, %2$I AS txclass_d FROM %3$s
+                        WHERE %4$s AND ($1 IS NULL OR (%1$s) > %5$s)
+                        ORDER BY %1$s LIMIT $2),
+                    -- materialized: rows of (position, outputs) only
+                    res AS MATERIALIZED (SELECT b.ordinality AS txclass_i, b.label, b.category, b.confidence, b.model, b.level
+                            FROM txclass.classify_batch(ARRAY(SELECT txclass_d FROM batch ORDER BY txclass_i)) b),
+                    upd AS (UPDATE %3$s AS t SET %6$s FROM batch JOIN res USING (txclass_i) WHERE %7$s RETURNING 1)
+                    SELECT (SELECT count(*) FROM batch), (SELECT %8$s FROM batch ORDER BY txclass_i DESC LIMIT 1),
+                           (SELECT count(*) FROM upd)
+                    $q$, txclass._key_list(keys), m.descriptor_column, u, pending, txclass._key_position(u, keys, '$1'), outputs,
+                    (SELECT string_agg(format('t.%1$I = batch.%1$I', k), ' AND ') FROM unnest(keys) k),
+                    txclass._key_text(keys, 'batch'))
+                INTO n, next_after USING after, batch_size;
+                EXIT WHEN n = 0;
+            ELSE
+                EXIT WHEN after::bigint >= blocks;
+                EXECUTE format($q$
+                    WITH batch AS MATERIALIZED (
+                        SELECT row_number() OVER () AS txclass_i, ctid AS txclass_k, %1$I AS txclass_d FROM %2$s
+                        WHERE %3$s AND ctid >= ('(' || $1 || ',0)')::tid AND ctid < ('(' || $2 || ',0)')::tid),
+                    res AS MATERIALIZED (SELECT b.ordinality AS txclass_i, b.label, b.category, b.confidence, b.model, b.level
+                            FROM txclass.classify_batch(ARRAY(SELECT txclass_d FROM batch ORDER BY txclass_i)) b),
+                    upd AS (UPDATE %2$s AS t SET %4$s FROM batch JOIN res USING (txclass_i)
+                            WHERE t.ctid = ANY (ARRAY(SELECT txclass_k FROM batch)) AND t.ctid = batch.txclass_k RETURNING 1)
+                    SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM upd)
+                    $q$, m.descriptor_column, u, pending, outputs)
+                INTO n, cnt USING after::bigint, after::bigint + step;
+                next_after := (after::bigint + step)::text;
+            END IF;
+            after := next_after;
+            done := done + n;
+            state := CASE WHEN plain_form THEN after
+                          ELSE jsonb_build_object('done', to_jsonb(finished), 'unit', u::oid, 'after', after)::text END;
+            rate := done / greatest(extract(epoch FROM clock_timestamp() - t0), 1e-6);
+            UPDATE txclass.backfill_progress
+            SET updated_at = clock_timestamp(), rows_done = done, batches = batches + 1, rows_per_s = rate,
+                eta = make_interval(secs => greatest(total - done, 0) / greatest(rate, 1e-9)), last_key = state
+            WHERE relid = tbl;
+            COMMIT;
+            IF n > 0 THEN
+                RAISE NOTICE 'backfill %: % of % rows (% rows/s, this batch % rows in % ms), ETA %',
+                    u, done, total, round(rate), n, round(extract(epoch FROM clock_timestamp() - t_batch) * 1000),
+                    make_interval(secs => round(greatest(total - done, 0) / greatest(rate, 1e-9)));
+            END IF;
+        END LOOP;
+        finished := finished || u::oid;
+        IF NOT plain_form THEN
+            UPDATE txclass.backfill_progress
+            SET last_key = jsonb_build_object('done', to_jsonb(finished), 'unit', NULL, 'after', NULL)::text
+            WHERE relid = tbl;
+            COMMIT;
+        END IF;
+    END LOOP;
+    UPDATE txclass.backfill_progress SET status = 'done', updated_at = clock_timestamp(), eta = '0'::interval
+    WHERE relid = tbl;
+    COMMIT;
+    RAISE NOTICE 'backfill %: done, % rows in %', tbl, done, date_trunc('second', clock_timestamp() - t0);
 END
 $$;

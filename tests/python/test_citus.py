@@ -41,6 +41,7 @@ CONF = "\n".join([
     "citus.log_remote_commands = off",
     os.environ.get("TXCLASS_CITUS_DEBUG_CONF", ""),
 ])
+HIST = 40000   # rows of the backfill test (distinct: about 10 s of inference on 2 workers here)
 ENV = {"TXCLASS_PRELOAD": "citus,txclass", "TXCLASS_CLUSTER_CONF": CONF}
 
 
@@ -238,6 +239,120 @@ def main():
             shard = one(x, "SELECT r.relname FROM pg_class r WHERE r.relname ~ '^merchants_seen_[0-9]+$' LIMIT 1")
             copies.append(one(x, f"SELECT count(*) FILTER (WHERE txclass_model IS NOT NULL) || '/' || count(*) FROM {shard}") if shard else None)
         check("a reference table is enriched on every node's copy", per_node == ["50/50"] and copies == ["50/50", "50/50"], f"{per_node} {copies}")
+
+        # a shard split (block_writes) while a client inserts: the new shards have the trigger,
+        # every row is enriched, none lost
+        import threading
+        stop, inserted, ins_errors = threading.Event(), [], []
+
+        def inserter():
+            with connect(COORD) as ic:
+                i = 500000
+                while not stop.is_set():
+                    try:
+                        ic.execute("INSERT INTO tx (id, account, descriptor) VALUES (%s, 'acct', %s)", (i, descs[i % len(descs)]))
+                        inserted.append(i)
+                    except psycopg.Error as e:
+                        ins_errors.append(str(e).splitlines()[0])
+                    i += 1
+                    time.sleep(0.01)
+        th = threading.Thread(target=inserter)
+        th.start()
+        time.sleep(0.5)
+        shard, node = c.execute("SELECT s.shardid, n.nodeid FROM citus_shards s JOIN pg_dist_node n ON n.nodeport = s.nodeport "
+                                "WHERE s.table_name = 'tx'::regclass ORDER BY s.shardid LIMIT 1").fetchone()
+        lo, hi = c.execute("SELECT shardminvalue::int, shardmaxvalue::int FROM pg_dist_shard WHERE shardid = %s", (shard,)).fetchone()
+        split_error = ""
+        try:
+            c.execute("SELECT citus_split_shard_by_split_points(%s, ARRAY[%s], ARRAY[%s, %s], shard_transfer_mode => 'block_writes')",
+                      (shard, str(lo + (hi - lo) // 2), node, node))
+        except psycopg.Error as e:
+            split_error = str(e).splitlines()[0]
+        time.sleep(0.5)
+        stop.set()
+        th.join()
+        shards_now = one(c, "SELECT count(*) FROM citus_shards WHERE table_name = 'tx'::regclass")
+        got = c.execute("SELECT count(*), count(*) FILTER (WHERE txclass_model IS NULL) FROM tx WHERE id >= 500000").fetchone()
+        check("a shard split while a client inserts: 9 shards, every row inserted is there and enriched",
+              not split_error and shards_now == 9 and got[0] == len(inserted) and got[1] == 0 and len(inserted) > 20,
+              f"{split_error} {shards_now} shards, {got[0]} rows of {len(inserted)} inserted, {got[1]} unenriched; insert errors {ins_errors[:2]}")
+        c.execute("INSERT INTO tx (id, account, descriptor) SELECT 600000 + g, 'acct', %s::text FROM generate_series(1, 200) g", (descs[5],))
+        got = one(c, "SELECT count(*) FILTER (WHERE txclass_model IS NULL) FROM tx WHERE id > 600000")
+        check("... and rows routed to the new shards afterwards are enriched", got == 0, f"{got} unenriched")
+
+        # the cluster's state, from the coordinator
+        info = c.execute("SELECT nodeport, model, error FROM txclass.cluster_model_info ORDER BY nodeport").fetchall()
+        check("cluster_model_info: every node, one model", [r[0] for r in info] == [n[1] for n in NODES] and len({r[1] for r in info}) == 1
+              and "v3" in (info[0][1] or ""), str(info))
+        caches = c.execute("SELECT nodeport, shared, hits + misses FROM txclass.cluster_cache_stats ORDER BY nodeport").fetchall()
+        check("cluster_cache_stats: every node's shared cache; the workers' answered the shards' rows",
+              len(caches) == 3 and all(r[1] for r in caches) and all((r[2] or 0) > 0 for r in caches[1:]), str(caches))
+
+        # a worker stopped during inserts: Citus' error for its shards, nothing lost on the other
+        harness.cluster("halt", *W2)
+        on_w1 = [i for i in range(700000, 700400)
+                 if one(c, "SELECT n.nodeport FROM pg_dist_shard_placement n WHERE n.shardid = get_shard_id_for_distribution_column('tx', %s)", i) == W1[1]][:30]
+        ok_rows, errs = 0, []
+        for i in on_w1:
+            c.execute("INSERT INTO tx (id, account, descriptor) VALUES (%s, 'acct', %s)", (i, descs[i % len(descs)]))
+            ok_rows += 1
+        ok, msg = expect_error(lambda: c.execute("INSERT INTO tx (id, account, descriptor) SELECT 710000 + g, 'a', 'x'::text FROM generate_series(1, 50) g"),
+                               "127.0.0.1")
+        harness.cluster("start", *W2, env=ENV)
+        w2 = connect(W2)
+        got = c.execute("SELECT count(*), count(*) FILTER (WHERE txclass_model IS NULL) FROM tx WHERE id BETWEEN 700000 AND 700400").fetchone()
+        lost = one(c, "SELECT count(*) FROM tx WHERE id BETWEEN 710000 AND 710050")
+        check("a worker down during inserts: rows for the live worker are written and enriched, a statement that needs the down one fails whole (Citus' error)",
+              ok and got == (len(on_w1), 0) and lost == 0 and len(on_w1) > 5, f"{msg}; {got} of {len(on_w1)}; {lost} rows of the failed statement")
+
+        # backfill runs on the workers: cancelled, resumed, and re-classification after a switch
+        c.execute("CREATE TABLE hist (id bigint PRIMARY KEY, descriptor text, at timestamptz)")
+        c.execute("SELECT create_distributed_table('hist', 'id')")
+        # distinct descriptors (a letters-only suffix survives normalization): every row a cache miss
+        c.execute("INSERT INTO hist SELECT g, (%s::text[])[1 + g %% %s] || ' ' || translate(left(md5(g::text), 6), '0123456789', 'ghijklmnop'), "
+                  "timestamptz '2017-01-01' + g * interval '1 minute' FROM generate_series(1, %s) g", (descs, len(descs), HIST))
+        c.execute("SELECT txclass.attach('hist', 'descriptor', time_column => 'at')")
+        c.execute("SELECT txclass.cache_reset()")
+        for x in (w1, w2):
+            x.execute("SELECT txclass.cache_reset()")
+        c.execute("SET statement_timeout = '2s'")
+        ok, msg = expect_error(lambda: c.execute("CALL txclass.backfill('hist', batch_size => 200)"), "cancel")
+        c.execute("RESET statement_timeout")
+        time.sleep(3)
+        still = [one(x, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CALL txclass._backfill_shards%%'") for x in (w1, w2)]
+        partial = one(c, "SELECT count(*) FILTER (WHERE txclass_model IS NOT NULL) FROM hist")
+        check("a backfill cancelled on the coordinator stops on the workers, its committed batches kept",
+              ok and still == [0, 0] and 0 < partial < HIST, f"{msg}; still running {still}; {partial} rows done")
+        c.execute("CALL txclass.backfill('hist', batch_size => 500)")
+        done = one(c, "SELECT count(*) FILTER (WHERE txclass_model IS NOT NULL) FROM hist")
+        progress = c.execute("SELECT nodeport, relid, status, rows_done FROM txclass.cluster_backfill_progress WHERE tbl = 'hist'::regclass ORDER BY 1, 2").fetchall()
+        resumed = [r for r in progress if r[2] == "done"]
+        shards = one(c, "SELECT count(*) FROM citus_shards WHERE table_name = 'hist'::regclass")
+        check("backfill resumed: every row enriched, on the workers (a progress row per shard, every one done)",
+              done == HIST and len(progress) == shards and len(resumed) == shards and {r[0] for r in progress} == {W1[1], W2[1]},
+              f"{done} rows; {len(resumed)} of {shards} shards done; {progress[:2]}…")
+        sample = c.execute("SELECT descriptor, txclass_label, txclass_category FROM hist WHERE id % 40 = 0").fetchall()
+        single = {d: (l, cat) for d, l, cat in c.execute(
+            "SELECT d, x.label, x.category FROM unnest(%s::text[]) d, LATERAL txclass.classify_transaction_detail(d) x", ([r[0] for r in sample],)).fetchall()}
+        differ = [r for r in sample if (r[1], r[2]) != single.get(r[0])]
+        check("the backfilled answers equal one node's (a sample of 1 row in 40)", not differ and len(sample) > 100, f"{len(differ)} of {len(sample)} differ")
+        c.execute("SELECT txclass.activate_model('v2')")
+        c.execute("CALL txclass.backfill('hist', reclassify => true)")
+        models = c.execute("SELECT txclass_model, count(*) FROM hist GROUP BY 1").fetchall()
+        check("re-classification after a switch (backfill(..., reclassify => true)) rewrites every row with the new model on the workers",
+              len(models) == 1 and "v2" in models[0][0], str(models))
+
+        # drift of the distributed table equals drift of the same rows in a plain table
+        c.execute("CREATE TABLE hist_local (LIKE hist INCLUDING ALL)")
+        c.execute("INSERT INTO hist_local (id, descriptor, at) SELECT id, descriptor, at FROM hist")
+        c.execute("SELECT txclass.attach('hist_local', 'descriptor', time_column => 'at')")
+        c.execute("CALL txclass.backfill('hist_local')")
+        d = {}
+        for t in ("hist", "hist_local"):
+            c.execute(f"SELECT txclass.refresh_drift('{t}')")
+            d[t] = sorted(str(r[0]) for r in c.execute(f"SELECT to_jsonb(x) - 'relid' - 'tbl' FROM txclass.drift('{t}') x").fetchall())
+        check("drift() of the distributed table equals drift() of the same rows on one node", d["hist"] == d["hist_local"] and len(d["hist"]) > 0,
+              f"{len(d['hist'])} vs {len(d['hist_local'])} rows")
 
         # detach: no shard enriches any more, no write is refused
         c.execute("SELECT txclass.detach('tx')")

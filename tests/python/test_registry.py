@@ -142,6 +142,50 @@ def test_uncommitted_invisible(ci):
           f"{before} / {during} / {after}")
 
 
+def test_prepared(ci):
+    """Two-phase commit (how Citus commits on its workers): a prepared activation is in doubt until
+    COMMIT/ROLLBACK PREPARED in another session; no backend may serve it before, every backend
+    serves it from its next statement after a commit, none after a rollback; and the session that
+    prepared it publishes nothing at its next, unrelated commit."""
+    with psycopg.connect(ci, autocommit=True) as watcher:
+        def w():
+            return watcher.execute("SELECT split_part(d.model, '@', 1) FROM txclass.classify_transaction_detail('STARBUCKS STORE 1') d").fetchone()[0]
+        before = w()
+        with psycopg.connect(ci, autocommit=True) as a:
+            a.execute("BEGIN")
+            a.execute("SELECT txclass.activate_model('relabelled')")
+            a.execute("PREPARE TRANSACTION 'txclass_test_commit'")
+            in_doubt = (w(), served(ci))
+            a.execute("SELECT 1")   # the preparing session's next transactions publish nothing
+            run(ci, "COMMIT PREPARED 'txclass_test_commit'")
+            after = (w(), served(ci))
+            check("a prepared activation is served by no backend while in doubt, by every backend after COMMIT PREPARED in another session",
+                  before == "v1" and in_doubt == ("v1", "v1") and after == ("relabelled", "relabelled"), f"{before} / {in_doubt} / {after}")
+            a.execute("BEGIN")
+            a.execute("SELECT txclass.activate_model('v1')")
+            a.execute("PREPARE TRANSACTION 'txclass_test_rollback'")
+            a.execute("BEGIN")
+            a.execute("SELECT txclass.labels() LIMIT 1")
+            a.execute("COMMIT")   # 0.4.0 published its staged activation here (a pgrx hook left over by PREPARE)
+            in_doubt = (w(), served(ci))
+            run(ci, "ROLLBACK PREPARED 'txclass_test_rollback'")
+            after = (w(), served(ci))
+            check("a prepared activation rolled back is never served; the preparing session's next commit publishes nothing",
+                  in_doubt == ("relabelled", "relabelled") and after == ("relabelled", "relabelled"), f"{in_doubt} / {after}")
+            # rules changed in a prepared transaction: applied everywhere once committed
+            a.execute("BEGIN")
+            a.execute("INSERT INTO txclass.rules (pattern, label) VALUES ('^prepared rule shop', 'Prepared Rule Shop')")
+            a.execute("PREPARE TRANSACTION 'txclass_test_rules'")
+            q = "SELECT txclass.classify_transaction('PREPARED RULE SHOP 1')"
+            in_doubt = watcher.execute(q).fetchone()[0]
+            run(ci, "COMMIT PREPARED 'txclass_test_rules'")
+            after = watcher.execute(q).fetchone()[0]
+            run(ci, "DELETE FROM txclass.rules WHERE label = 'Prepared Rule Shop'")
+            check("a rule added in a prepared transaction answers once committed, not before", in_doubt != "Prepared Rule Shop" and after == "Prepared Rule Shop",
+                  f"{in_doubt} / {after}")
+        run(ci, "SELECT txclass.activate_model('v1')")
+
+
 def test_changed_files(ci):
     d = "/tmp/txclass-registry-mutable"
     shutil.rmtree(d, ignore_errors=True)
@@ -293,10 +337,11 @@ def test_standby(ci, port):
 
 def main():
     try:
-        with registry_cluster("reg", 54371) as (ci, flags):
+        with registry_cluster("reg", 54371, {"TXCLASS_CLUSTER_CONF": "max_prepared_transactions = 10"}) as (ci, flags):
             test_busy_backends(ci)
             test_concurrent_activation(ci)
             test_uncommitted_invisible(ci)
+            test_prepared(ci)
             test_changed_files(ci)
             test_restart("reg", 54371, ci)
             test_pgbench_switching(ci, flags)
