@@ -100,7 +100,7 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/cluster.sql",
     name = "cluster_sql",
-    requires = ["labels_sql", "cache_sql", "worker_stats", cluster::_cluster_send, cluster::_cluster_internal, target::_attached_changed, inspect::_inspect_model]
+    requires = ["labels_sql", "cache_sql", "worker_stats", cluster::_in_extension_script, cluster::_cluster_internal, target::_attached_changed, inspect::_inspect_model]
 );
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 

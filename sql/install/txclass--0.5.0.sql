@@ -57,16 +57,6 @@ AS 'MODULE_PATHNAME', '_cluster_internal_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- txclass::cluster::_cluster_send
-CREATE  FUNCTION "_cluster_send"(
-	"command" TEXT /* & str */
-) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_cluster_send_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- txclass::drift::_compare_distribution
 CREATE  FUNCTION "_compare_distribution"(
 	"labels" TEXT[], /* Vec < Option < String > > */
@@ -182,6 +172,14 @@ CREATE  FUNCTION "_homogeneity"(
 IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_homogeneity_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- txclass::cluster::_in_extension_script
+CREATE  FUNCTION "_in_extension_script"() RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_in_extension_script_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1120,6 +1118,18 @@ DECLARE m txclass.monitored;
 BEGIN
     SELECT * INTO m FROM txclass.monitored WHERE relid = tbl;
     IF NOT FOUND THEN
+        -- on a Citus worker, a shard (or a partition's shard) of an attached distributed table:
+        -- its table's record, for the shard
+        SELECT mo.* INTO m
+        FROM (SELECT txclass._cluster_shard_of(tbl) AS s) x
+        JOIN txclass.monitored mo ON mo.relid::oid IN (SELECT x.s::oid UNION SELECT a::oid FROM pg_catalog.pg_partition_ancestors(x.s) a)
+        WHERE x.s IS NOT NULL;
+        IF FOUND THEN
+            m.relid := tbl;
+            RETURN m;
+        END IF;
+    END IF;
+    IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('%s is not monitored', tbl),
             HINT = format('attach it first: SELECT txclass.attach(%L, descriptor_column, time_column => ...)', tbl::text);
@@ -1451,6 +1461,11 @@ BEGIN
     keys := m.key_columns;
     IF batch_size < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = format('batch_size must be at least 1, got %s', batch_size);
+    END IF;
+    -- a hash-distributed Citus table: each worker backfills its own shards (sql/cluster.sql)
+    IF txclass._cluster_sharded(tbl) THEN
+        CALL txclass._cluster_backfill(tbl, batch_size, reclassify);
+        RETURN;
     END IF;
     SELECT i.model INTO model FROM txclass.model_info() i;
     -- rows still without outputs; with reclassify, also every row another model answered (its
@@ -2503,20 +2518,25 @@ GRANT EXECUTE ON FUNCTION add_labels(text[], text[], text[], text, boolean, text
 /* <begin connected objects> */
 -- requires:
 --   labels_sql
---   cluster::_cluster_send
+--   cache_sql
+--   worker_stats
+--   cluster::_in_extension_script
 --   cluster::_cluster_internal
 --   target::_attached_changed
 --   inspect::_inspect_model
 
 -- txclass on a Citus cluster (see src/cluster.rs): which node this is, one registry for the
--- whole cluster, attachments of distributed tables known to the workers.
+-- whole cluster, attachments of distributed tables known to the workers, work on the shards
+-- where they are stored, and the cluster's state gathered on the coordinator.
 --
 -- The registry (models, deployments, active, rules) and the attachments of distributed tables
 -- (monitored) are changed on the coordinator. A statement trigger on each of those tables sends
--- the statement's rows to every worker in the coordinator's distributed transaction: Citus
--- commits the change on every node with two-phase commit, or on none. A worker applies them
--- with _cluster_apply after checking that a model's files are there with the registered
--- checksum. On one node (no Citus, or a coordinator without workers) the triggers do nothing.
+-- the statement's rows to every worker through txclass._cluster_mailbox, a Citus reference
+-- table: Citus writes a row of it on every node inside the coordinator's distributed
+-- transaction and commits it everywhere with two-phase commit, or nowhere. On a worker a
+-- trigger on the mailbox applies the rows (_cluster_apply, after checking that a model's files
+-- are there with the registered checksum) and keeps nothing. On one node (no Citus, or a
+-- coordinator without workers) the triggers do nothing.
 
 -- 'single', 'coordinator' (Citus, with at least one active primary worker) or 'worker'.
 CREATE FUNCTION _cluster_role() RETURNS text LANGUAGE plpgsql STABLE
@@ -2588,7 +2608,7 @@ BEGIN
 END
 $$;
 
--- On a worker, from the coordinator's connection: applies a statement's rows of a forwarded
+-- On a worker, from the mailbox: applies a statement's rows of a forwarded
 -- table (INSERT and UPDATE by key, DELETE by key, TRUNCATE).
 CREATE FUNCTION _cluster_apply(tbl text, op text, payload jsonb) RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
@@ -2636,7 +2656,44 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION _cluster_apply(text, text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _cluster_send(text) FROM PUBLIC;
+
+-- The mailbox (a reference table once the coordinator first sends through it).
+CREATE TABLE _cluster_mailbox (tbl text NOT NULL, op text NOT NULL, payload jsonb);
+COMMENT ON TABLE _cluster_mailbox IS 'txclass on Citus: a registry change sent from the coordinator to every worker (a reference table; never holds a row)';
+
+-- On each node's copy of the mailbox: a worker applies the change, and no node keeps the row.
+CREATE FUNCTION _cluster_deliver() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF txclass._cluster_role() = 'worker' THEN
+        PERFORM txclass._cluster_apply(NEW.tbl, NEW.op, NEW.payload);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER deliver BEFORE INSERT ON _cluster_mailbox FOR EACH ROW EXECUTE FUNCTION _cluster_deliver();
+
+-- On the coordinator: sends a change to every worker in this transaction. The first time, makes
+-- the mailbox a reference table (a copy on every node, its trigger with it). Nothing is sent
+-- while an extension script runs: CREATE and ALTER EXTENSION run on every node themselves.
+CREATE FUNCTION _cluster_send(tbl text, op text, payload jsonb) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF txclass._in_extension_script() THEN
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = 'txclass._cluster_mailbox'::regclass) THEN
+        LOCK TABLE txclass._cluster_mailbox IN EXCLUSIVE MODE;
+        IF NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = 'txclass._cluster_mailbox'::regclass) THEN
+            -- its trigger reads only this node's registry (Citus calls every trigger unsafe)
+            PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+            PERFORM create_reference_table('txclass._cluster_mailbox');
+        END IF;
+    END IF;
+    INSERT INTO txclass._cluster_mailbox (tbl, op, payload) VALUES (tbl, op, payload);
+END
+$$;
+REVOKE ALL ON FUNCTION _cluster_send(text, text, jsonb) FROM PUBLIC;
 
 -- The statement trigger on each forwarded table: on the coordinator, sends the statement's
 -- rows to every worker (same distributed transaction).
@@ -2675,7 +2732,7 @@ BEGIN
     IF TG_OP <> 'TRUNCATE' AND payload IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM txclass._cluster_send(format('SELECT txclass._cluster_apply(%L, %L, %L::jsonb)', TG_TABLE_NAME, TG_OP, payload));
+    PERFORM txclass._cluster_send(TG_TABLE_NAME, TG_OP, payload);
     RETURN NULL;
 END
 $$;
@@ -2713,6 +2770,156 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- ---- work on the shards, where they are stored ------------------------------------------------
+
+-- The Citus table a relation is a shard of (NULL: none, or no Citus): the name ends in
+-- _<shard id>, listed in pg_dist_shard in the same schema (as src/cluster.rs resolves triggers).
+CREATE FUNCTION _cluster_shard_of(rel regclass) RETURNS regclass LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r regclass;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN NULL;
+    END IF;
+    SELECT s.logicalrelid INTO r
+    FROM pg_class sc
+    JOIN pg_dist_shard s ON s.shardid = substring(sc.relname FROM '_([0-9]{1,18})$')::bigint
+    JOIN pg_class lc ON lc.oid = s.logicalrelid AND lc.relnamespace = sc.relnamespace
+    WHERE sc.oid = rel;
+    RETURN r;
+END
+$$;
+
+-- The Citus table a shard's name (as another node lists it) belongs to: NULL if none.
+CREATE FUNCTION _cluster_shard_of_name(shard text) RETURNS regclass LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF shard IS NULL OR NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT s.logicalrelid FROM pg_dist_shard s WHERE s.shardid = substring(shard FROM '_([0-9]{1,18})"?$')::bigint);
+END
+$$;
+
+-- Whether txclass.backfill runs a table on the workers: a hash-distributed table (a reference
+-- table is small and copied to every node: the coordinator backfills it through Citus).
+CREATE FUNCTION _cluster_sharded(tbl regclass) RETURNS boolean LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF txclass._cluster_role() <> 'coordinator' THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = tbl AND partmethod = 'h');
+END
+$$;
+
+-- On a worker (sent by _cluster_backfill): backfills the given shards of this node one after
+-- another, each with its own progress row and resume point. The coordinator's connection may
+-- go away (a cancel there): the check below then ends this run at its next batch, and the
+-- committed batches stay done.
+CREATE PROCEDURE _backfill_shards(shards text[], batch_size integer, reclassify boolean)
+LANGUAGE plpgsql AS $$
+DECLARE s text;
+BEGIN
+    PERFORM set_config('client_connection_check_interval', '1000', false);
+    -- txclass writes the outputs into the shards themselves (Citus asks for this setting to let
+    -- a session other than its own change a shard)
+    PERFORM set_config('citus.enable_manual_changes_to_shards', 'on', false);
+    FOREACH s IN ARRAY shards LOOP
+        CALL txclass.backfill(s::regclass, batch_size, reclassify);
+    END LOOP;
+END
+$$;
+
+-- On the coordinator (from txclass.backfill): every worker backfills its own shards of `tbl`
+-- (its partitions' shards too), all workers at once; the coordinator only waits. A worker that
+-- fails is named; a second call resumes every shard after its last committed batch.
+CREATE PROCEDURE _cluster_backfill(tbl regclass, batch_size integer, reclassify boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    nodes text[];
+    ports integer[];
+    commands text[];
+    r record;
+    failures text;
+BEGIN
+    SELECT array_agg(x.nodename ORDER BY x.nodename, x.nodeport), array_agg(x.nodeport ORDER BY x.nodename, x.nodeport),
+           array_agg(format('CALL txclass._backfill_shards(%L, %s, %L)', x.shards, batch_size, reclassify) ORDER BY x.nodename, x.nodeport)
+    INTO nodes, ports, commands
+    FROM (SELECT s.nodename, s.nodeport, array_agg(s.shard_name::text ORDER BY s.shardid) AS shards
+          FROM citus_shards s
+          -- the leaves: a partitioned table's shards are partitioned by its partitions' shards
+          WHERE s.table_name IN (SELECT tbl UNION SELECT t.relid FROM pg_partition_tree(tbl) t WHERE t.isleaf)
+            AND (SELECT relkind FROM pg_class WHERE oid = s.table_name) <> 'p'
+          GROUP BY s.nodename, s.nodeport) x;
+    IF nodes IS NULL THEN
+        RAISE NOTICE '% has no shards on any worker', tbl;
+        RETURN;
+    END IF;
+    RAISE NOTICE 'backfilling % on % workers (txclass.cluster_backfill_progress shows each shard)', tbl, cardinality(nodes);
+    FOR r IN SELECT * FROM master_run_on_worker(nodes, ports, commands, true) LOOP
+        IF NOT r.success THEN
+            failures := concat_ws('; ', failures, format('%s:%s: %s', r.node_name, r.node_port, r.result));
+        END IF;
+    END LOOP;
+    IF failures IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'external_routine_exception',
+            MESSAGE = format('txclass: the backfill of %s failed on %s', tbl, failures),
+            HINT = format('CALL txclass.backfill(%L) again: every shard resumes after its last committed batch', tbl::text);
+    END IF;
+END
+$$;
+
+-- ---- the cluster's state, gathered from every node --------------------------------------------
+
+-- Runs `query` on every node (Citus' run_command_on_all_nodes; without Citus, here) and
+-- returns its rows as JSON, per node. A node that cannot be reached is a row with its error.
+CREATE FUNCTION _cluster_gather(query text)
+RETURNS TABLE (nodename text, nodeport integer, rows jsonb, error text) LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE wrapped text := format('SELECT coalesce(jsonb_agg(to_jsonb(x)), ''[]'') FROM (%s) x', query);
+BEGIN
+    IF txclass._cluster_role() = 'single' THEN
+        nodename := 'localhost';
+        nodeport := current_setting('port')::integer;
+        EXECUTE wrapped INTO rows;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE
+        'SELECT coalesce(n.nodename, ''localhost''), coalesce(n.nodeport, current_setting(''port'')::integer),
+                CASE WHEN r.success THEN r.result::jsonb END, CASE WHEN NOT r.success THEN r.result END
+         FROM run_command_on_all_nodes($1) r LEFT JOIN pg_dist_node n ON n.nodeid = r.nodeid
+         ORDER BY 1, 2' USING wrapped;
+END
+$$;
+
+CREATE VIEW cluster_model_info AS
+SELECT g.nodename, g.nodeport, g.error, i.model, i.source, i.inference, i.execution_provider, i.labels, i.checksum, i.load_ms
+FROM txclass._cluster_gather('SELECT model, source, inference, execution_provider, labels, checksum, load_ms FROM txclass.model_info()') g
+LEFT JOIN LATERAL jsonb_to_recordset(g.rows) AS i(model text, source text, inference text, execution_provider text,
+                                                   labels integer, checksum text, load_ms float8) ON true;
+COMMENT ON VIEW cluster_model_info IS 'txclass.model_info() of every node of the Citus cluster (one node: this one): which model each node serves';
+
+CREATE VIEW cluster_cache_stats AS
+SELECT g.nodename, g.nodeport, g.error, s.*
+FROM txclass._cluster_gather('SELECT * FROM txclass.cache_stats') g
+LEFT JOIN LATERAL jsonb_populate_recordset(NULL::txclass.cache_stats, g.rows) s ON true;
+COMMENT ON VIEW cluster_cache_stats IS 'txclass.cache_stats of every node of the Citus cluster: each node caches the answers of its own shards';
+
+CREATE VIEW cluster_worker_stats AS
+SELECT g.nodename, g.nodeport, g.error, s.*
+FROM txclass._cluster_gather('SELECT * FROM txclass.worker_stats') g
+LEFT JOIN LATERAL jsonb_populate_recordset(NULL::txclass.worker_stats, g.rows) s ON true;
+COMMENT ON VIEW cluster_worker_stats IS 'txclass.worker_stats (shared inference workers) of every node of the Citus cluster';
+
+CREATE VIEW cluster_backfill_progress AS
+SELECT g.nodename, g.nodeport, g.error, txclass._cluster_shard_of_name(p.relid) AS tbl, p.*
+FROM txclass._cluster_gather('SELECT relid::text AS relid, status, started_at, updated_at, rows_done, rows_total, batches, rows_per_s, eta, model, pid FROM txclass.backfill_progress') g
+LEFT JOIN LATERAL jsonb_to_recordset(g.rows) AS p(relid text, status text, started_at timestamptz, updated_at timestamptz, rows_done bigint,
+                                                  rows_total bigint, batches bigint, rows_per_s float8, eta interval, model text, pid integer) ON true;
+COMMENT ON VIEW cluster_backfill_progress IS 'txclass.backfill progress on every node: on the workers, one row per shard (tbl: its distributed table)';
 /* </end connected objects> */
 
 /* <begin connected objects> */

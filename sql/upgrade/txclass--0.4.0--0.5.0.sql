@@ -4,8 +4,9 @@
 -- one distributed transaction). Keeps every row. New: txclass._cluster_* (sql/cluster.sql) —
 -- the node's role, statement triggers that send changes of the registry (models, deployments,
 -- active, rules) and of attachments of Citus tables (monitored) from the coordinator to every
--- worker in the same distributed transaction, and a guard that refuses registry changes made on
--- a worker directly. attach, detach and _follow allow txclass's triggers on Citus tables
+-- worker in the same distributed transaction (through txclass._cluster_mailbox, made a reference
+-- table at the first change), a guard that refuses registry changes made on a worker directly,
+-- backfill of distributed tables on the workers, and the cluster_* views. attach, detach and _follow allow txclass's triggers on Citus tables
 -- (citus.enable_unsafe_triggers, for their own transaction) and leave a distributed table's
 -- record on a worker to the coordinator. A transaction that activates a model may now be
 -- prepared (two-phase commit): 0.4.0 refused it, which made CREATE EXTENSION fail on Citus.
@@ -15,12 +16,10 @@
 -- clearly instead of failing half-way through with "could not find function".
 DO $guard$
 BEGIN
-CREATE  FUNCTION txclass."_cluster_send"(
-	"command" TEXT /* & str */
-) RETURNS void
-STRICT VOLATILE PARALLEL UNSAFE
+CREATE  FUNCTION txclass."_in_extension_script"() RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_cluster_send_wrapper';
+AS 'MODULE_PATHNAME', '_in_extension_script_wrapper';
 EXCEPTION WHEN undefined_function THEN
     RAISE EXCEPTION 'txclass: this backend runs an older txclass library than 0.5.0 (%)', SQLERRM
         USING HINT = 'Install txclass 0.5.0, then restart PostgreSQL if txclass is in shared_preload_libraries '
@@ -36,14 +35,17 @@ AS 'MODULE_PATHNAME', '_cluster_internal_wrapper';
 
 -- ---- sql/cluster.sql, as 0.5.0 installs it ----------------------------------------------------
 -- txclass on a Citus cluster (see src/cluster.rs): which node this is, one registry for the
--- whole cluster, attachments of distributed tables known to the workers.
+-- whole cluster, attachments of distributed tables known to the workers, work on the shards
+-- where they are stored, and the cluster's state gathered on the coordinator.
 --
 -- The registry (models, deployments, active, rules) and the attachments of distributed tables
 -- (monitored) are changed on the coordinator. A statement trigger on each of those tables sends
--- the statement's rows to every worker in the coordinator's distributed transaction: Citus
--- commits the change on every node with two-phase commit, or on none. A worker applies them
--- with _cluster_apply after checking that a model's files are there with the registered
--- checksum. On one node (no Citus, or a coordinator without workers) the triggers do nothing.
+-- the statement's rows to every worker through txclass._cluster_mailbox, a Citus reference
+-- table: Citus writes a row of it on every node inside the coordinator's distributed
+-- transaction and commits it everywhere with two-phase commit, or nowhere. On a worker a
+-- trigger on the mailbox applies the rows (_cluster_apply, after checking that a model's files
+-- are there with the registered checksum) and keeps nothing. On one node (no Citus, or a
+-- coordinator without workers) the triggers do nothing.
 
 -- 'single', 'coordinator' (Citus, with at least one active primary worker) or 'worker'.
 CREATE FUNCTION _cluster_role() RETURNS text LANGUAGE plpgsql STABLE
@@ -115,7 +117,7 @@ BEGIN
 END
 $$;
 
--- On a worker, from the coordinator's connection: applies a statement's rows of a forwarded
+-- On a worker, from the mailbox: applies a statement's rows of a forwarded
 -- table (INSERT and UPDATE by key, DELETE by key, TRUNCATE).
 CREATE FUNCTION _cluster_apply(tbl text, op text, payload jsonb) RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
@@ -163,7 +165,44 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION _cluster_apply(text, text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _cluster_send(text) FROM PUBLIC;
+
+-- The mailbox (a reference table once the coordinator first sends through it).
+CREATE TABLE _cluster_mailbox (tbl text NOT NULL, op text NOT NULL, payload jsonb);
+COMMENT ON TABLE _cluster_mailbox IS 'txclass on Citus: a registry change sent from the coordinator to every worker (a reference table; never holds a row)';
+
+-- On each node's copy of the mailbox: a worker applies the change, and no node keeps the row.
+CREATE FUNCTION _cluster_deliver() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF txclass._cluster_role() = 'worker' THEN
+        PERFORM txclass._cluster_apply(NEW.tbl, NEW.op, NEW.payload);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER deliver BEFORE INSERT ON _cluster_mailbox FOR EACH ROW EXECUTE FUNCTION _cluster_deliver();
+
+-- On the coordinator: sends a change to every worker in this transaction. The first time, makes
+-- the mailbox a reference table (a copy on every node, its trigger with it). Nothing is sent
+-- while an extension script runs: CREATE and ALTER EXTENSION run on every node themselves.
+CREATE FUNCTION _cluster_send(tbl text, op text, payload jsonb) RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF txclass._in_extension_script() THEN
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = 'txclass._cluster_mailbox'::regclass) THEN
+        LOCK TABLE txclass._cluster_mailbox IN EXCLUSIVE MODE;
+        IF NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = 'txclass._cluster_mailbox'::regclass) THEN
+            -- its trigger reads only this node's registry (Citus calls every trigger unsafe)
+            PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+            PERFORM create_reference_table('txclass._cluster_mailbox');
+        END IF;
+    END IF;
+    INSERT INTO txclass._cluster_mailbox (tbl, op, payload) VALUES (tbl, op, payload);
+END
+$$;
+REVOKE ALL ON FUNCTION _cluster_send(text, text, jsonb) FROM PUBLIC;
 
 -- The statement trigger on each forwarded table: on the coordinator, sends the statement's
 -- rows to every worker (same distributed transaction).
@@ -202,7 +241,7 @@ BEGIN
     IF TG_OP <> 'TRUNCATE' AND payload IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM txclass._cluster_send(format('SELECT txclass._cluster_apply(%L, %L, %L::jsonb)', TG_TABLE_NAME, TG_OP, payload));
+    PERFORM txclass._cluster_send(TG_TABLE_NAME, TG_OP, payload);
     RETURN NULL;
 END
 $$;

@@ -354,6 +354,63 @@ def main():
         check("drift() of the distributed table equals drift() of the same rows on one node", d["hist"] == d["hist_local"] and len(d["hist"]) > 0,
               f"{len(d['hist'])} vs {len(d['hist_local'])} rows")
 
+        # recurring payments and the review queue of a distributed table equal one node's
+        c.execute("CREATE TABLE subs (id bigint PRIMARY KEY, account text, amount numeric, descriptor text, at date)")
+        c.execute("SELECT create_distributed_table('subs', 'id')")
+        c.execute("CREATE TABLE subs_local (LIKE subs INCLUDING ALL)")
+        rows_sql = ("SELECT a * 100 + m, 'acct' || a, 5 + (a %% 7), (%s::text[])[1 + a %% 20], date '2017-01-03' + (a %% 20) + m * 30 "
+                    "FROM generate_series(1, 40) a, generate_series(0, 11) m")
+        for t in ("subs", "subs_local"):
+            c.execute(f"SELECT txclass.attach('{t}', 'descriptor', time_column => 'at', account_column => 'account', amount_column => 'amount')")
+            c.execute(f"INSERT INTO {t} (id, account, amount, descriptor, at) {rows_sql}", (descs[:20],))
+            c.execute(f"SELECT txclass.refresh_recurring('{t}')")
+        rec = {t: sorted(str(r[0]) for r in c.execute(f"SELECT to_jsonb(x) FROM txclass.recurring('{t}', date '2018-01-15') x").fetchall())
+               for t in ("subs", "subs_local")}
+        check("refresh_recurring + recurring() of a distributed table equal one node's", rec["subs"] == rec["subs_local"] and len(rec["subs"]) > 10,
+              f"{len(rec['subs'])} vs {len(rec['subs_local'])} series")
+        rq = {t: sorted(str(r[0]) for r in c.execute(f"SELECT to_jsonb(x) FROM txclass.review_queue('{t}', 30) x").fetchall())
+              for t in ("hist", "hist_local")}
+        check("review_queue() of a distributed table equals one node's", rq["hist"] == rq["hist_local"] and len(rq["hist"]) > 0,
+              f"{len(rq['hist'])} vs {len(rq['hist_local'])} rows")
+
+        # a partitioned distributed table: each partition's shards enrich, a partition added later too
+        c.execute("CREATE TABLE ptx (id bigint, at date, descriptor text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)")
+        c.execute("CREATE TABLE ptx_2017 PARTITION OF ptx FOR VALUES FROM ('2017-01-01') TO ('2018-01-01')")
+        c.execute("SELECT create_distributed_table('ptx', 'id')")
+        c.execute("SELECT txclass.attach('ptx', 'descriptor', time_column => 'at')")
+        c.execute("CREATE TABLE ptx_2018 PARTITION OF ptx FOR VALUES FROM ('2018-01-01') TO ('2019-01-01')")
+        c.execute("INSERT INTO ptx (id, at, descriptor) SELECT g, date '2017-06-01' + (g %% 400), (%s::text[])[1 + g %% %s] FROM generate_series(1, 800) g",
+                  (descs, len(descs)))
+        # (tableoid is the shard's: its name less the shard id is the partition's)
+        got = c.execute("SELECT regexp_replace(tableoid::regclass::text, '_[0-9]+$', ''), count(*), count(*) FILTER (WHERE txclass_model IS NULL) "
+                        "FROM ptx GROUP BY 1 ORDER BY 1").fetchall()
+        check("a partitioned distributed table: rows in every partition (one created after attach too) enriched on their shards",
+              [g[0] for g in got] == ["ptx_2017", "ptx_2018"] and all(g[2] == 0 for g in got) and sum(g[1] for g in got) == 800, str(got))
+
+        # DDL on the distributed table: a renamed table and a renamed descriptor column keep enriching
+        c.execute("ALTER TABLE tx RENAME TO tx_renamed")
+        c.execute("ALTER TABLE tx_renamed RENAME COLUMN descriptor TO merchant")
+        c.execute("INSERT INTO tx_renamed (id, account, merchant) SELECT 800000 + g, 'a', (%s::text[])[1 + g] FROM generate_series(0, 99) g", (descs,))
+        got = c.execute("SELECT count(*), count(*) FILTER (WHERE txclass_model IS NULL) FROM tx_renamed WHERE id >= 800000").fetchone()
+        cols = [one(x, "SELECT descriptor_column FROM txclass.monitored WHERE relid = 'tx_renamed'::regclass") for x in (c, w1, w2)]
+        check("a renamed distributed table and descriptor column: every node follows, rows stay enriched",
+              got == (100, 0) and cols == ["merchant"] * 3, f"{got} {cols}")
+        c.execute("ALTER TABLE tx_renamed RENAME COLUMN merchant TO descriptor")
+        c.execute("ALTER TABLE tx_renamed RENAME TO tx")
+
+        # undistribute_table: the table is a local one again; writes are never refused
+        c.execute("CREATE TABLE undist (id bigint PRIMARY KEY, descriptor text)")
+        c.execute("SELECT create_distributed_table('undist', 'id')")
+        c.execute("SELECT txclass.attach('undist', 'descriptor')")
+        c.execute("SELECT undistribute_table('undist')")
+        notices = []
+        c.add_notice_handler(lambda d: notices.append(d.message_primary))
+        c.execute("INSERT INTO undist SELECT g, (%s::text[])[1 + g] FROM generate_series(0, 49) g", (descs,))
+        got = c.execute("SELECT count(*), count(*) FILTER (WHERE txclass_model IS NOT NULL) FROM undist").fetchone()
+        attached = one(c, "SELECT count(*) FROM txclass.monitored WHERE relid = 'undist'::regclass")
+        check("undistribute_table: the local table keeps enriching (or warns, never refuses a write)",
+              got[0] == 50 and (got[1] == 50 or any("txclass" in n for n in notices)), f"{got}, attached {attached}, notices {notices[:2]}")
+
         # detach: no shard enriches any more, no write is refused
         c.execute("SELECT txclass.detach('tx')")
         c.execute("INSERT INTO tx (id, account, descriptor) VALUES (200000, 'acct', %s)", (descs[1],))
