@@ -2540,7 +2540,7 @@ GRANT EXECUTE ON FUNCTION add_labels(text[], text[], text[], text, boolean, text
 
 -- 'single', 'coordinator' (Citus, with at least one active primary worker) or 'worker'.
 CREATE FUNCTION _cluster_role() RETURNS text LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp AS $$
+AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
         RETURN 'single';
@@ -2558,7 +2558,7 @@ $$;
 
 -- Whether a table is a Citus table (distributed, reference, or added to the metadata).
 CREATE FUNCTION _cluster_table(tbl regclass) RETURNS boolean LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp AS $$
+AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
         RETURN false;
@@ -2572,7 +2572,7 @@ $$;
 -- transaction here). txclass's triggers read and write only the row's own shard and txclass's
 -- own tables on that node, which is what makes a trigger safe there.
 CREATE FUNCTION _cluster_allow_triggers(tbl regclass) RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp AS $$
+AS $$
 BEGIN
     IF txclass._cluster_table(tbl) THEN
         PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
@@ -2589,7 +2589,7 @@ $$;
 -- On a worker: the model's files must be on this node, with the checksum the coordinator
 -- registered (the same files on every node).
 CREATE FUNCTION _cluster_check_files(model text, directory text, checksum text) RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp AS $$
+AS $$
 DECLARE info record; node text := coalesce(inet_server_addr()::text, 'localhost') || ':' || current_setting('port');
 BEGIN
     BEGIN
@@ -2611,7 +2611,7 @@ $$;
 -- On a worker, from the mailbox: applies a statement's rows of a forwarded
 -- table (INSERT and UPDATE by key, DELETE by key, TRUNCATE).
 CREATE FUNCTION _cluster_apply(tbl text, op text, payload jsonb) RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp AS $$
+AS $$
 DECLARE
     key text := txclass._cluster_key(tbl);
     cols text;
@@ -2677,7 +2677,7 @@ CREATE TRIGGER deliver BEFORE INSERT ON _cluster_mailbox FOR EACH ROW EXECUTE FU
 -- the mailbox a reference table (a copy on every node, its trigger with it). Nothing is sent
 -- while an extension script runs: CREATE and ALTER EXTENSION run on every node themselves.
 CREATE FUNCTION _cluster_send(tbl text, op text, payload jsonb) RETURNS void LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp AS $$
+AS $$
 BEGIN
     IF txclass._in_extension_script() THEN
         RETURN;
@@ -2776,7 +2776,7 @@ $$;
 -- The Citus table a relation is a shard of (NULL: none, or no Citus): the name ends in
 -- _<shard id>, listed in pg_dist_shard in the same schema (as src/cluster.rs resolves triggers).
 CREATE FUNCTION _cluster_shard_of(rel regclass) RETURNS regclass LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp AS $$
+AS $$
 DECLARE r regclass;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
@@ -2793,7 +2793,7 @@ $$;
 
 -- The Citus table a shard's name (as another node lists it) belongs to: NULL if none.
 CREATE FUNCTION _cluster_shard_of_name(shard text) RETURNS regclass LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp AS $$
+AS $$
 BEGIN
     IF shard IS NULL OR NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
         RETURN NULL;
@@ -2805,7 +2805,7 @@ $$;
 -- Whether txclass.backfill runs a table on the workers: a hash-distributed table (a reference
 -- table is small and copied to every node: the coordinator backfills it through Citus).
 CREATE FUNCTION _cluster_sharded(tbl regclass) RETURNS boolean LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp AS $$
+AS $$
 BEGIN
     IF txclass._cluster_role() <> 'coordinator' THEN
         RETURN false;
@@ -2877,7 +2877,7 @@ $$;
 -- returns its rows as JSON, per node. A node that cannot be reached is a row with its error.
 CREATE FUNCTION _cluster_gather(query text)
 RETURNS TABLE (nodename text, nodeport integer, rows jsonb, error text) LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp AS $$
+AS $$
 DECLARE wrapped text := format('SELECT coalesce(jsonb_agg(to_jsonb(x)), ''[]'') FROM (%s) x', query);
 BEGIN
     IF txclass._cluster_role() = 'single' THEN
@@ -2920,6 +2920,10 @@ FROM txclass._cluster_gather('SELECT relid::text AS relid, status, started_at, u
 LEFT JOIN LATERAL jsonb_to_recordset(g.rows) AS p(relid text, status text, started_at timestamptz, updated_at timestamptz, rows_done bigint,
                                                   rows_total bigint, batches bigint, rows_per_s float8, eta interval, model text, pid integer) ON true;
 COMMENT ON VIEW cluster_backfill_progress IS 'txclass.backfill progress on every node: on the workers, one row per shard (tbl: its distributed table)';
+
+-- trigger functions and what only txclass itself calls (trigger functions cannot be called
+-- directly; revoked all the same, as the other definers are)
+REVOKE ALL ON FUNCTION _cluster_deliver(), _cluster_forward(), _cluster_guard(), _cluster_check_files(text, text, text) FROM PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
