@@ -2618,7 +2618,7 @@ DECLARE
     rcols text;
     r record;
 BEGIN
-    IF key IS NULL OR op NOT IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE') THEN
+    IF key IS NULL OR op NOT IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'SYNC') THEN
         RAISE EXCEPTION 'txclass: % of txclass.% is not applied across the cluster', op, tbl;
     END IF;
     SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
@@ -2626,18 +2626,35 @@ BEGIN
     INTO cols, rcols
     FROM pg_attribute a WHERE a.attrelid = ('txclass.' || tbl)::regclass AND a.attnum > 0 AND NOT a.attisdropped;
     -- a model's files must be here before it is registered or served here
-    IF tbl = 'models' AND op = 'INSERT' THEN
-        FOR r IN SELECT * FROM jsonb_populate_recordset(NULL::txclass.models, payload) LOOP
+    IF tbl = 'models' AND op IN ('INSERT', 'SYNC') THEN
+        FOR r IN SELECT * FROM jsonb_populate_recordset(NULL::txclass.models, payload) x
+                 WHERE op = 'INSERT' OR NOT EXISTS (SELECT FROM txclass.models m WHERE m.name = x.name) LOOP
             PERFORM txclass._cluster_check_files(r.name, r.directory, r.checksum);
         END LOOP;
-    ELSIF tbl = 'active' AND op IN ('INSERT', 'UPDATE') THEN
+    ELSIF tbl = 'active' AND op IN ('INSERT', 'UPDATE', 'SYNC') THEN
         FOR r IN SELECT m.name, m.directory, m.checksum
                  FROM jsonb_populate_recordset(NULL::txclass.active, payload) x
                  JOIN txclass.deployments d ON d.id = x.deployment JOIN txclass.models m ON m.name = d.model LOOP
             PERFORM txclass._cluster_check_files(r.name, r.directory, r.checksum);
         END LOOP;
     END IF;
-    IF op = 'TRUNCATE' THEN
+    IF op = 'SYNC' THEN
+        -- this node's rows made equal to the coordinator's: rows it lacks inserted, changed ones
+        -- updated (a registered model's files cannot change: the models trigger refuses that),
+        -- rules, the active row and attachments of Citus tables it has beyond them deleted; the
+        -- deployment log only grows
+        payload := coalesce(payload, '[]');
+        IF tbl IN ('rules', 'active', 'monitored') THEN
+            EXECUTE format('DELETE FROM txclass.%I t WHERE NOT EXISTS (SELECT FROM jsonb_populate_recordset(NULL::txclass.%I, $1) r WHERE r.%I = t.%I)%s',
+                           tbl, tbl, key, key, CASE WHEN tbl = 'monitored' THEN ' AND txclass._cluster_table(t.relid)' ELSE '' END) USING payload;
+        END IF;
+        EXECUTE format('INSERT INTO txclass.%I AS t (%s) SELECT %s FROM jsonb_populate_recordset(NULL::txclass.%I, $1) r ON CONFLICT (%I) DO %s',
+                       tbl, cols, rcols, tbl, key,
+                       CASE WHEN tbl = 'deployments' THEN 'NOTHING'
+                            ELSE format('UPDATE SET (%s) = ROW(%s) WHERE ROW(%s) IS DISTINCT FROM ROW(%s)', cols,
+                                        replace(rcols, 'r.', 'EXCLUDED.'), replace(rcols, 'r.', 't.'), replace(rcols, 'r.', 'EXCLUDED.')) END)
+            USING payload;
+    ELSIF op = 'TRUNCATE' THEN
         EXECUTE format('DELETE FROM txclass.%I', tbl);
     ELSIF op = 'DELETE' THEN
         EXECUTE format('DELETE FROM txclass.%I t USING jsonb_populate_recordset(NULL::txclass.%I, $1) r WHERE t.%I = r.%I',
@@ -2770,6 +2787,38 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- On the coordinator: makes every worker's registry (models, deployments, the active model,
+-- rules) and attachments of Citus tables equal to the coordinator's, in one distributed
+-- transaction: for a worker added after models were registered (citus_add_node creates the
+-- extension there, not its rows), or one that was disabled while they changed. Returns the rows
+-- sent per table. Each worker checks the files of every model it did not have.
+CREATE FUNCTION cluster_sync() RETURNS TABLE (tbl text, rows bigint) LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE payload jsonb;
+BEGIN
+    IF txclass._cluster_role() <> 'coordinator' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = 'txclass.cluster_sync() runs on the coordinator of a Citus cluster with workers',
+            HINT = format('this node is %s', CASE txclass._cluster_role() WHEN 'worker' THEN 'a worker' ELSE 'not part of a Citus cluster' END);
+    END IF;
+    -- no activation or rule change meanwhile
+    LOCK TABLE txclass.active, txclass.rules IN SHARE ROW EXCLUSIVE MODE;
+    -- a node added since the mailbox became a reference table has no copy of it yet
+    IF EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = 'txclass._cluster_mailbox'::regclass) THEN
+        PERFORM replicate_reference_tables('block_writes');
+    END IF;
+    FOREACH tbl IN ARRAY ARRAY['models', 'deployments', 'active', 'rules', 'monitored'] LOOP
+        EXECUTE format('SELECT jsonb_agg(to_jsonb(t)) FROM txclass.%I t%s', tbl,
+                       CASE WHEN tbl = 'monitored' THEN ' WHERE txclass._cluster_table(t.relid)' ELSE '' END) INTO payload;
+        PERFORM txclass._cluster_send(tbl, 'SYNC', coalesce(payload, '[]'));
+        rows := jsonb_array_length(coalesce(payload, '[]'));
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION cluster_sync() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cluster_sync() TO txclass_model_admin;
 
 -- ---- work on the shards, where they are stored ------------------------------------------------
 

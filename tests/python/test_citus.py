@@ -32,8 +32,8 @@ from harness import Checks
 
 ROOT = sys.argv[1] if len(sys.argv) > 1 else harness.ROOT
 check = Checks("citus")
-COORD, W1, W2 = ("citus_c", 54391), ("citus_w1", 54392), ("citus_w2", 54393)
-NODES = [COORD, W1, W2]
+COORD, W1, W2, W3 = ("citus_c", 54391), ("citus_w1", 54392), ("citus_w2", 54393), ("citus_w3", 54394)
+NODES = [COORD, W1, W2, W3]   # W3 joins late
 CONF = "\n".join([
     "max_worker_processes = 32",
     "max_prepared_transactions = 100",   # Citus' two-phase commit on the workers
@@ -91,9 +91,9 @@ def expect_error(fn, *words):
 
 def main():
     try:
-        for n in NODES:
+        for n in NODES[:3]:
             harness.cluster("start", *n, env=ENV)
-        c, w1, w2 = (connect(n) for n in NODES)
+        c, w1, w2 = (connect(n) for n in NODES[:3])
         for conn in (c, w1, w2):
             conn.execute("CREATE EXTENSION citus")
             conn.execute("SET citus.override_table_visibility = off")
@@ -135,7 +135,7 @@ def main():
         acts = [active(x) for x in (c, w1, w2)]
         check("activate_model on the coordinator: every node has the same active deployment",
               len(set(acts)) == 1 and acts[0][0] == "v2", str(acts))
-        fresh = [serving(connect(n)) for n in NODES]
+        fresh = [serving(connect(n)) for n in NODES[:3]]
         check("new connections on every node serve the activated model", len(set(fresh)) == 1 and "v2" in (fresh[0] or ""), str(fresh))
         olds = [serving(x) for x in early]
         check("connections open before the activation serve it from their next statement (published after COMMIT PREPARED)",
@@ -282,7 +282,7 @@ def main():
 
         # the cluster's state, from the coordinator
         info = c.execute("SELECT nodeport, model, error FROM txclass.cluster_model_info ORDER BY nodeport").fetchall()
-        check("cluster_model_info: every node, one model", [r[0] for r in info] == [n[1] for n in NODES] and len({r[1] for r in info}) == 1
+        check("cluster_model_info: every node, one model", [r[0] for r in info] == [n[1] for n in NODES[:3]] and len({r[1] for r in info}) == 1
               and "v3" in (info[0][1] or ""), str(info))
         caches = c.execute("SELECT nodeport, shared, hits + misses FROM txclass.cluster_cache_stats ORDER BY nodeport").fetchall()
         check("cluster_cache_stats: every node's shared cache; the workers' answered the shards' rows",
@@ -410,6 +410,29 @@ def main():
         attached = one(c, "SELECT count(*) FROM txclass.monitored WHERE relid = 'undist'::regclass")
         check("undistribute_table: the local table keeps enriching (or warns, never refuses a write)",
               got[0] == 50 and (got[1] == 50 or any("txclass" in n for n in notices)), f"{got}, attached {attached}, notices {notices[:2]}")
+
+        # a worker added after the registry was set: cluster_sync brings it level; rebalanced
+        # shards then enrich there
+        harness.cluster("start", *W3, env=ENV)
+        w3 = connect(W3)
+        w3.execute("CREATE EXTENSION citus")
+        c.execute("SELECT citus_add_node('127.0.0.1', %s)", (W3[1],))
+        has_ext = one(w3, "SELECT extversion FROM pg_extension WHERE extname = 'txclass'")
+        before = (active(w3), serving(connect(W3)))
+        synced = dict(c.execute("SELECT tbl, rows FROM txclass.cluster_sync()").fetchall())
+        after = (active(w3), serving(connect(W3)))
+        want = (active(c), serving(c))
+        check("a worker added later: citus_add_node creates the extension there, cluster_sync() gives it the coordinator's registry",
+              has_ext is not None and before[0] is None and after == want
+              and sorted(r[0] for r in w3.execute("SELECT name FROM txclass.models")) == sorted(r[0] for r in c.execute("SELECT name FROM txclass.models")),
+              f"{has_ext}; {before} -> {after}, coordinator {want}; sent {synced}")
+        again = dict(c.execute("SELECT tbl, rows FROM txclass.cluster_sync()").fetchall())
+        check("cluster_sync() a second time changes nothing and fails nowhere", active(w3) == want[0], str(again))
+        c.execute("SELECT rebalance_table_shards('tx', shard_transfer_mode => 'block_writes')")
+        on_w3 = one(c, "SELECT count(*) FROM citus_shards WHERE table_name = 'tx'::regclass AND nodeport = %s", W3[1])
+        c.execute("INSERT INTO tx (id, account, descriptor) SELECT 900000 + g, 'a', (%s::text[])[1 + g %% 50] FROM generate_series(1, 300) g", (descs,))
+        got = one(c, "SELECT count(*) FILTER (WHERE txclass_model IS NULL) FROM tx WHERE id > 900000")
+        check("after rebalancing onto the new worker, rows routed there are enriched", on_w3 > 0 and got == 0, f"{on_w3} shards there, {got} unenriched")
 
         # detach: no shard enriches any more, no write is refused
         c.execute("SELECT txclass.detach('tx')")
