@@ -281,13 +281,51 @@ pub fn active() -> (Option<Active>, u64) {
     if snapshot == Snapshot::Statement {
         return (a, statement_token());
     }
+    // prepared transactions still in doubt that changed the registry or the rules: a server
+    // restart forgot what at_pre_prepare recorded (their locks survive it), and what is
+    // published now must be dropped when they end
+    let (prepared, _) = catalog::read_latest(IN_DOUBT_SQL, 1);
+    let xids: Vec<pg_sys::TransactionId> =
+        prepared.into_iter().filter_map(|r| r.into_iter().next().flatten()?.parse::<u32>().ok()).map(pg_sys::TransactionId::from).collect();
     let locked = Locked::new(s, true);
     if s.generation.load(Ordering::Acquire) == generation && locked.find(my_db()).is_none() {
+        if !record_in_doubt(s, &locked, &xids) {
+            // more in doubt than shared memory holds: valid for this statement only
+            return (a, statement_token());
+        }
         if let Some(slot) = locked.find_or_claim(my_db()) {
+            // SAFETY: the slot is written under the exclusive lock, held here.
             unsafe { write_slot(slot, a.as_ref()) };
         }
     }
     (a, generation)
+}
+
+/// Prepared transactions of this database holding a lock on txclass.active or txclass.rules
+/// (`pg_locks` names a prepared transaction's locks `-1/<xid>`).
+const IN_DOUBT_SQL: &std::ffi::CStr = c"SELECT DISTINCT split_part(l.virtualtransaction, '/', 2) FROM pg_catalog.pg_locks l \
+    WHERE l.virtualtransaction LIKE '-1/%' AND l.pid IS NULL \
+      AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
+      AND l.relation IN (pg_catalog.to_regclass('txclass.active'), pg_catalog.to_regclass('txclass.rules'))";
+
+/// Records `xids` of this database in doubt (those not recorded yet); false when they do not all
+/// fit. Called with the exclusive lock held.
+fn record_in_doubt(s: &Shared, locked: &Locked<'_>, xids: &[pg_sys::TransactionId]) -> bool {
+    let entries = locked.in_doubt();
+    for &xid in xids {
+        // SAFETY: the entries are read and written under the exclusive lock, held by the caller.
+        unsafe {
+            if (0..IN_DOUBT).any(|i| (*entries.add(i)).xid == xid) {
+                continue;
+            }
+            let Some(i) = (0..IN_DOUBT).find(|&i| (*entries.add(i)).xid == pg_sys::InvalidTransactionId) else {
+                return false;
+            };
+            *entries.add(i) = InDoubt { dboid: my_db(), xid };
+        }
+        s.in_doubt_count.fetch_add(1, Ordering::AcqRel);
+    }
+    true
 }
 
 // ---- publishing at commit -----------------------------------------------------------------
@@ -337,10 +375,7 @@ pub fn at_pre_prepare() {
         return; // wrote nothing after all
     }
     let locked = Locked::new(s, true);
-    let entries = locked.in_doubt();
-    // SAFETY: the entries are written only under the exclusive lock, held here.
-    let free = (0..IN_DOUBT).find(|&i| unsafe { (*entries.add(i)).xid } == pg_sys::InvalidTransactionId);
-    let Some(i) = free else {
+    if !record_in_doubt(s, &locked, &[xid]) {
         drop(locked);
         crate::errors::raise_code(
             pgrx::PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
@@ -348,10 +383,7 @@ pub fn at_pre_prepare() {
             "resolve them first: see pg_prepared_xacts, then COMMIT PREPARED or ROLLBACK PREPARED \
              (Citus resolves its own in its maintenance daemon)",
         );
-    };
-    // SAFETY: as above; i < IN_DOUBT.
-    unsafe { *entries.add(i) = InDoubt { dboid: my_db(), xid } };
-    s.in_doubt_count.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// While some prepared transaction is in doubt: at most once per statement (and every 100 ms

@@ -288,6 +288,24 @@ def main():
         check("cluster_cache_stats: every node's shared cache; the workers' answered the shards' rows",
               len(caches) == 3 and all(r[1] for r in caches) and all((r[2] or 0) > 0 for r in caches[1:]), str(caches))
 
+        # worker mode on the workers: each node's shared inference workers answer its shards
+        for x in (w1, w2):
+            x.execute("ALTER SYSTEM SET txclass.inference = 'worker'")
+            x.execute("SELECT pg_reload_conf()")
+        time.sleep(1)
+        fresh_descs = [f"{d} WORKERMODE" for d in descs[:120]]
+        c.execute("INSERT INTO tx (id, account, descriptor) SELECT 650000 + o, 'a', d FROM unnest(%s::text[]) WITH ORDINALITY u(d, o)", (fresh_descs,))
+        reqs = dict(c.execute("SELECT nodeport, sum(requests) FROM txclass.cluster_worker_stats GROUP BY 1").fetchall())
+        wm = c.execute("SELECT descriptor, txclass_label, txclass_category FROM tx WHERE id > 650000 AND id < 700000").fetchall()
+        ref = {d: (l, cat) for d, l, cat in c.execute(
+            "SELECT d, x.label, x.category FROM unnest(%s::text[]) d, LATERAL txclass.classify_transaction_detail(d) x", (fresh_descs,)).fetchall()}
+        differ = [r for r in wm if (r[1], r[2]) != ref.get(r[0])]
+        check("txclass.inference = 'worker' on the workers: their shared inference workers answer their shards' misses, with backend mode's answers",
+              all((reqs.get(w[1]) or 0) > 0 for w in (W1, W2)) and len(wm) == 120 and not differ, f"requests {reqs}; {len(differ)} of {len(wm)} differ")
+        for x in (w1, w2):
+            x.execute("ALTER SYSTEM RESET txclass.inference")
+            x.execute("SELECT pg_reload_conf()")
+
         # a worker stopped during inserts: Citus' error for its shards, nothing lost on the other
         harness.cluster("halt", *W2)
         on_w1 = [i for i in range(700000, 700400)

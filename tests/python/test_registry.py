@@ -142,7 +142,7 @@ def test_uncommitted_invisible(ci):
           f"{before} / {during} / {after}")
 
 
-def test_prepared(ci):
+def test_prepared(ci, name, port):
     """Two-phase commit (how Citus commits on its workers): a prepared activation is in doubt until
     COMMIT/ROLLBACK PREPARED in another session; no backend may serve it before, every backend
     serves it from its next statement after a commit, none after a rollback; and the session that
@@ -184,6 +184,21 @@ def test_prepared(ci):
             check("a rule added in a prepared transaction answers once committed, not before", in_doubt != "Prepared Rule Shop" and after == "Prepared Rule Shop",
                   f"{in_doubt} / {after}")
         run(ci, "SELECT txclass.activate_model('v1')")
+    # a restart while an activation is prepared: shared memory forgets what PREPARE recorded, the
+    # prepared transaction (and its locks) survive; after COMMIT PREPARED every backend serves it
+    with psycopg.connect(ci, autocommit=True) as a:
+        a.execute("BEGIN")
+        a.execute("SELECT txclass.activate_model('relabelled')")
+        a.execute("PREPARE TRANSACTION 'txclass_test_restart'")
+    cluster("restart", name, port)
+    with psycopg.connect(ci, autocommit=True) as watcher:
+        q = "SELECT split_part(d.model, '@', 1) FROM txclass.classify_transaction_detail('STARBUCKS STORE 1') d"
+        in_doubt = (watcher.execute(q).fetchone()[0], served(ci))
+        run(ci, "COMMIT PREPARED 'txclass_test_restart'")
+        after = (watcher.execute(q).fetchone()[0], served(ci))
+    check("a server restart while an activation is prepared: the committed model serves until COMMIT PREPARED, the new one after, in every backend",
+          in_doubt == ("v1", "v1") and after == ("relabelled", "relabelled"), f"{in_doubt} / {after}")
+    run(ci, "SELECT txclass.activate_model('v1')")
 
 
 def test_changed_files(ci):
@@ -341,7 +356,7 @@ def main():
             test_busy_backends(ci)
             test_concurrent_activation(ci)
             test_uncommitted_invisible(ci)
-            test_prepared(ci)
+            test_prepared(ci, "reg", 54371)
             test_changed_files(ci)
             test_restart("reg", 54371, ci)
             test_pgbench_switching(ci, flags)
