@@ -3,7 +3,8 @@
 # TXCLASS_TEST_MAJORS="15" for one); prints one summary line per major and a last one,
 # "tests: N passed, M failed", for all of them.
 #   1. cargo test      — txclass-core: normalization twin vectors, model validation, bundled model
-#   2. #[pg_test]      — the glue inside a real server (cargo pgrx test, as the postgres OS user)
+#   2. clippy, #[pg_test] — every unsafe block documented (clippy::undocumented_unsafe_blocks
+#                        denied); the glue inside a real server (cargo pgrx test, as postgres)
 #   3. pg_regress      — golden SQL behaviour: results, errors, privileges, CUDA fallback
 #   4. parity          — logits equal Python onnxruntime's within 1e-4 on >= 200 descriptors
 #   5. cache           — eviction, concurrent connections, no-preload fallback (own clusters)
@@ -91,7 +92,13 @@ else
   tier "1/$TIERS cargo test: the core knows nothing of Postgres, it ran with PostgreSQL $first_major"
 fi
 
-tier "2/$TIERS #[pg_test] (cargo pgrx test pg$PG_MAJOR)"
+tier "2/$TIERS clippy (every unsafe block says why it holds) and #[pg_test] (cargo pgrx test pg$PG_MAJOR)"
+# lib.rs denies clippy::undocumented_unsafe_blocks: an unsafe block without its SAFETY note fails here
+if cargo clippy --no-default-features --features "pg$PG_MAJOR" >"$LOGS/clippy.log" 2>&1; then
+  passed=$((passed + 1)); log "clippy: no undocumented unsafe block"
+else
+  failed=$((failed + 1)); failures+=("clippy"); grep -E "^error" -A6 "$LOGS/clippy.log" | head -60
+fi
 pgdata="/tmp/txclass-pgrx-test$PG_MAJOR"; rm -rf "$pgdata"
 if [ "$(id -u)" = 0 ]; then runas=(--runas "$PGUSER_OS"); else runas=(); fi
 cargo pgrx test "pg$PG_MAJOR" "${runas[@]}" --pgdata "$pgdata" >"$LOGS/pg.log" 2>&1 || true

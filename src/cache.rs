@@ -10,6 +10,7 @@
 //! Without `shared_preload_libraries`, each backend gets a [`LocalCache`] of the same capacity
 //! and one NOTICE saying how to share it.
 use crate::settings;
+use crate::shmem::LockGuard;
 use pgrx::pg_sys;
 use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
@@ -18,8 +19,8 @@ use txclass_core::cache::{self as table, Entry, Key, LocalCache, Put, ResultCach
 use txclass_core::Prediction;
 
 pub const PARTITIONS: usize = 16;
-/// One lock per partition.
-pub const TRANCHE: crate::shmem::Tranche = crate::shmem::Tranche { name: c"txclass cache", locks: PARTITIONS as i32 };
+/// The name of the tranche with one lock per partition.
+const TRANCHE_NAME: &CStr = c"txclass cache";
 const SHMEM_NAME: &CStr = c"txclass result cache";
 
 #[repr(C)]
@@ -41,20 +42,30 @@ static mut SHARED: *mut Header = std::ptr::null_mut();
 static mut LOCKS: *mut pg_sys::LWLockPadded = std::ptr::null_mut();
 static mut CAPACITY: usize = 0;
 
-pub fn shmem_size() -> usize {
-    // SAFETY: CAPACITY is written once in _PG_init (postmaster, single-threaded).
+fn shmem_size() -> usize {
+    // SAFETY: CAPACITY is written once in _PG_init (postmaster, single-threaded) and only read after.
     HEADER_BYTES + unsafe { CAPACITY } * std::mem::size_of::<Entry>()
 }
 
-/// Called from `_PG_init` when preloading: fixes the capacity from txclass.cache_entries.
+/// Called from `_PG_init`: when preloading, fixes the capacity from txclass.cache_entries and
+/// registers the table with the shared-memory hooks.
 pub fn init() {
+    if !crate::shmem::preloading() {
+        return;
+    }
     // SAFETY: _PG_init runs single-threaded before shared memory is requested.
     unsafe { CAPACITY = settings::cache_entries() };
+    crate::shmem::register(crate::shmem::Part {
+        size: shmem_size,
+        tranche: Some(crate::shmem::Tranche { name: TRANCHE_NAME, locks: PARTITIONS as i32 }),
+        startup: shmem_startup,
+    });
 }
 
-/// From the shmem startup hook (AddinShmemInitLock held).
-pub unsafe fn shmem_startup() {
-    // SAFETY: the caller holds AddinShmemInitLock; the struct is ours, sized by shmem_size().
+/// The registered start-up (AddinShmemInitLock held).
+unsafe fn shmem_startup() {
+    // SAFETY: the caller holds AddinShmemInitLock; the struct is ours, sized by shmem_size(),
+    // and the tranche was requested with PARTITIONS locks.
     unsafe {
         let (base, found) = crate::shmem::init_struct(SHMEM_NAME, shmem_size());
         let h = base as *mut Header;
@@ -64,7 +75,7 @@ pub unsafe fn shmem_startup() {
             (*h).stats_reset.store(pg_sys::GetCurrentTimestamp(), Relaxed);
         }
         SHARED = h;
-        LOCKS = pg_sys::GetNamedLWLockTranche(TRANCHE.name.as_ptr());
+        LOCKS = pg_sys::GetNamedLWLockTranche(TRANCHE_NAME.as_ptr());
     }
 }
 
@@ -76,6 +87,8 @@ struct Shared {
 }
 
 fn shared() -> Option<Shared> {
+    // SAFETY: SHARED and LOCKS are set once at start-up (inherited through fork) and never
+    // changed after; the entries follow the header in the structure shmem_size() sized.
     unsafe {
         let h = SHARED;
         if h.is_null() || LOCKS.is_null() {
@@ -89,6 +102,7 @@ impl Shared {
     fn partition(&self, k: &Key) -> (usize, *mut pg_sys::LWLock, *mut Entry) {
         let p = (k.text[0] % PARTITIONS as u64) as usize;
         let per = self.header.per_partition as usize;
+        // SAFETY: p < PARTITIONS locks in the tranche, and p * per + per <= capacity entries.
         unsafe { (per, std::ptr::addr_of_mut!((*self.locks.add(p)).lock), self.entries.add(p * per)) }
     }
 }
@@ -96,11 +110,10 @@ impl Shared {
 impl ResultCache for Shared {
     fn get(&self, k: &Key) -> Option<Prediction> {
         let (per, lock, first) = self.partition(k);
-        let r = unsafe {
-            pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_SHARED);
-            let r = table::get(std::slice::from_raw_parts(first, per), k);
-            pg_sys::LWLockRelease(lock);
-            r
+        let r = {
+            let _l = LockGuard::shared(lock);
+            // SAFETY: the partition's `per` entries, read under its lock held shared.
+            table::get(unsafe { std::slice::from_raw_parts(first, per) }, k)
         };
         if r.is_some() { &self.header.hits } else { &self.header.misses }.fetch_add(1, Relaxed);
         r
@@ -108,11 +121,10 @@ impl ResultCache for Shared {
 
     fn put(&self, k: &Key, p: Prediction) {
         let (per, lock, first) = self.partition(k);
-        let outcome = unsafe {
-            pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
-            let o = table::put(std::slice::from_raw_parts_mut(first, per), k, p);
-            pg_sys::LWLockRelease(lock);
-            o
+        let outcome = {
+            let _l = LockGuard::exclusive(lock);
+            // SAFETY: the partition's `per` entries, written under its lock held exclusively.
+            table::put(unsafe { std::slice::from_raw_parts_mut(first, per) }, k, p)
         };
         let h = self.header;
         match outcome {
@@ -150,7 +162,7 @@ pub fn with_cache<R>(f: impl FnOnce(Option<&dyn ResultCache>) -> R) -> R {
                  add txclass to shared_preload_libraries and restart the server to share one cache across backends"
             );
             *cell.borrow_mut() = Some(LocalCache::new(cap));
-            LOCAL_RESET.with(|r| r.set(unsafe { pg_sys::GetCurrentTimestamp() }));
+            LOCAL_RESET.with(|r| r.set(now()));
         }
         let guard = cell.borrow();
         f(guard.as_ref().map(|c| c as &dyn ResultCache))
@@ -194,18 +206,17 @@ pub fn reset() {
     if let Some(s) = shared() {
         let per = s.header.per_partition as usize;
         for p in 0..PARTITIONS {
-            unsafe {
-                let lock = std::ptr::addr_of_mut!((*s.locks.add(p)).lock);
-                pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
-                table::clear(std::slice::from_raw_parts_mut(s.entries.add(p * per), per));
-                pg_sys::LWLockRelease(lock);
-            }
+            // SAFETY: p < PARTITIONS locks in the tranche.
+            let lock = unsafe { std::ptr::addr_of_mut!((*s.locks.add(p)).lock) };
+            let _l = LockGuard::exclusive(lock);
+            // SAFETY: the partition's entries, written under its lock held exclusively.
+            table::clear(unsafe { std::slice::from_raw_parts_mut(s.entries.add(p * per), per) });
         }
         let h = s.header;
         for c in [&h.entries, &h.hits, &h.misses, &h.inserts, &h.evictions] {
             c.store(0, Relaxed);
         }
-        h.stats_reset.store(unsafe { pg_sys::GetCurrentTimestamp() }, Relaxed);
+        h.stats_reset.store(now(), Relaxed);
         return;
     }
     LOCAL.with(|cell| {
@@ -213,7 +224,12 @@ pub fn reset() {
             c.reset();
         }
     });
-    LOCAL_RESET.with(|r| r.set(unsafe { pg_sys::GetCurrentTimestamp() }));
+    LOCAL_RESET.with(|r| r.set(now()));
+}
+
+fn now() -> pg_sys::TimestampTz {
+    // SAFETY: reads the clock; no state.
+    unsafe { pg_sys::GetCurrentTimestamp() }
 }
 
 // ---- SQL ------------------------------------------------------------------------------------

@@ -1,18 +1,14 @@
 //! The SQL functions. All classify functions are STABLE (they depend on the active model) and
 //! PARALLEL SAFE (each worker loads its own session).
-use crate::cache;
 use crate::errors::OrRaise;
-use crate::intern;
+use crate::{intern, serve};
 use crate::settings;
 use crate::session::{last_load_ms, with_classifier, with_serving, Serving};
 use pgrx::prelude::*;
 use pgrx::heap_tuple::PgHeapTuple;
 use pgrx::{composite_type, AllocatedByRust, IntoDatum};
-use txclass_core::{confidence, normalize, Answer, Level};
+use txclass_core::{normalize, Answer};
 
-fn check_interrupts() {
-    pgrx::pg_sys::check_for_interrupts!();
-}
 
 /// The normalized form of a descriptor, as the cache and the model see it (rules txclass-v1).
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -20,69 +16,15 @@ fn normalize_descriptor(descriptor: &str) -> String {
     normalize(descriptor)
 }
 
-/// One descriptor: normalized, then the one decision (rules, cache) and the model on a miss.
-/// None when it normalizes to nothing. Results equal the batch path's (same normalization,
-/// decision and cache, and the model's logits do not depend on the batch).
+/// One descriptor: normalized, then served (src/serve.rs). None when it normalizes to nothing.
+/// Results equal the batch path's (same normalization, decision and cache, and the model's
+/// logits do not depend on the batch).
 fn answer_one(s: &mut Serving, descriptor: &str) -> Option<Answer> {
     let n = normalize(descriptor);
     if n.is_empty() {
         return None;
     }
-    let (c, rules) = (&mut s.classifier, &s.rules);
-    let rules = (!rules.is_empty()).then_some(&**rules);
-    Some(cache::with_cache(|cache| c.answer_one(&n, rules, cache, &mut check_interrupts)).or_raise())
-}
-
-/// What SQL shows for an answer: label and category (interned; NULL when the model abstains),
-/// confidence (1 for a rule), level, who answered, and the rule that did. The one conversion
-/// every function and the trigger use.
-pub(crate) struct Outputs {
-    pub label: Option<&'static str>,
-    pub category: Option<&'static str>,
-    pub confidence: f32,
-    pub level: &'static str,
-    /// `model`, `rule` or `abstain` (a model answer below txclass.min_confidence).
-    pub source: &'static str,
-    pub rule_id: Option<i64>,
-}
-
-/// Label and category of an answer, as interned strings. A rule without a category takes the
-/// model's category for its label, when the model has that label.
-fn label_and_category(s: &Serving, names: &intern::Names, a: Answer) -> (&'static str, Option<&'static str>) {
-    match a {
-        Answer::Model(p, _) => (names.labels[p.label], names.categories[p.label]),
-        Answer::Rule(i) => {
-            let r = s.rules.get(i);
-            let category = match &r.category {
-                Some(c) => Some(intern::text(c)),
-                None => s.classifier.model.labels.iter().position(|l| *l == r.label).and_then(|k| names.categories[k]),
-            };
-            (intern::text(&r.label), category)
-        }
-    }
-}
-
-pub(crate) fn outputs(s: &Serving, names: &intern::Names, a: Answer) -> Outputs {
-    let (label, category) = label_and_category(s, names, a);
-    match a {
-        Answer::Model(p, named) => {
-            let cal = &s.classifier.model.calibration;
-            let (level, abstain) = confidence::judge_named(cal, p.confidence, cal.floor(settings::min_confidence()), named);
-            if abstain {
-                return Outputs { label: None, category: None, confidence: p.confidence, level: level.as_str(), source: "abstain", rule_id: None };
-            }
-            Outputs { label: Some(label), category, confidence: p.confidence, level: level.as_str(), source: "model", rule_id: None }
-        }
-        // a rule is a person's decision: always an answer, at the top level
-        Answer::Rule(i) => Outputs {
-            label: Some(label),
-            category,
-            confidence: 1.0,
-            level: Level::VeryHigh.as_str(),
-            source: "rule",
-            rule_id: Some(s.rules.get(i).id),
-        },
-    }
+    Some(serve::answer_one(s, &n).or_raise())
 }
 
 /// The predicted label (or the label of the rule that matched). NULL for NULL input, for
@@ -92,7 +34,7 @@ pub(crate) fn outputs(s: &Serving, names: &intern::Names, a: Answer) -> Outputs 
 fn classify_transaction(descriptor: &str) -> Option<&'static str> {
     with_serving(|s| {
         let a = answer_one(s, descriptor)?;
-        outputs(s, &intern::names(&s.classifier), a).label
+        serve::outputs(s, a).label
     })
 }
 
@@ -102,7 +44,7 @@ fn classify_transaction(descriptor: &str) -> Option<&'static str> {
 fn classify_transaction_detail(descriptor: &str) -> Option<composite_type!('static, "classification")> {
     let (o, model) = with_serving(|s| {
         let a = answer_one(s, descriptor)?;
-        Some((outputs(s, &intern::names(&s.classifier), a), s.classifier.model.identity()))
+        Some((serve::outputs(s, a), s.classifier.model.identity()))
     })?;
     let mut t = PgHeapTuple::new_composite_type("txclass.classification").unwrap_or_else(|e| {
         crate::errors::raise_code(
@@ -146,7 +88,7 @@ fn classify_topk(
         return TableIterator::new(Vec::new());
     }
     let rows = with_classifier(|c| {
-        c.topk(&[n.as_str()], k as usize, &mut check_interrupts)
+        c.topk(&[n.as_str()], k as usize, &mut crate::interrupt::check)
             .or_raise()
             .remove(0)
             .into_iter()
@@ -206,11 +148,7 @@ pub(crate) fn batch_rows(descriptors: Array<&str>) -> Vec<BatchRow> {
     }
     let raw: Vec<Option<&str>> = descriptors.iter().collect();
     with_serving(|s| {
-        let answers = {
-            let (c, rules) = (&mut s.classifier, s.rules.clone());
-            let rules = (!rules.is_empty()).then_some(&*rules);
-            cache::with_cache(|cache| c.answer_descriptors(&raw, rules, cache, &mut check_interrupts)).or_raise()
-        };
+        let answers = serve::answer_all(s, &raw).or_raise();
         let names = intern::names(&s.classifier);
         let model = intern::text(&s.classifier.model.identity());
         answers
@@ -219,7 +157,7 @@ pub(crate) fn batch_rows(descriptors: Array<&str>) -> Vec<BatchRow> {
             .map(|(i, a)| match a {
                 None => (i as i64 + 1, None, None, None, None, None, None),
                 Some(a) => {
-                    let o = outputs(s, &names, a);
+                    let o = serve::outputs_with(s, &names, a);
                     (i as i64 + 1, o.label, o.category, Some(o.confidence), Some(model), Some(o.level), Some(o.source))
                 }
             })
@@ -235,7 +173,7 @@ fn logits(descriptor: &str) -> Option<Vec<f32>> {
     if n.is_empty() {
         return None;
     }
-    Some(with_classifier(|c| c.logits(&[n.as_str()], &mut check_interrupts).or_raise().remove(0)))
+    Some(with_classifier(|c| c.logits(&[n.as_str()], &mut crate::interrupt::check).or_raise().remove(0)))
 }
 
 /// The active model's labels and categories, in output order (0-based id).

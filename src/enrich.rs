@@ -13,159 +13,34 @@
 //! A classification that fails (no model, a broken model) never loses the row: the row keeps
 //! NULL outputs, the failure is counted (`txclass.enrichment_stats`) and reported with one
 //! WARNING per statement. With `on_error => 'error'` the statement fails instead.
+//!
+//! This file holds the two triggers and what they decide; the counters are in
+//! src/enrich_counters.rs, the statement's queue in src/pending.rs, the write-back as the
+//! owner in src/writeback.rs, and which attached table a relation belongs to in src/target.rs.
+use crate::catalog::rel_name;
+use crate::enrich_counters::{count, failed};
 use crate::errors::raise;
+use crate::pending::{self, Queued};
 use crate::session::{try_with_serving, Serving};
 use crate::target::{resolve, Target};
-use crate::{cache, intern};
+use crate::writeback::{update_as_owner, update_sql, Batch};
+use crate::{intern, serve};
 use pgrx::heap_tuple::PgHeapTupleError;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::AllocatedByRust;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::ffi::CString;
 use std::rc::Rc;
-use std::ffi::{CStr, CString};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use txclass_core::classifier::Decision;
 use txclass_core::{normalize, Answer, Error};
 
-fn check_interrupts() {
-    pg_sys::check_for_interrupts!();
-}
-
-// ---- counters (shared memory when preloaded, else this backend's) ---------------------------
-
-#[repr(C)]
-#[derive(Default)]
-pub struct Counters {
-    /// Rows given outputs in place by the row trigger (a rule or a cache hit).
-    in_place: AtomicU64,
-    /// Rows classified one at a time in the row trigger: a statement's first miss, and every miss
-    /// of a table without a usable key.
-    row_by_row: AtomicU64,
-    /// Rows queued by the row trigger and classified in the statement's batch.
-    batched: AtomicU64,
-    /// Statement batches run.
-    batches: AtomicU64,
-    /// Rows left with NULL outputs because classification or the output update failed.
-    failed: AtomicU64,
-    last_failure_at: AtomicI64,
-}
-
-static mut SHARED: *mut Counters = std::ptr::null_mut();
 thread_local! {
-    static LOCAL: Counters = Counters::default();
-}
-
-pub fn shmem_size() -> usize {
-    std::mem::size_of::<Counters>()
-}
-
-/// From the shmem startup hook (AddinShmemInitLock held).
-pub unsafe fn shmem_startup() {
-    unsafe {
-        let mut found = false;
-        let p = pg_sys::ShmemInitStruct(c"txclass enrichment counters".as_ptr(), shmem_size(), &mut found) as *mut Counters;
-        if !found {
-            std::ptr::write_bytes(p as *mut u8, 0, shmem_size());
-        }
-        SHARED = p;
-    }
-}
-
-fn count(mut f: impl FnMut(&Counters)) {
-    unsafe {
-        if let Some(c) = SHARED.as_ref() {
-            return f(c);
-        }
-    }
-    LOCAL.with(f);
-}
-
-fn failed(n: u64) {
-    count(|c| {
-        c.failed.fetch_add(n, Relaxed);
-        c.last_failure_at.store(unsafe { pg_sys::GetCurrentTimestamp() }, Relaxed);
-    });
-}
-
-/// The enrichment counters since server start (all tables; this backend's alone when txclass
-/// is not preloaded). Read through the view txclass.enrichment_stats.
-#[pg_extern(volatile, parallel_safe)]
-fn enrichment_counters() -> TableIterator<
-    'static,
-    (
-        name!(shared, bool),
-        name!(in_place, i64),
-        name!(row_by_row, i64),
-        name!(batched, i64),
-        name!(batches, i64),
-        name!(failed, i64),
-        name!(last_failure_at, Option<pgrx::datum::TimestampWithTimeZone>),
-    ),
-> {
-    let shared = unsafe { !SHARED.is_null() };
-    let mut row = None;
-    count(|c| {
-        let at = c.last_failure_at.load(Relaxed);
-        row = Some((
-            shared,
-            c.in_place.load(Relaxed) as i64,
-            c.row_by_row.load(Relaxed) as i64,
-            c.batched.load(Relaxed) as i64,
-            c.batches.load(Relaxed) as i64,
-            c.failed.load(Relaxed) as i64,
-            (at != 0).then(|| pgrx::datum::TimestampWithTimeZone::try_from(at).ok()).flatten(),
-        ))
-    });
-    TableIterator::once(row.expect("counters read"))
-}
-
-// ---- the statement's queue of misses ----------------------------------------------------------
-
-struct Queued {
-    /// The relation the row is in (a partition, or the attached table itself), as resolved.
-    target: Rc<Target>,
-    relid: pg_sys::Oid,
-    subxact: pg_sys::SubTransactionId,
-    key: Vec<String>,
-    descriptor: String,
-}
-
-thread_local! {
-    static QUEUE: RefCell<Vec<Queued>> = const { RefCell::new(Vec::new()) };
-    /// (relid, statement) pairs already warned about.
+    /// The (relation, statement) last warned about: one WARNING per statement.
     static WARNED: RefCell<Option<(pg_sys::Oid, i64)>> = const { RefCell::new(None) };
-    /// The command (local transaction, command id, attached table) whose first miss was
-    /// classified in place: its later misses are queued for the statement's batch.
-    static FIRST_MISS: Cell<Option<(u64, pg_sys::CommandId, pg_sys::Oid)>> = const { Cell::new(None) };
 }
 
-/// Whether a miss of the attached table `root` is the first of the running command (then it is
-/// classified in place, and the command's later misses are queued). A single-row INSERT — the
-/// OLTP pattern — so writes its row once, outputs included, instead of inserting it with NULL
-/// outputs and updating it from the statement trigger (a second row version, its WAL, a
-/// subtransaction and an UPDATE as the owner); a multi-row statement classifies one row alone
-/// and batches the rest. Each statement of a PL/pgSQL loop is a command of its own.
-fn first_miss_of_command(root: pg_sys::Oid) -> bool {
-    let now = running_command(root);
-    FIRST_MISS.with(|f| f.replace(Some(now)) != Some(now))
-}
-
-/// The running command, as [`first_miss_of_command`] tells commands apart.
-fn running_command(root: pg_sys::Oid) -> (u64, pg_sys::CommandId, pg_sys::Oid) {
-    // SAFETY: the running command's id, read in this backend inside a trigger
-    (crate::registry::local_xid(), unsafe { pg_sys::GetCurrentCommandId(false) }, root)
-}
-
-/// At the end of a transaction (commit, abort or PREPARE; src/xact.rs): nothing queued survives.
-pub fn at_end() {
-    QUEUE.with(|q| q.borrow_mut().clear());
-}
-
-/// A subtransaction aborted: rows queued in it (or its children) were never written.
-pub fn at_subtransaction_abort(subid: pg_sys::SubTransactionId) {
-    QUEUE.with(|q| q.borrow_mut().retain(|e| e.subxact < subid));
-}
 
 /// The attribute number of `column` in `desc`, if the table still has it.
 fn attnum(desc: pg_sys::TupleDesc, column: &str) -> Option<i32> {
@@ -211,9 +86,7 @@ enum Outcome {
 }
 
 fn answer(s: &mut Serving, n: &str, batch_misses: bool) -> Result<Outcome, Error> {
-    let (c, rules) = (&mut s.classifier, &s.rules);
-    let rules = (!rules.is_empty()).then_some(&**rules);
-    let a = match cache::with_cache(|cache| c.decide(n, rules, cache)) {
+    let a = match serve::decide(s, n) {
         Decision::Known(a) => {
             count(|c| {
                 c.in_place.fetch_add(1, Relaxed);
@@ -222,7 +95,7 @@ fn answer(s: &mut Serving, n: &str, batch_misses: bool) -> Result<Outcome, Error
         }
         Decision::Miss(_) if batch_misses => return Ok(Outcome::Queue),
         Decision::Miss(_) => {
-            let a = cache::with_cache(|cache| c.answer_one(n, rules, cache, &mut check_interrupts))?;
+            let a = serve::answer_one(s, n)?;
             count(|c| {
                 c.row_by_row.fetch_add(1, Relaxed);
             });
@@ -234,7 +107,7 @@ fn answer(s: &mut Serving, n: &str, batch_misses: bool) -> Result<Outcome, Error
 
 /// The outputs of an answer, through the SQL functions' one conversion.
 fn known(s: &Serving, a: Answer) -> Outcome {
-    let o = crate::classify::outputs(s, &intern::names(&s.classifier), a);
+    let o = serve::outputs(s, a);
     Outcome::Known {
         label: o.label,
         category: o.category,
@@ -290,6 +163,7 @@ fn warn_once(relid: pg_sys::Oid, e: &Error) {
 }
 
 fn warn_once_with(relid: pg_sys::Oid, e: &Error, fix: &str) {
+    // SAFETY: this backend's statement start time, read inside a trigger.
     let statement = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
     let first = WARNED.with(|w| {
         let mut w = w.borrow_mut();
@@ -302,17 +176,6 @@ fn warn_once_with(relid: pg_sys::Oid, e: &Error, fix: &str) {
     }
 }
 
-fn rel_name(relid: pg_sys::Oid) -> String {
-    unsafe {
-        let n = pg_sys::get_rel_name(relid);
-        if n.is_null() {
-            format!("relation {}", relid.to_u32())
-        } else {
-            CStr::from_ptr(n).to_string_lossy().into_owned()
-        }
-    }
-}
-
 /// BEFORE INSERT OR UPDATE OF <descriptor> FOR EACH ROW (installed by txclass.attach; on a
 /// partitioned table, cloned onto every partition).
 #[pg_trigger]
@@ -321,6 +184,8 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
     let is_update = matches!(trigger.op(), Ok(PgTriggerOperation::Update));
     let Some(new) = trigger.new() else { return Ok(None) };
     let mut new = new.into_owned();
+    // SAFETY: the trigger data of a row trigger: its relation is open, with its descriptor, and
+    // the tuples are the row's (the new one is tg_newtuple for an UPDATE).
     let (rel, relid, desc, new_tuple) = unsafe {
         let rel = td.tg_relation;
         (rel, (*rel).rd_id, (*rel).rd_att, if is_update { td.tg_newtuple } else { td.tg_trigtuple })
@@ -334,8 +199,11 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
         warn_ddl(relid, &missing);
         return Ok(Some(new));
     }
+    // SAFETY: new_tuple is the row's and desc its relation's (above); the column exists
+    // (missing_columns found none missing).
     let descriptor = unsafe { column_text(new_tuple, desc, &a.descriptor) };
     if is_update {
+        // SAFETY: the old row of an UPDATE, of the same relation.
         let old = unsafe { column_text(td.tg_trigtuple, desc, &a.descriptor) };
         if old == descriptor {
             return Ok(Some(new)); // the descriptor did not change: keep the outputs
@@ -349,12 +217,13 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
     } else {
         let mut decided = try_with_serving(|s| answer(s, &n, batch)).and_then(|r| r);
         if let Ok(Outcome::Queue) = decided {
-            if first_miss_of_command(a.root) {
+            if pending::first_miss_of_command(a.root) {
                 decided = try_with_serving(|s| answer(s, &n, false)).and_then(|r| r);
             }
         }
         if let Ok(Outcome::Queue) = decided {
             // the row's key; a row with a NULL in it cannot be found again: classified in place
+            // SAFETY: as for the descriptor: the row's tuple and its relation's descriptor.
             let key: Option<Vec<String>> = a.keys.iter().map(|(k, _)| unsafe { column_text(new_tuple, desc, k) }).collect();
             match key {
                 Some(k) => queue_key = Some(k),
@@ -377,17 +246,15 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
         return Ok(trigger.new().map(|t| t.into_owned()));
     }
     if let (Outcome::Queue, Some(key), Some(d)) = (&outcome, queue_key, descriptor) {
-        crate::xact::ensure_registered();
         // flush what is queued (rows already written) before queueing this row, which is
         // not written until the trigger returns
-        if queue_full(a.root) {
+        if pending::full(a.root) {
             flush(a.root, a.strict);
-            // the flush's UPDATE advanced the command id: the rows after it are still this
-            // statement's, queued like the ones before
-            FIRST_MISS.with(|f| f.set(Some(running_command(a.root))));
+            pending::continue_command(a.root);
         }
+        // SAFETY: this backend's running subtransaction, read inside a trigger.
         let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
-        QUEUE.with(|q| q.borrow_mut().push(Queued { target: a.clone(), relid, subxact, key, descriptor: d }));
+        pending::push(Queued { target: a.clone(), relid, subxact, key, descriptor: d });
     }
     Ok(Some(new))
 }
@@ -414,39 +281,17 @@ fn _enrich_statement<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
     Ok(None)
 }
 
-/// Rows a statement queues before the row trigger classifies and writes them itself: bounds
-/// the memory of a huge COPY and lets later repeats hit the cache. (SQL run in a BEFORE ROW
-/// trigger sees the rows the same statement wrote before.)
-const FLUSH_ROWS: usize = 10_000;
-
-/// Whether `root` has FLUSH_ROWS rows queued: the queue's length answers at once while it is
-/// shorter (it holds other tables' rows only in nested statements), the count only beyond.
-fn queue_full(root: pg_sys::Oid) -> bool {
-    QUEUE.with(|q| {
-        let q = q.borrow();
-        q.len() >= FLUSH_ROWS && q.iter().filter(|e| e.target.root == root).count() >= FLUSH_ROWS
-    })
-}
-
 /// Classifies the queued misses of the attached table `root` (all its partitions) in batches
 /// and writes their outputs, one UPDATE per partition.
 fn flush(root: pg_sys::Oid, strict: bool) {
-    let queued: Vec<Queued> = QUEUE.with(|q| {
-        let mut q = q.borrow_mut();
-        let (mine, rest): (Vec<_>, Vec<_>) = q.drain(..).partition(|e| e.target.root == root);
-        *q = rest;
-        mine
-    });
+    let queued: Vec<Queued> = pending::take(root);
     if queued.is_empty() {
         return;
     }
     let raw: Vec<Option<&str>> = queued.iter().map(|e| Some(e.descriptor.as_str())).collect();
     // per relation (partition): its rows' outputs
     let result = try_with_serving(|s| {
-        let rules = s.rules.clone();
-        let rules = (!rules.is_empty()).then_some(&*rules);
-        let c = &mut s.classifier;
-        let answers = cache::with_cache(|cache| c.answer_descriptors(&raw, rules, cache, &mut check_interrupts))?;
+        let answers = serve::answer_all(s, &raw)?;
         let mut out: Vec<(pg_sys::Oid, Rc<Target>, Batch)> = Vec::new();
         for (e, a) in queued.iter().zip(answers) {
             let Some(a) = a else { continue };
@@ -506,112 +351,3 @@ fn flush(root: pg_sys::Oid, strict: bool) {
     }
 }
 
-fn quote_ident(s: &str) -> String {
-    let Ok(c) = CString::new(s) else { return format!("\"{}\"", s.replace('"', "\"\"")) };
-    // SAFETY: quote_identifier returns its argument or a palloc'd copy; both live long enough.
-    unsafe { CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr())).to_string_lossy().into_owned() }
-}
-
-/// The UPDATE that writes a batch into `relid` (named as it is called now: a table renamed or
-/// moved to another schema keeps its enrichment): outputs $1..$5, the key's columns $6...
-fn update_sql(relid: pg_sys::Oid, t: &Target) -> Option<String> {
-    // SAFETY: catalog look-ups by OID; NULL when the relation is gone.
-    let table = unsafe {
-        let rel = pg_sys::get_rel_name(relid);
-        if rel.is_null() {
-            return None;
-        }
-        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
-        if ns.is_null() {
-            return None;
-        }
-        CStr::from_ptr(pg_sys::quote_qualified_identifier(ns, rel)).to_string_lossy().into_owned()
-    };
-    let mut set = format!(
-        "{} = u.l, {} = u.c, {} = u.f, {} = u.m",
-        quote_ident(&t.label),
-        quote_ident(&t.category),
-        quote_ident(&t.confidence),
-        quote_ident(&t.model)
-    );
-    if let Some(l) = &t.level {
-        set.push_str(&format!(", {} = u.v", quote_ident(l)));
-    }
-    let params: String = (0..t.keys.len()).map(|i| format!(", ${}::text[]", i + 6)).collect();
-    let names: String = (0..t.keys.len()).map(|i| format!(", k{i}")).collect();
-    let on: Vec<String> = t.keys.iter().enumerate().map(|(i, (k, ty))| format!("t.{} = u.k{i}::{ty}", quote_ident(k))).collect();
-    Some(format!(
-        "UPDATE {table} AS t SET {set} FROM unnest($1::text[], $2::text[], $3::real[], $4::text[], $5::text[]{params}) \
-         AS u(l, c, f, m, v{names}) WHERE {}",
-        on.join(" AND ")
-    ))
-}
-
-/// The outputs of a statement's batch for one relation, by column: the parameters of
-/// [`update_sql`].
-struct Batch {
-    labels: Vec<Option<String>>,
-    categories: Vec<Option<String>>,
-    confidences: Vec<f32>,
-    models: Vec<String>,
-    levels: Vec<String>,
-    /// one vector per key column
-    keys: Vec<Vec<String>>,
-}
-
-impl Batch {
-    fn new(key_columns: usize) -> Batch {
-        Batch {
-            labels: Vec::new(),
-            categories: Vec::new(),
-            confidences: Vec::new(),
-            models: Vec::new(),
-            levels: Vec::new(),
-            keys: vec![Vec::new(); key_columns],
-        }
-    }
-}
-
-/// Runs the outputs UPDATE as the table's owner (the owner attached the table; the inserting
-/// role need not have UPDATE on it), in a subtransaction so that a failure leaves the rows as
-/// written instead of failing the statement.
-fn update_as_owner(
-    owner: pg_sys::Oid,
-    sql: &str,
-    b: Batch,
-) -> Result<(), String> {
-    unsafe {
-        let context = pg_sys::CurrentMemoryContext;
-        let resowner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(context);
-        let (mut saved_user, mut saved_sec) = (pg_sys::InvalidOid, 0);
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_sec);
-        pg_sys::SetUserIdAndSecContext(owner, saved_sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
-        let outcome = PgTryBuilder::new(|| {
-            let mut args: Vec<pgrx::datum::DatumWithOid> = vec![
-                b.labels.clone().into(),
-                b.categories.clone().into(),
-                b.confidences.clone().into(),
-                b.models.clone().into(),
-                b.levels.clone().into(),
-            ];
-            args.extend(b.keys.iter().map(|k| k.clone().into()));
-            Spi::run_with_args(sql, &args)
-            .map_err(|e| e.to_string())
-        })
-        .catch_others(|e| match e {
-            pg_sys::panic::CaughtError::PostgresError(r) | pg_sys::panic::CaughtError::ErrorReport(r) => Err(r.message().to_string()),
-            other => Err(format!("{other:?}")),
-        })
-        .execute();
-        pg_sys::SetUserIdAndSecContext(saved_user, saved_sec);
-        match outcome {
-            Ok(()) => pg_sys::ReleaseCurrentSubTransaction(),
-            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
-        }
-        pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = resowner;
-        outcome
-    }
-}

@@ -4,7 +4,6 @@
 //! models next to this backend's serving session (which they do not disturb), and go through
 //! the result cache (keyed by model, so models never see each other's answers). Rules are not
 //! applied: these measure models.
-use crate::cache;
 use crate::errors::OrRaise;
 use crate::registry::Active;
 use crate::session::{self, Source};
@@ -13,9 +12,6 @@ use serde_json::json;
 use txclass_core::metrics;
 use txclass_core::{confidence, Calibration, Classifier, Level};
 
-fn check_interrupts() {
-    pgrx::pg_sys::check_for_interrupts!();
-}
 
 /// A registered model, loaded for this call (checksum verified).
 fn registered(name: &str) -> Classifier {
@@ -59,7 +55,7 @@ fn read_rows(query: &str, cols: &[&str]) -> Vec<Vec<Option<String>>> {
         let mut out = Vec::with_capacity(table.len());
         for (i, row) in table.enumerate() {
             if i % 4096 == 4095 {
-                check_interrupts();
+                crate::interrupt::check();
             }
             let mut r = Vec::with_capacity(cols.len());
             for c in 1..=cols.len() {
@@ -82,7 +78,7 @@ fn read_rows(query: &str, cols: &[&str]) -> Vec<Vec<Option<String>>> {
 /// nothing to classify), from the model alone (no rules).
 fn predict(c: &mut Classifier, descriptors: &[Option<String>]) -> Vec<Option<(String, f32, bool)>> {
     let raw: Vec<Option<&str>> = descriptors.iter().map(|d| d.as_deref()).collect();
-    let answers = cache::with_cache(|cache| c.answer_descriptors(&raw, None, cache, &mut check_interrupts)).or_raise();
+    let answers = crate::serve::model_answers(c, &raw).or_raise();
     answers
         .into_iter()
         .map(|a| match a {

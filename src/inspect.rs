@@ -1,7 +1,6 @@
 //! Validating a model directory before the registry records or activates it.
 use crate::catalog;
 use crate::errors::OrRaise;
-use crate::settings;
 use pgrx::prelude::*;
 use std::path::PathBuf;
 use txclass_core::{normalize, Error};
@@ -14,15 +13,15 @@ const SMOKE: [&str; 4] = ["SQ *BLUE BOTTLE COF 8473 OAKLAND CA", "AMZN MKTP US*2
 /// superuser or a member of pg_read_server_files (as COPY FROM a file does).
 fn resolve(directory: &str, check_privileges: bool) -> PathBuf {
     let v = directory.trim();
-    let p = settings::resolve_model_path(v)
+    let p = crate::model_path::resolve(v)
         .map_err(|m| {
-            Error::config(
+            Error::input_with_hint(
                 format!("model directory '{v}': {m}"),
                 "give a bundled model name (a directory under SHAREDIR/txclass/models) or an absolute path",
             )
         })
         .or_raise();
-    if check_privileges && !settings::is_model_name(v) {
+    if check_privileges && !crate::model_path::is_model_name(v) {
         let who = catalog::caller();
         if !catalog::is_superuser(who) && !catalog::has_privs_of(who, "pg_read_server_files") {
             crate::errors::raise_code(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -34,7 +33,7 @@ fn resolve(directory: &str, check_privileges: bool) -> PathBuf {
     }
     match std::fs::canonicalize(&p) {
         Ok(c) => c,
-        Err(e) => Error::config(
+        Err(e) => Error::unreadable(
             format!("model directory {} is not readable: {e}", p.display()),
             "the directory must exist on the database server and be readable by the server's OS user",
         )
@@ -68,7 +67,7 @@ fn _inspect_model(
     let texts: Vec<String> = SMOKE.iter().map(|d| normalize(d)).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let preds = c.classify(&refs, &mut || {
-        pgrx::pg_sys::check_for_interrupts!();
+        crate::interrupt::check();
     }).or_raise();
     for (d, p) in SMOKE.iter().zip(&preds) {
         if !(p.confidence.is_finite() && p.confidence > 0.0 && p.confidence <= 1.0 + 1e-4) || p.label >= c.model.labels.len() {

@@ -1,6 +1,10 @@
 //! Label and category strings as `&'static str`, so set-returning functions can hand Postgres
 //! borrowed text instead of allocating a `String` per row. Each distinct string is leaked once
-//! per backend: the pool is bounded by the distinct labels of the models a backend has served.
+//! per backend. What is interned: the labels and categories of the models a backend has served,
+//! the labels and categories of the rules that answered (`txclass.rules`, written by people),
+//! and model identities — so the pool grows with the models and rules a backend has seen, not
+//! with the rows it classified. A backend that serves many rule sets over its life keeps every
+//! label they ever answered with.
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;

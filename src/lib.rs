@@ -1,14 +1,30 @@
-//! txclass: the PostgreSQL glue around `txclass-core`.
+//! txclass: the PostgreSQL glue around `txclass-core`. One module per concern:
 //!
-//! One module per concern: `settings` (GUCs), `session` (the per-backend classifier and rules),
-//! `shmem` (the shared-memory hooks every module's state goes through), `worker` (the shared
-//! inference workers and the engine that sends them work), `cache` (the shared-memory result cache and its SQL), `registry` (the active model, published
-//! to every backend through shared memory), `rules` (the decision table ahead of the model),
-//! `inspect` (validating a model directory), `evaluate` (gold-set evaluation and A/B),
-//! `enrich` (the write-path triggers), `target` (which attached table a trigger's relation belongs to), `xact` (transaction ends: one callback for every concern), `cluster` (a Citus cluster: node role, the registry forwarded to the workers, shards resolved to their table), `drift` (drift statistics and math for sql/drift.sql), `catalog` (reads of txclass's tables at the latest snapshot), `errors` (core errors →
-//! ereport), `intern` (label strings for set-returning functions), `classify` (the SQL
-//! classification functions), `parse` (processor and merchant parsing), `recurring` (recurring-series detection for sql/recurring.sql), `upgrade` (symbols that released SQL scripts still name).
+//! * serving — `serve` (the one way to answer: rules → cache → model → outputs), `session`
+//!   (the per-backend classifier and rules), `classify` (the SQL classification functions),
+//!   `cache` (the shared-memory result cache and its SQL), `intern` (label strings for
+//!   set-returning functions), `confidence`, `parse`;
+//! * inference workers — `queue` (the shared queue: layout, slot states, every transition),
+//!   `worker` (the background worker process), `worker_engine` (a backend's engine that sends
+//!   work to them), `worker_stats` (their monitoring SQL);
+//! * the registry — `registry` (the active model, published to every backend through shared
+//!   memory, prepared transactions included), `rules` (the decision table ahead of the model),
+//!   `inspect` (validating a model directory), `model_path` (where model directories are),
+//!   `evaluate` (gold-set evaluation and A/B);
+//! * the write path — `enrich` (the triggers), `target` (which attached table a trigger's
+//!   relation belongs to), `pending` (the statement's queue of misses), `writeback` (the
+//!   batch's outputs written as the owner), `enrich_counters`;
+//! * analysis — `drift`, `recurring`;
+//! * a Citus cluster — `cluster` (node role, shards resolved to their table; its SQL in
+//!   sql/cluster.sql);
+//! * the server — `settings` (every GUC), `shmem` (the shared-memory hooks each feature
+//!   registers with, and the one lock guard), `xact` (transaction ends: one callback for every
+//!   concern), `interrupt` (the one interrupt check), `catalog` (reads of txclass's tables at
+//!   the latest snapshot), `errors` (core errors → ereport with an SQLSTATE per cause),
+//!   `upgrade` (symbols that released SQL scripts still name).
 #![deny(ffi_unwind_calls)]
+// every unsafe block says why it holds (CI runs clippy with this lint as an error)
+#![deny(clippy::undocumented_unsafe_blocks)]
 // pgrx signatures of set-returning functions are long tuples by nature
 #![allow(clippy::type_complexity)]
 
@@ -19,20 +35,29 @@ mod cluster;
 mod confidence;
 mod drift;
 mod enrich;
+mod enrich_counters;
 mod errors;
 mod evaluate;
 mod inspect;
 mod intern;
+mod interrupt;
+mod model_path;
 mod parse;
+mod pending;
+mod queue;
 mod recurring;
 mod registry;
 mod rules;
+mod serve;
 mod session;
 mod settings;
 mod shmem;
 mod target;
 mod upgrade;
 mod worker;
+mod worker_engine;
+mod worker_stats;
+mod writeback;
 mod xact;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -59,7 +84,7 @@ pgrx::extension_sql_file!(
         enrich::_enrich_row,
         enrich::_enrich_statement,
         target::_attached_changed,
-        enrich::enrichment_counters,
+        enrich_counters::enrichment_counters,
         classify::classify_batch_0_3
     ]
 );
@@ -111,6 +136,11 @@ pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 pub extern "C-unwind" fn _PG_init() {
     settings::init();
     shmem::init();
+    // each feature with shared memory registers it (only while preloading)
+    cache::init();
+    registry::init();
+    enrich_counters::init();
+    queue::init();
     worker::init();
 }
 

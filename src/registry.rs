@@ -29,7 +29,7 @@
 //! commit got there first (checked by generation). Without shared_preload_libraries there is no
 //! shared memory, and each backend re-reads the tables once per transaction.
 use crate::catalog::{self, Snapshot};
-use crate::shmem::{copy_in, copy_out};
+use crate::shmem::{copy_in, copy_out, LockGuard};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -86,15 +86,27 @@ struct Shared {
 static mut SHARED: *mut Shared = std::ptr::null_mut();
 static mut LOCK: *mut pg_sys::LWLock = std::ptr::null_mut();
 
-/// The lock that guards the slots.
-pub const TRANCHE: crate::shmem::Tranche = crate::shmem::Tranche { name: c"txclass registry", locks: 1 };
+/// The lock that guards the slots and the in-doubt entries.
+const TRANCHE_NAME: &std::ffi::CStr = c"txclass registry";
 
-pub fn shmem_size() -> usize {
+/// From `_PG_init`: registers the published state with the shared-memory hooks (preloading).
+pub fn init() {
+    if !crate::shmem::preloading() {
+        return;
+    }
+    crate::shmem::register(crate::shmem::Part {
+        size: shmem_size,
+        tranche: Some(crate::shmem::Tranche { name: TRANCHE_NAME, locks: 1 }),
+        startup: shmem_startup,
+    });
+}
+
+fn shmem_size() -> usize {
     std::mem::size_of::<Shared>()
 }
 
-/// From the shmem startup hook (AddinShmemInitLock held).
-pub unsafe fn shmem_startup() {
+/// The registered start-up (AddinShmemInitLock held).
+unsafe fn shmem_startup() {
     // SAFETY: the caller holds AddinShmemInitLock; the struct is ours, sized by shmem_size().
     unsafe {
         let (p, found) = crate::shmem::init_struct(c"txclass registry", shmem_size());
@@ -104,70 +116,94 @@ pub unsafe fn shmem_startup() {
             (*p).generation.store(1, Ordering::Release);
         }
         SHARED = p;
-        LOCK = crate::shmem::lock(TRANCHE.name, 0);
+        LOCK = crate::shmem::lock(TRANCHE_NAME, 0);
     }
 }
 
-fn shared() -> Option<&'static Shared> {
+/// The published state in shared memory: its atomics are read through `Deref`, its slots and
+/// in-doubt entries only through [`Locked`].
+#[derive(Clone, Copy)]
+struct Registry {
+    p: *mut Shared,
+}
+
+impl std::ops::Deref for Registry {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        // SAFETY: p is SHARED, non-null (checked by shared()), and lives as long as the server;
+        // through `&Shared` only the atomics are used (the rest is read and written through
+        // Locked's raw pointers, under the lock).
+        unsafe { &*self.p }
+    }
+}
+
+impl Registry {
+    fn lock(self, exclusive: bool) -> Locked {
+        Locked { p: self.p, _guard: LockGuard::new(self.lock_ptr(), exclusive) }
+    }
+    fn lock_ptr(self) -> *mut pg_sys::LWLock {
+        // SAFETY: LOCK is set with SHARED at start-up, never changed after.
+        unsafe { LOCK }
+    }
+}
+
+fn shared() -> Option<Registry> {
+    // a hot standby replays activations without running the primary's commit callback:
+    // there, read the registry once per transaction, as without shared_preload_libraries
+    // SAFETY: SHARED and LOCK are set once at start-up (inherited through fork), never changed
+    // after; RecoveryInProgress reads shared state under its own spinlock.
     unsafe {
-        // a hot standby replays activations without running the primary's commit callback:
-        // there, read the registry once per transaction, as without shared_preload_libraries
         if SHARED.is_null() || LOCK.is_null() || pg_sys::RecoveryInProgress() {
             None
         } else {
-            Some(&*SHARED)
+            Some(Registry { p: SHARED })
         }
     }
 }
 
 fn my_db() -> pg_sys::Oid {
+    // SAFETY: a plain read of this backend's database, set before any SQL runs.
     unsafe { pg_sys::MyDatabaseId }
 }
 
-
-struct Locked<'a> {
-    shared: &'a Shared,
+/// The registry's lock held (shared or exclusive): the slots and in-doubt entries may be read
+/// (and, exclusive, written) through the pointers it gives.
+struct Locked {
+    p: *mut Shared,
+    _guard: LockGuard,
 }
 
-impl<'a> Locked<'a> {
-    fn new(shared: &'a Shared, exclusive: bool) -> Self {
-        let mode = if exclusive { pg_sys::LWLockMode::LW_EXCLUSIVE } else { pg_sys::LWLockMode::LW_SHARED };
-        unsafe { pg_sys::LWLockAcquire(LOCK, mode) };
-        Locked { shared }
-    }
+impl Locked {
     fn slots(&self) -> *mut Slot {
-        // SAFETY: SHARED is non-null whenever a Locked exists (shared() checked it); the slots
-        // are written only under the exclusive lock, through this pointer derived from the
-        // `*mut` that ShmemInitStruct returned (never through a shared reference).
-        let _ = self.shared;
-        unsafe { std::ptr::addr_of_mut!((*SHARED).slots) as *mut Slot }
+        // SAFETY: derived from the `*mut` that ShmemInitStruct returned (never through a shared
+        // reference), so writes through it under the exclusive lock are sound.
+        unsafe { std::ptr::addr_of_mut!((*self.p).slots) as *mut Slot }
     }
     fn in_doubt(&self) -> *mut InDoubt {
-        // SAFETY: as slots(): derived from the `*mut` ShmemInitStruct returned; written only
-        // under the exclusive lock.
-        unsafe { std::ptr::addr_of_mut!((*SHARED).in_doubt) as *mut InDoubt }
+        // SAFETY: as slots().
+        unsafe { std::ptr::addr_of_mut!((*self.p).in_doubt) as *mut InDoubt }
     }
     fn find(&self, db: pg_sys::Oid) -> Option<*mut Slot> {
+        // SAFETY: i < SLOTS; dboid is read under the lock this guard holds.
         (0..SLOTS).map(|i| unsafe { self.slots().add(i) }).find(|&s| unsafe { (*s).dboid == db })
     }
     fn find_or_claim(&self, db: pg_sys::Oid) -> Option<*mut Slot> {
         self.find(db).or_else(|| {
             let free = self.find(pg_sys::InvalidOid)?;
+            // SAFETY: claiming writes the slot: callers hold the lock exclusively.
             unsafe { (*free).dboid = db };
             Some(free)
         })
     }
 }
 
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        unsafe { pg_sys::LWLockRelease(LOCK) };
-    }
-}
-
 /// Writes `active` into `slot`; false when it does not fit (then the slot is released and the
 /// database falls back to reading the tables).
+///
+/// # Safety
+/// `slot` is one of the registry's slots and the caller holds the lock exclusively.
 unsafe fn write_slot(slot: *mut Slot, active: Option<&Active>) -> bool {
+    // SAFETY: the caller's contract: the slot is ours to write.
     unsafe {
         let s = &mut *slot;
         match active {
@@ -213,6 +249,7 @@ pub(crate) fn local_xid() -> u64 {
     // SAFETY: MyProc is this backend's own PGPROC, set before any SQL function runs
     #[cfg(not(feature = "pg18"))]
     let lxid = unsafe { (*pg_sys::MyProc).lxid };
+    // SAFETY: as above (PostgreSQL 17 moved the field into vxid)
     #[cfg(feature = "pg18")]
     let lxid = unsafe { (*pg_sys::MyProc).vxid.lxid };
     lxid as u64
@@ -262,8 +299,9 @@ pub fn active() -> (Option<Active>, u64) {
     // was committed before it
     let generation = token();
     {
-        let locked = Locked::new(s, false);
+        let locked = s.lock(false);
         if let Some(slot) = locked.find(my_db()) {
+            // SAFETY: read under the lock (shared); slots are written only under the exclusive one.
             let slot = unsafe { &*slot };
             let a = (slot.has_active == 1).then(|| Active {
                 name: copy_out(&slot.name),
@@ -287,9 +325,9 @@ pub fn active() -> (Option<Active>, u64) {
     let (prepared, _) = catalog::read_latest(IN_DOUBT_SQL, 1);
     let xids: Vec<pg_sys::TransactionId> =
         prepared.into_iter().filter_map(|r| r.into_iter().next().flatten()?.parse::<u32>().ok()).map(pg_sys::TransactionId::from).collect();
-    let locked = Locked::new(s, true);
+    let locked = s.lock(true);
     if s.generation.load(Ordering::Acquire) == generation && locked.find(my_db()).is_none() {
-        if !record_in_doubt(s, &locked, &xids) {
+        if !record_in_doubt(&s, &locked, &xids) {
             // more in doubt than shared memory holds: valid for this statement only
             return (a, statement_token());
         }
@@ -310,7 +348,7 @@ const IN_DOUBT_SQL: &std::ffi::CStr = c"SELECT DISTINCT split_part(l.virtualtran
 
 /// Records `xids` of this database in doubt (those not recorded yet); false when they do not all
 /// fit. Called with the exclusive lock held.
-fn record_in_doubt(s: &Shared, locked: &Locked<'_>, xids: &[pg_sys::TransactionId]) -> bool {
+fn record_in_doubt(s: &Shared, locked: &Locked, xids: &[pg_sys::TransactionId]) -> bool {
     let entries = locked.in_doubt();
     for &xid in xids {
         // SAFETY: the entries are read and written under the exclusive lock, held by the caller.
@@ -340,13 +378,21 @@ thread_local! {
     static SETTLE_CHECKED: Cell<(u64, i64)> = const { Cell::new((0, 0)) };
 }
 
+/// What a transaction's end does to the registry's per-transaction state (src/xact.rs).
+static HOOKS: crate::xact::Hooks = crate::xact::Hooks {
+    pre_prepare: at_pre_prepare,
+    commit: at_commit,
+    end: at_end,
+    subtransaction_abort: crate::xact::nothing_sub,
+};
+
 fn mark_changed() {
     CHANGED.with(|c| c.set(true));
-    crate::xact::ensure_registered();
+    crate::xact::ensure_registered(&HOOKS);
 }
 
-/// Transaction end (src/xact.rs): committed — publish what was staged, bump the generation.
-pub fn at_commit() {
+/// Transaction end: committed — publish what was staged, bump the generation.
+fn at_commit() {
     if !CHANGED.with(|c| c.replace(false)) {
         return;
     }
@@ -354,17 +400,17 @@ pub fn at_commit() {
     publish(staged);
 }
 
-/// Transaction end (src/xact.rs): aborted, or prepared (then `at_pre_prepare` recorded it in
-/// doubt) — nothing staged survives.
-pub fn at_abort_or_prepare() {
+/// Transaction end (after at_commit on commit): aborted, or prepared (then `at_pre_prepare`
+/// recorded it in doubt) — nothing staged survives.
+fn at_end() {
     CHANGED.with(|c| c.set(false));
     STAGED.with(|s| *s.borrow_mut() = None);
 }
 
-/// Before `PREPARE TRANSACTION` (src/xact.rs; may raise an ERROR, which fails the PREPARE): a
+/// Before `PREPARE TRANSACTION` (may raise an ERROR, which fails the PREPARE): a
 /// transaction that changed the registry or the rules is recorded in doubt, so that every
 /// backend re-reads the tables once it is resolved (module comment).
-pub fn at_pre_prepare() {
+fn at_pre_prepare() {
     if !CHANGED.with(|c| c.get()) {
         return;
     }
@@ -374,8 +420,8 @@ pub fn at_pre_prepare() {
     if xid == pg_sys::InvalidTransactionId {
         return; // wrote nothing after all
     }
-    let locked = Locked::new(s, true);
-    if !record_in_doubt(s, &locked, &[xid]) {
+    let locked = s.lock(true);
+    if !record_in_doubt(&s, &locked, &[xid]) {
         drop(locked);
         crate::errors::raise_code(
             pgrx::PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
@@ -389,7 +435,7 @@ pub fn at_pre_prepare() {
 /// While some prepared transaction is in doubt: at most once per statement (and every 100 ms
 /// within a long one), drops the entries whose transaction ended, clears their databases' slots
 /// and bumps the generation.
-fn settle_in_doubt(s: &Shared) {
+fn settle_in_doubt(s: Registry) {
     // SAFETY: reads the clock.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let statement = statement_token();
@@ -399,7 +445,7 @@ fn settle_in_doubt(s: &Shared) {
     }
     SETTLE_CHECKED.with(|c| c.set((statement, now)));
     let pending: Vec<InDoubt> = {
-        let locked = Locked::new(s, false);
+        let locked = s.lock(false);
         let entries = locked.in_doubt();
         // SAFETY: read under the shared lock; written only under the exclusive one.
         (0..IN_DOUBT).map(|i| unsafe { *entries.add(i) }).filter(|e| e.xid != pg_sys::InvalidTransactionId).collect()
@@ -410,7 +456,7 @@ fn settle_in_doubt(s: &Shared) {
     if ended.is_empty() {
         return;
     }
-    let locked = Locked::new(s, true);
+    let locked = s.lock(true);
     let entries = locked.in_doubt();
     let mut settled = 0;
     for e in ended {
@@ -438,9 +484,10 @@ fn settle_in_doubt(s: &Shared) {
 /// In the commit callback: must not fail.
 fn publish(staged: Option<Option<Active>>) {
     let Some(s) = shared() else { return };
-    let locked = Locked::new(s, true);
+    let locked = s.lock(true);
     if let Some(state) = staged {
         if let Some(slot) = locked.find_or_claim(my_db()) {
+            // SAFETY: one of our slots, under the exclusive lock held here.
             unsafe { write_slot(slot, state.as_ref()) };
         }
     }
@@ -502,8 +549,9 @@ fn registry_generation() -> i64 {
 #[pg_extern(volatile, parallel_safe)]
 fn _published_model() -> Option<String> {
     let s = shared()?;
-    let locked = Locked::new(s, false);
+    let locked = s.lock(false);
     let slot = locked.find(my_db())?;
+    // SAFETY: read under the lock (shared); slots are written only under the exclusive one.
     let slot = unsafe { &*slot };
     Some(if slot.has_active == 1 { copy_out(&slot.name) } else { String::new() })
 }

@@ -59,13 +59,13 @@ pub fn last_load_ms() -> Option<f64> {
 }
 
 fn wanted() -> Result<(Source, u64), Error> {
-    match settings::pinned_model_dir() {
+    match crate::model_path::pinned() {
         Ok(Some(p)) => Ok((Source::Pinned(p), registry::token())),
         Ok(None) => Ok(match registry::active() {
             (Some(a), token) => (Source::Registry(a), token),
             (None, token) => (Source::Default, token),
         }),
-        Err(settings::BadModelSetting(msg)) => Err(Error::config(
+        Err(crate::model_path::BadModelSetting(msg)) => Err(Error::setting(
             msg,
             "set txclass.model to a bundled model name (e.g. txclass-merchants-v3) or an absolute directory path, \
              or RESET txclass.model to serve the registry's active model",
@@ -83,7 +83,7 @@ fn directory(source: &Source) -> PathBuf {
     match source {
         Source::Pinned(p) => p.clone(),
         Source::Registry(a) => PathBuf::from(&a.directory),
-        Source::Default => settings::bundled_model_dir(settings::DEFAULT_MODEL),
+        Source::Default => crate::model_path::bundled_model_dir(settings::DEFAULT_MODEL),
     }
 }
 
@@ -106,10 +106,10 @@ fn try_load(source: &Source) -> Result<Classifier, Error> {
 pub fn load_dir(dir: &std::path::Path) -> Result<txclass_core::classifier::Loaded, Error> {
     let opts = settings::options();
     if settings::inference() == settings::Inference::Worker {
-        if crate::worker::available() {
-            return Classifier::load_with(dir, &opts, &mut |m, pad| crate::worker::engine(m, &opts, pad));
+        if crate::worker_engine::available() {
+            return Classifier::load_with(dir, &opts, &mut |m, pad| crate::worker_engine::engine(m, &opts, pad));
         }
-        crate::worker::notice_unavailable();
+        crate::worker_engine::notice_unavailable();
     }
     Classifier::load(dir, &opts)
 }
@@ -117,7 +117,7 @@ pub fn load_dir(dir: &std::path::Path) -> Result<txclass_core::classifier::Loade
 /// A registered model's files must still be the ones registered.
 pub fn check_registered(c: &Classifier, a: &registry::Active) -> Result<(), Error> {
     if c.model.checksum != a.checksum {
-        return Err(Error::config(
+        return Err(Error::changed(
             format!(
                 "model '{}': the files in {} changed since it was registered (checksum now {}…, registered {}…)",
                 a.name,

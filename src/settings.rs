@@ -61,6 +61,8 @@ static WORKER_MODELS: GucSetting<i32> = GucSetting::<i32>::new(2);
 static WORKER_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 /// When no worker answers: classify in the backend with one WARNING (on) or raise an ERROR (off).
 static WORKER_FALLBACK: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Most inference worker processes (the bound of `txclass.workers`).
+pub const MAX_WORKERS: usize = 16;
 /// Request slots of the shared queue (each about 100 kB of shared memory), fixed at server start.
 static WORKER_QUEUE_SLOTS: GucSetting<i32> = GucSetting::<i32>::new(64);
 
@@ -146,7 +148,7 @@ pub fn init() {
     );
     // Sized at server start when preloaded (the shared cache); a postmaster setting cannot be
     // created after start-up, so when loaded later it only sizes the per-backend caches.
-    let preloaded = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    let preloaded = crate::shmem::preloading();
     GucRegistry::define_int_guc(
         c"txclass.cache_entries",
         c"Entries in the result cache (40 bytes each); fixed at server start.",
@@ -166,13 +168,14 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    // SAFETY: called once from _PG_init after the settings are defined; the prefix is static.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"txclass".as_ptr()) };
 }
 
 fn define_worker_settings() {
     // a postmaster setting cannot be created after start-up (loaded without preload, there
     // are no workers and no queue anyway)
-    let at_start = || if unsafe { pg_sys::process_shared_preload_libraries_in_progress } { GucContext::Postmaster } else { GucContext::Sighup };
+    let at_start = || if crate::shmem::preloading() { GucContext::Postmaster } else { GucContext::Sighup };
     GucRegistry::define_enum_guc(
         c"txclass.inference",
         c"Who runs the model: each backend in its own ONNX Runtime session (backend), or the shared inference workers (worker).",
@@ -188,7 +191,7 @@ fn define_worker_settings() {
         c"Each loads the models it is asked for; workers x txclass.worker_threads should not exceed the cores left to backends.",
         &WORKERS,
         0,
-        crate::worker::MAX_WORKERS as i32,
+        MAX_WORKERS as i32,
         at_start(),
         GucFlags::default(),
     );
@@ -255,6 +258,8 @@ fn define_worker_settings() {
 
 /// A string setting's current value, borrowed without copying (valid until it changes).
 fn raw(s: &GucSetting<Option<CString>>) -> &'static CStr {
+    // SAFETY: the GUC's variable holds NULL or a NUL-terminated string that the GUC machinery
+    // keeps until the setting changes; callers copy it (Fingerprint) or compare it at once.
     unsafe {
         let p = *s.as_ptr();
         if p.is_null() {
@@ -302,42 +307,10 @@ fn string_setting(s: &GucSetting<Option<CString>>) -> String {
     s.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// Why a `txclass.model` value was refused.
-pub struct BadModelSetting(pub String);
-
-/// The directory `txclass.model` pins, or None when it is empty (the registry decides).
-pub fn pinned_model_dir() -> Result<Option<PathBuf>, BadModelSetting> {
-    let v = string_setting(&MODEL);
-    let v = v.trim();
-    if v.is_empty() {
-        return Ok(None);
-    }
-    resolve_model_path(v).map(Some).map_err(|m| BadModelSetting(format!("txclass.model = '{v}': {m}")))
-}
-
-/// True for a bundled model name: letters, digits, '.', '-', '_', not starting with '.'.
-pub fn is_model_name(v: &str) -> bool {
-    !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) && !v.starts_with('.')
-}
-
-/// A bare name is looked up under SHAREDIR/txclass/models; anything else must be an absolute
-/// path without `..`.
-pub fn resolve_model_path(v: &str) -> Result<PathBuf, String> {
-    if is_model_name(v) {
-        return Ok(bundled_model_dir(v));
-    }
-    let p = PathBuf::from(v);
-    if !p.is_absolute() {
-        return Err("neither a bundled model name nor an absolute path".into());
-    }
-    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err("the path contains '..'".into());
-    }
-    Ok(p)
-}
-
-pub fn bundled_model_dir(name: &str) -> PathBuf {
-    share_dir().join("txclass").join("models").join(name)
+/// `txclass.model` as set (trimmed; empty: the registry decides). Resolved by
+/// `model_path::pinned` (src/model_path.rs).
+pub fn model() -> String {
+    string_setting(&MODEL).trim().to_string()
 }
 
 pub fn onnxruntime_library() -> PathBuf {
@@ -348,16 +321,10 @@ pub fn onnxruntime_library() -> PathBuf {
     }
 }
 
+/// The package library directory (`$libdir`).
 pub fn pkglib_dir() -> String {
+    // SAFETY: pkglib_path is a NUL-terminated MAXPGPATH buffer the server fills at start.
     unsafe { CStr::from_ptr(std::ptr::addr_of!(pg_sys::pkglib_path).cast()) }.to_string_lossy().into_owned()
-}
-
-pub fn share_dir() -> PathBuf {
-    let mut buf = vec![0 as std::ffi::c_char; pg_sys::MAXPGPATH as usize];
-    unsafe {
-        pg_sys::get_share_path(std::ptr::addr_of!(pg_sys::my_exec_path).cast(), buf.as_mut_ptr());
-        PathBuf::from(CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned())
-    }
 }
 
 /// Intra-op threads of a worker's sessions (txclass.worker_threads, 0 = cores / workers).
@@ -386,13 +353,12 @@ pub fn options() -> txclass_core::Options {
 
 // ---- typed accessors: the only way other modules read the settings -------------------------
 
-/// Rows per ONNX run (txclass.batch_size).
 /// `txclass.min_confidence` as set: ≥ 0, or -1 for the model's own floor
 /// ([`txclass_core::Calibration::floor`] decides).
 pub fn min_confidence() -> f64 {
     MIN_CONFIDENCE.get()
 }
-
+/// Rows per ONNX run (txclass.batch_size).
 pub fn batch_size() -> usize {
     BATCH_SIZE.get().max(1) as usize
 }
@@ -412,9 +378,9 @@ pub fn max_batch() -> usize {
 pub fn inference() -> Inference {
     INFERENCE.get()
 }
-/// Inference worker processes (txclass.workers), at most `crate::worker::MAX_WORKERS`.
+/// Inference worker processes (txclass.workers), at most [`MAX_WORKERS`].
 pub fn workers() -> usize {
-    WORKERS.get().clamp(0, crate::worker::MAX_WORKERS as i32) as usize
+    WORKERS.get().clamp(0, MAX_WORKERS as i32) as usize
 }
 /// Tokens one worker run takes (txclass.worker_batch_tokens).
 pub fn worker_batch_tokens() -> u64 {

@@ -90,9 +90,10 @@ pub fn resolve(rel: pg_sys::Relation) -> Option<Rc<Target>> {
     if let Some(t) = TARGETS.with(|t| t.borrow().get(&relid.to_u32()).cloned()) {
         return t;
     }
+    // SAFETY: RELCACHE_CALLBACK is this backend's (one thread); the callback is registered
+    // once per backend and only edits this backend's map.
     unsafe {
         if !RELCACHE_CALLBACK {
-            // SAFETY: registered once per backend; the callback only edits this backend's map.
             pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0));
             RELCACHE_CALLBACK = true;
         }

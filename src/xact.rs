@@ -1,10 +1,12 @@
 //! Transaction ends, in one place.
 //!
 //! txclass registers one transaction callback and one subtransaction callback per backend, at
-//! the first moment a concern keeps state that a transaction's end must settle; each concern
-//! offers plain functions that are called from here, in a fixed order:
+//! the first moment a concern keeps state that a transaction's end must settle. A concern
+//! hands [`ensure_registered`] its [`Hooks`] (plain functions, in a static); they are called
+//! from here, in the order the concerns first registered (they settle independent state). This
+//! module knows no concern. Today:
 //!
-//! | event | registry (src/registry.rs) | enrichment queue (src/enrich.rs) |
+//! | event | registry (src/registry.rs) | statement queue (src/pending.rs) |
 //! |---|---|---|
 //! | pre-prepare | records the transaction as in doubt for every backend | — |
 //! | commit | publishes what the transaction staged | cleared |
@@ -20,23 +22,56 @@
 //! session's next, unrelated commit.
 use pgrx::pg_sys;
 use pgrx::pg_sys::{SubXactEvent, XactEvent};
-use std::cell::Cell;
+use std::cell::RefCell;
 
-thread_local! {
-    static REGISTERED: Cell<bool> = const { Cell::new(false) };
+/// What one concern does at each end. `end` runs at commit (after `commit`), at `PREPARE`
+/// and at abort: the per-transaction state that must not survive any of them.
+pub struct Hooks {
+    /// Before `PREPARE TRANSACTION`, still inside it: may raise an ERROR (the PREPARE fails).
+    pub pre_prepare: fn(),
+    /// After the commit record: must not fail.
+    pub commit: fn(),
+    /// After commit, `PREPARE` or abort: drop per-transaction state. Must not fail.
+    pub end: fn(),
+    /// A subtransaction aborted: drop what it (or its children) added.
+    pub subtransaction_abort: fn(pg_sys::SubTransactionId),
 }
 
-/// Registers the callbacks once per backend (idempotent; cheap after the first call).
-pub fn ensure_registered() {
-    if REGISTERED.with(|r| r.replace(true)) {
-        return;
+/// For hooks a concern does not need.
+pub fn nothing() {}
+/// For hooks a concern does not need.
+pub fn nothing_sub(_: pg_sys::SubTransactionId) {}
+
+thread_local! {
+    /// The concerns registered in this backend (once each), in registration order; non-empty
+    /// once the callbacks are registered with PostgreSQL.
+    static CONCERNS: RefCell<Vec<&'static Hooks>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Registers `hooks` (once per backend; cheap after the first call), and PostgreSQL's
+/// callbacks with the first concern.
+pub fn ensure_registered(hooks: &'static Hooks) {
+    let first = CONCERNS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.iter().any(|h| std::ptr::eq(*h, hooks)) {
+            return false;
+        }
+        c.push(hooks);
+        c.len() == 1
+    });
+    if first {
+        // SAFETY: registers plain function pointers with a null argument, once per backend (the
+        // first concern); PostgreSQL keeps them for the life of the process.
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
+        }
     }
-    // SAFETY: registers plain function pointers with a null argument, once per backend (the
-    // flag above); PostgreSQL keeps them for the life of the process.
-    unsafe {
-        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
-    }
+}
+
+/// The registered concerns (a copy: a hook may register another concern).
+fn concerns() -> Vec<&'static Hooks> {
+    CONCERNS.with(|c| c.borrow().clone())
 }
 
 #[pgrx::pg_guard]
@@ -44,19 +79,17 @@ unsafe extern "C-unwind" fn on_xact(event: XactEvent::Type, _arg: *mut std::ffi:
     match event {
         // still inside the transaction: may raise an ERROR (then the PREPARE fails, and the
         // transaction aborts)
-        XactEvent::XACT_EVENT_PRE_PREPARE => crate::registry::at_pre_prepare(),
+        XactEvent::XACT_EVENT_PRE_PREPARE => concerns().iter().for_each(|h| (h.pre_prepare)()),
         // after the commit record: must not fail
         XactEvent::XACT_EVENT_COMMIT | XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
-            crate::registry::at_commit();
-            crate::enrich::at_end();
+            for h in concerns() {
+                (h.commit)();
+                (h.end)();
+            }
         }
-        XactEvent::XACT_EVENT_PREPARE => {
-            crate::registry::at_abort_or_prepare();
-            crate::enrich::at_end();
-        }
-        XactEvent::XACT_EVENT_ABORT | XactEvent::XACT_EVENT_PARALLEL_ABORT => {
-            crate::registry::at_abort_or_prepare();
-            crate::enrich::at_end();
+        // prepared (pre_prepare recorded what must outlive it) or aborted: nothing staged survives
+        XactEvent::XACT_EVENT_PREPARE | XactEvent::XACT_EVENT_ABORT | XactEvent::XACT_EVENT_PARALLEL_ABORT => {
+            concerns().iter().for_each(|h| (h.end)())
         }
         _ => {}
     }
@@ -70,6 +103,6 @@ unsafe extern "C-unwind" fn on_subxact(
     _arg: *mut std::ffi::c_void,
 ) {
     if event == SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        crate::enrich::at_subtransaction_abort(my_subid);
+        concerns().iter().for_each(|h| (h.subtransaction_abort)(my_subid));
     }
 }

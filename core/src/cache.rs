@@ -11,7 +11,7 @@
 //!   (stopping at the first empty slot); an insert takes the first empty slot, or evicts the
 //!   window's least-used entry and halves the window's usage counts (usage decay, as
 //!   pg_stat_statements does).
-use crate::classifier::Prediction;
+use crate::prediction::Prediction;
 use std::cell::{Cell, RefCell};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};

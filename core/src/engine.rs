@@ -4,7 +4,7 @@
 //! engine that hands the ids to a shared inference worker; a [`crate::Classifier`] does not
 //! care which one it holds (tokenizing, caching and answering stay in the caller's process).
 use crate::batching;
-use crate::classifier::{top_1, ExecutionProvider, Options, Prediction};
+use crate::prediction::{top_1, ExecutionProvider, Options, Prediction};
 use crate::error::{Error, Result};
 use crate::model::ModelDir;
 use crate::runtime;
@@ -143,7 +143,7 @@ impl OrtEngine {
             ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } if shape.len() == 2 => {
                 let width = shape[1];
                 if width >= 0 && width as usize != n_labels {
-                    return Err(crate::classifier::mismatch(model, width as usize));
+                    return Err(model.width_mismatch(width as usize));
                 }
             }
             other => {
@@ -162,7 +162,7 @@ impl OrtEngine {
         // a dynamic output width is only known by running
         let (width, _) = e.run_raw(&[&[pad_id as u32, pad_id as u32]])?;
         if width != n_labels {
-            return Err(crate::classifier::mismatch(model, width));
+            return Err(model.width_mismatch(width));
         }
         // the graph as parsed and optimized is freed now: give its pages back
         crate::memory::release_freed();

@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::tokenizer::Tokenizer;
 
 use crate::cache::{self, Entry};
-use crate::classifier::Prediction;
+use crate::prediction::Prediction;
 use crate::error::Result;
 use crate::normalize::{normalize, MAX_CHARS};
 

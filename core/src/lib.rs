@@ -5,7 +5,8 @@
 //! * [`runtime`] — loading the ONNX Runtime shared library once per process.
 //! * [`batching`] — length-bucketed batch plans (padding is what makes naive batching slow).
 //! * [`tokenizer`] — `tokenizer.json` → word-piece ids (a WordPiece vocabulary in compact form).
-//! * [`classifier`] — tokenize, run the engine, softmax, top-k.
+//! * [`prediction`] — what inference answers and runs with (`Prediction`, `Options`, top-1/top-k).
+//! * [`classifier`] — tokenize, run the engine, answer (rules, cache, model).
 //! * [`engine`] — what runs the network: an ONNX Runtime session ([`engine::OrtEngine`]).
 //! * [`cache`] — the result-cache table (keys, probing, usage-decay eviction).
 //! * [`rules`] — the decision table that answers ahead of the model.
@@ -36,13 +37,15 @@ pub mod metrics;
 pub mod model;
 pub mod normalize;
 pub mod parse;
+pub mod prediction;
 pub mod recurring;
 pub mod rules;
 pub mod runtime;
 pub mod stats;
 pub mod tokenizer;
 
-pub use classifier::{Answer, Classifier, ExecutionProvider, Options, Prediction};
+pub use classifier::{Answer, Classifier};
+pub use prediction::{ExecutionProvider, Options, Prediction};
 pub use confidence::{Calibration, Level, Levels};
 pub use engine::{Engine, OrtEngine};
 pub use error::{Error, ErrorKind, Result};

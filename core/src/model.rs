@@ -73,7 +73,7 @@ struct TxclassBlock {
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| {
-        Error::config(format!("cannot read model file {}: {e}", path.display()), LAYOUT_HINT)
+        Error::unreadable(format!("cannot read model file {}: {e}", path.display()), LAYOUT_HINT)
     })
 }
 
@@ -81,7 +81,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 /// hashing the whole file at once), reading 1 MB at a time.
 fn hash_file(hasher: &mut Sha256, name: &str, p: &Path) -> Result<()> {
     use std::io::Read;
-    let err = |e: std::io::Error| Error::config(format!("cannot read model file {}: {e}", p.display()), LAYOUT_HINT);
+    let err = |e: std::io::Error| Error::unreadable(format!("cannot read model file {}: {e}", p.display()), LAYOUT_HINT);
     let mut f = std::fs::File::open(p).map_err(err)?;
     let len = f.metadata().map_err(err)?.len();
     hasher.update(name.as_bytes());
@@ -97,7 +97,7 @@ fn hash_file(hasher: &mut Sha256, name: &str, p: &Path) -> Result<()> {
         seen += n as u64;
     }
     if seen != len {
-        return Err(Error::config(
+        return Err(Error::changed(
             format!("model file {} changed while it was read ({len} bytes, then {seen})", p.display()),
             "replace model files atomically (write a new directory, then register it)",
         ));
@@ -134,10 +134,10 @@ impl ModelDir {
 
     fn read_config_bytes(path: &Path) -> Result<Vec<u8>> {
         let meta = std::fs::metadata(path).map_err(|e| {
-            Error::config(format!("model directory {} is not readable: {e}", path.display()), LAYOUT_HINT)
+            Error::unreadable(format!("model directory {} is not readable: {e}", path.display()), LAYOUT_HINT)
         })?;
         if !meta.is_dir() {
-            return Err(Error::config(format!("model path {} is not a directory", path.display()), LAYOUT_HINT));
+            return Err(Error::unreadable(format!("model path {} is not a directory", path.display()), LAYOUT_HINT));
         }
         read(&path.join(CONFIG_FILE))
     }
@@ -249,6 +249,19 @@ impl ModelDir {
     }
     pub fn config_path(&self) -> PathBuf {
         self.path.join(CONFIG_FILE)
+    }
+    /// The error for an ONNX file whose output width is not the number of labels config.json
+    /// lists (the outage of a grown class count, caught at load).
+    pub fn width_mismatch(&self, width: usize) -> Error {
+        Error::config(
+            format!(
+                "model {} has {width} outputs but {} lists {} labels",
+                self.model_path().display(),
+                self.config_path().display(),
+                self.labels.len()
+            ),
+            "the ONNX file and config.json come from different exports; export them together (save_pretrained + ONNX export of the same checkpoint)",
+        )
     }
     /// Short identity shown to users: `name@first-12-hex-of-checksum`.
     pub fn identity(&self) -> String {

@@ -214,11 +214,13 @@ def test_changed_files(ci):
     # a new backend loads from disk: the changed files are refused, with the cause named
     try:
         served(ci)
-        err = "served"
+        err, code = "served", None
     except psycopg.Error as e:
-        err = str(e)
+        err, code = str(e), e.sqlstate
     check("a backend loading changed files of the active model gets an error naming the change",
           "changed since it was registered" in err and "mutable" in err, err.splitlines()[0])
+    check("its SQLSTATE says the registered object changed (55000), not a configuration error (F0000)",
+          code == "55000", code)
     one(ci, "SELECT txclass.rollback_model('files changed')")
     check("rollback recovers at once", served(ci) == "v1")
     try:

@@ -26,6 +26,20 @@ RESET txclass.model;
 SELECT classify_transaction('STARBUCKS STORE 01234 SEATTLE WA');
 -- bad arguments
 SELECT * FROM classify_topk('STARBUCKS', 0);
+-- the SQLSTATE names the cause (what a client branches on): a directory the server cannot read
+-- (58030), a model whose files are wrong (F0000), a setting that cannot be used and a bad
+-- argument (22023)
+\set VERBOSITY sqlstate
+SET txclass.model = '/tmp/txclass-fixtures/missing';
+SELECT classify_transaction('STARBUCKS');
+SET txclass.model = '/tmp/txclass-fixtures/extra_label';
+SELECT classify_transaction('STARBUCKS');
+SET txclass.model = 'relative/path';
+SELECT classify_transaction('STARBUCKS');
+RESET txclass.model;
+SELECT * FROM classify_topk('STARBUCKS', 0);
+SELECT txclass.register_model('broken', '/tmp/txclass-fixtures/missing');
+\set VERBOSITY default
 -- the txclass. prefix is reserved
 SET txclass.no_such_setting = 1;
 -- privileges: a plain user classifies but cannot choose the model, the library, the provider
