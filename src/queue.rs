@@ -54,6 +54,8 @@ pub const SLOT_TOKENS: usize = 8192;
 pub const LOGITS_CAP: usize = 16384;
 /// Slots one request holds at once: a large batch keeps a worker busy without holding the queue.
 pub const MAX_INFLIGHT: usize = 4;
+/// How long a slot waits before a worker that was not woken for it takes it (µs).
+const LOST_WAKEUP_US: i64 = 100_000;
 /// Requests of at most this many rows are taken before larger ones.
 const SMALL_ROWS: u32 = 8;
 /// Longest model directory a slot can name (bytes, NUL excluded: one less).
@@ -110,6 +112,8 @@ pub struct WorkerState {
     pub busy_us: AtomicU64,
     /// 1 while this worker runs what it took (set and read under the queue lock).
     running: AtomicU32,
+    /// 1 when a backend woke it for queued slots since its last take (under the queue lock).
+    woken: AtomicU32,
     pub wait_hist: [AtomicU64; HIST],
 }
 
@@ -378,6 +382,7 @@ impl Queue {
                 }
                 if w.pid.load(Relaxed) != 0 && w.running.load(Relaxed) == 0 {
                     *to = w.procno.load(Relaxed);
+                    w.woken.store(1, Relaxed);
                     waiting -= 1;
                 }
             }
@@ -476,20 +481,35 @@ impl Queue {
         me.started_at.store(now_us(), Relaxed);
         me.models.store(0, Relaxed);
         me.running.store(0, Relaxed);
+        me.woken.store(0, Relaxed);
     }
 
     /// SUBMITTED → RUNNING: the slots worker `idx` runs next — small requests first, then by
     /// age, within `budget` tokens (at least one slot), and no more than its share when other
     /// workers are idle: the slots of one large request (a classify_batch, a statement flush)
     /// are run by every idle worker at once, not by the first one awake.
-    pub fn take(&self, idx: usize, budget: u64) -> Vec<usize> {
+    ///
+    /// A worker takes fresh slots when a backend woke it for them or when it just finished a run
+    /// (`after_run`: what was queued meanwhile is its to take). Waking by itself (its periodic
+    /// timeout), it takes only slots that have waited [`LOST_WAKEUP_US`]: the net under a lost
+    /// wake-up, which does not steal a lone request from the worker that was woken for it (its
+    /// caches hold the model).
+    pub fn take(&self, idx: usize, budget: u64, after_run: bool) -> Vec<usize> {
         let me = self.worker(idx);
         let l = self.lock();
+        let woken = me.woken.swap(0, Relaxed) != 0;
+        let now = now_us();
+        let min_wait = if after_run || woken { 0 } else { LOST_WAKEUP_US };
         let mut ready: Vec<(bool, u64, usize, u64)> = Vec::new();
         for i in (0..self.n).filter(|&i| self.state(i) == SUBMITTED) {
             let s = self.slot(i);
-            // SAFETY: rows, seq and tokens were written before the SUBMITTED state (under the lock).
-            unsafe { ready.push(((*s).rows > SMALL_ROWS, (*s).seq, i, (*s).tokens as u64)) };
+            // SAFETY: rows, seq, tokens and submitted_at were written before the SUBMITTED state
+            // (under the lock).
+            unsafe {
+                if now - (*s).submitted_at >= min_wait {
+                    ready.push(((*s).rows > SMALL_ROWS, (*s).seq, i, (*s).tokens as u64));
+                }
+            }
         }
         ready.sort_unstable();
         // this worker and the others that are up and not running (it is not running: it is here)
@@ -500,7 +520,6 @@ impl Queue {
         ready.truncate(ready.len().div_ceil(idle));
         let mut taken = Vec::new();
         let mut tokens = 0u64;
-        let now = now_us();
         let pid = me.pid.load(Relaxed);
         for (_, _, i, t) in ready {
             if !taken.is_empty() && tokens + t > budget {

@@ -63,12 +63,14 @@ pub extern "C-unwind" fn txclass_worker_main(arg: pg_sys::Datum) {
     q.worker_started(idx);
     let me = q.worker(idx);
     let mut sessions: Vec<Loaded> = Vec::new();
+    let mut after_run = false;
     loop {
         if BackgroundWorker::sighup_received() {
             // SAFETY: the standard reload in a background worker's main loop.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        let taken = q.take(idx, settings::worker_batch_tokens());
+        let taken = q.take(idx, settings::worker_batch_tokens(), after_run);
+        after_run = !taken.is_empty();
         if taken.is_empty() {
             if !BackgroundWorker::wait_latch(Some(Duration::from_secs(1))) {
                 break;
