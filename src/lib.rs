@@ -10,6 +10,7 @@
 //! * the registry — `registry` (the active model, published to every backend through shared
 //!   memory, prepared transactions included), `rules` (the decision table ahead of the model),
 //!   `inspect` (validating a model directory), `model_path` (where model directories are),
+//!   `identity` (model checksums verified once per server, by the files' stamps),
 //!   `evaluate` (gold-set evaluation and A/B);
 //! * the write path — `enrich` (the triggers), `target` (which attached table a trigger's
 //!   relation belongs to), `pending` (the statement's queue of misses), `writeback` (the
@@ -38,6 +39,7 @@ mod enrich;
 mod enrich_counters;
 mod errors;
 mod evaluate;
+mod identity;
 mod inspect;
 mod intern;
 mod interrupt;
@@ -140,6 +142,7 @@ pub extern "C-unwind" fn _PG_init() {
     cache::init();
     registry::init();
     enrich_counters::init();
+    identity::init();
     queue::init();
     worker::init();
 }

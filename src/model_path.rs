@@ -56,3 +56,16 @@ pub fn share_dir() -> PathBuf {
     }
 }
 
+/// Where parsed tokenizers are kept for this server's processes: `$PGDATA/txclass_cache/tokenizers`
+/// (files named by model checksum; see txclass_core::tokenizer). None when there is no data
+/// directory (never in a server process).
+pub fn tokenizer_cache_dir() -> Option<PathBuf> {
+    // SAFETY: DataDir is set at start (NULL or a NUL-terminated path) and never freed.
+    let data = unsafe {
+        if pg_sys::DataDir.is_null() {
+            return None;
+        }
+        CStr::from_ptr(pg_sys::DataDir).to_string_lossy().into_owned()
+    };
+    Some(PathBuf::from(data).join("txclass_cache").join("tokenizers"))
+}

@@ -103,15 +103,26 @@ fn try_load(source: &Source) -> Result<Classifier, Error> {
 /// Opens the model at `dir` with the engine `txclass.inference` asks for: a session in this
 /// backend, or the shared inference workers (then this backend never loads ONNX Runtime or the
 /// weights; it keeps the tokenizer and the labels).
+///
+/// The model's checksum comes from src/identity.rs when a process of this server already hashed
+/// these very files, and the tokenizer from its cache file under `$PGDATA/txclass_cache` when a
+/// process already parsed it: then only `config.json` and that file are read here.
 pub fn load_dir(dir: &std::path::Path) -> Result<txclass_core::classifier::Loaded, Error> {
     let opts = settings::options();
+    if txclass_core::tokenizer::cache_dir().is_none() {
+        txclass_core::tokenizer::set_cache_dir(crate::model_path::tokenizer_cache_dir());
+    }
+    let model = crate::identity::open(dir)?;
     if settings::inference() == settings::Inference::Worker {
         if crate::worker_engine::available() {
-            return Classifier::load_with(dir, &opts, &mut |m, pad| crate::worker_engine::engine(m, &opts, pad));
+            return Classifier::load_model(model, &opts, &mut |m, pad| crate::worker_engine::engine(m, &opts, pad));
         }
         crate::worker_engine::notice_unavailable();
     }
-    Classifier::load(dir, &opts)
+    Classifier::load_model(model, &opts, &mut |m, pad| {
+        let (e, w) = txclass_core::OrtEngine::load(m, &opts, pad)?;
+        Ok((Box::new(e) as Box<dyn txclass_core::Engine>, w))
+    })
 }
 
 /// A registered model's files must still be the ones registered.

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use txclass_core::prediction::top_1;
-use txclass_core::{Engine, Error, ErrorKind, ModelDir, Options, OrtEngine};
+use txclass_core::{Engine, Error, ErrorKind, Options, OrtEngine};
 
 /// From `_PG_init`: when preloading, registers `txclass.workers` background workers.
 pub fn init() {
@@ -174,7 +174,7 @@ fn session<'a>(sessions: &'a mut Vec<Loaded>, dir: &str, checksum: &str, pad_id:
         sessions.push(l);
         return Ok(&mut sessions.last_mut().expect("just pushed").engine);
     }
-    let model = ModelDir::open(Path::new(dir))?;
+    let model = crate::identity::open(Path::new(dir))?;
     if model.checksum != checksum {
         return Err(Error::changed(
             format!(

@@ -67,7 +67,12 @@ impl Classifier {
     /// [`Self::load`] with the engine `make` builds (the model directory is opened and its
     /// tokenizer loaded here; the engine runs the network). The smoke inference runs through it.
     pub fn load_with(dir: &std::path::Path, opts: &Options, make: MakeEngine<'_>) -> Result<Loaded> {
-        let model = ModelDir::open(dir)?;
+        Self::load_model(ModelDir::open(dir)?, opts, make)
+    }
+
+    /// [`Self::load_with`] for a model directory the caller opened (with its checksum known,
+    /// see [`ModelDir::open_known`]).
+    pub fn load_model(model: ModelDir, opts: &Options, make: MakeEngine<'_>) -> Result<Loaded> {
         let mut warnings = Vec::new();
         let mut max_length = opts.max_length.max(3);
         if let Some(p) = model.max_positions {
@@ -79,7 +84,12 @@ impl Classifier {
                 max_length = p;
             }
         }
-        let tokenizer = Tokenizer::from_file(&model.tokenizer_path(), max_length)?;
+        // parsed once per cache directory (see tokenizer.rs), named by the model's checksum,
+        // which covers tokenizer.json
+        let cache = crate::tokenizer::cache_dir()
+            .filter(|_| !model.checksum.is_empty())
+            .map(|d| d.join(format!("{}.tokenizer", model.checksum)));
+        let tokenizer = Tokenizer::load(&model.tokenizer_path(), max_length, cache.as_deref())?;
         let pad_id = tokenizer.token_to_id("[PAD]").map(|x| x as i64).unwrap_or(0);
         let (engine, w) = make(&model, pad_id)?;
         warnings.extend(w);

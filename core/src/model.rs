@@ -105,6 +105,23 @@ fn hash_file(hasher: &mut Sha256, name: &str, p: &Path) -> Result<()> {
     Ok(())
 }
 
+/// One model file as the file system describes it, without reading it: device, inode, size,
+/// and modification and status-change times (ns). A write, a truncation, a rename over it or a
+/// `touch` changes the status-change time, which no user can set back, so an equal stamp means
+/// the same bytes as when the stamp was taken (the rule make and git's index rely on).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+/// The stamps of a model directory's three files: config.json, tokenizer.json, model.onnx.
+pub type DirStamp = [FileStamp; 3];
+
 impl ModelDir {
     /// Reads and validates `config.json`, checks that the other files exist, and computes the
     /// model's checksum. Does not load ONNX Runtime (see [`crate::Classifier::load`]).
@@ -120,6 +137,32 @@ impl ModelDir {
             hash_file(&mut hasher, file, &path.join(file))?;
         }
         let checksum: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Self::from_config(path, &config_bytes, checksum)
+    }
+
+    /// The stamps of `path`'s three files (see [`FileStamp`]); an error when one is missing.
+    pub fn stamp(path: &Path) -> Result<DirStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let one = |file: &str| -> Result<FileStamp> {
+            let p = path.join(file);
+            let m = std::fs::metadata(&p)
+                .map_err(|e| Error::unreadable(format!("cannot read model file {}: {e}", p.display()), LAYOUT_HINT))?;
+            Ok(FileStamp {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.size(),
+                mtime_ns: m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec()),
+                ctime_ns: m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec()),
+            })
+        };
+        Ok([one(CONFIG_FILE)?, one(TOKENIZER_FILE)?, one(MODEL_FILE)?])
+    }
+
+    /// [`Self::open`] for files whose checksum is already known — computed by [`Self::open`]
+    /// over files with the same [`DirStamp`] they have now: reads and validates `config.json`
+    /// and nothing else (not the tokenizer, not the weights).
+    pub fn open_known(path: &Path, checksum: String) -> Result<ModelDir> {
+        let config_bytes = Self::read_config_bytes(path)?;
         Self::from_config(path, &config_bytes, checksum)
     }
 

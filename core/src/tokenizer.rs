@@ -8,6 +8,12 @@
 //! vocabulary is one string of every piece, a table of `(offset, length, id)` and an
 //! open-addressing index: about 1 MB for the same pieces, looked up without allocating.
 //!
+//! Parsing a 30,522-piece `tokenizer.json` takes tens of milliseconds — every new connection
+//! paid it before its first answer. [`Tokenizer::load`] with a cache file parses the JSON once
+//! per server: it writes the file with the vocabulary left out of the JSON and the compact
+//! arrays after it, and later loads read that (a small JSON and three arrays copied in), then
+//! check that every added token kept its id (else they parse the JSON as before).
+//!
 //! Only the vocabulary changes hands. The crate still parses the file and runs everything
 //! around it — normalizer, pre-tokenizer, added and special tokens, post-processor, truncation —
 //! and [`CompactWordPiece::tokenize`] is the crate's greedy longest-match-first WordPiece, step
@@ -36,13 +42,31 @@ impl Tokenizer {
     /// Loads `path` (a Hugging Face `tokenizer.json`) and truncates every encoding to
     /// `max_length` tokens, special tokens included.
     pub fn from_file(path: &Path, max_length: usize) -> Result<Tokenizer> {
+        Self::load(path, max_length, None)
+    }
+
+    /// [`Self::from_file`], through the cache file `cache` when given: read from it when it is
+    /// there and sound, else parsed from `path` and written to it (best effort: a cache that
+    /// cannot be written is skipped). The caller names the file after what identifies the
+    /// contents of `path` (txclass: the model's checksum, which covers tokenizer.json).
+    pub fn load(path: &Path, max_length: usize, cache: Option<&Path>) -> Result<Tokenizer> {
         tokenizers::utils::parallelism::set_parallelism(false);
-        let mut inner = Inner::from_file(path).map_err(|e| {
-            Error::config(
-                format!("cannot load tokenizer {}: {e}", path.display()),
-                "tokenizer.json must be a Hugging Face tokenizers file (tokenizer.save() / save_pretrained)",
-            )
-        })?;
+        let cached = cache.and_then(read_cache);
+        let mut inner = match cached {
+            Some(inner) => inner,
+            None => {
+                let inner = Inner::from_file(path).map_err(|e| {
+                    Error::config(
+                        format!("cannot load tokenizer {}: {e}", path.display()),
+                        "tokenizer.json must be a Hugging Face tokenizers file (tokenizer.save() / save_pretrained)",
+                    )
+                })?;
+                if let Some(c) = cache {
+                    write_cache(path, &inner, c);
+                }
+                inner
+            }
+        };
         inner
             .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
             .map_err(|e| Error::config(format!("tokenizer {}: {e}", path.display()), "check txclass.max_length (at least 3)"))?;
@@ -74,6 +98,129 @@ impl Tokenizer {
     }
 }
 
+const CACHE_MAGIC: &[u8; 8] = b"TXTOKv1\0";
+
+/// Where [`crate::Classifier`] keeps parsed tokenizers (see [`Tokenizer::load`]); None: nowhere.
+static CACHE_DIR: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// Sets the directory of tokenizer cache files for this process (created if missing; None, or a
+/// directory that cannot be created, turns the cache off).
+pub fn set_cache_dir(dir: Option<PathBuf>) {
+    let dir = dir.filter(|d| std::fs::create_dir_all(d).is_ok());
+    *CACHE_DIR.lock().unwrap_or_else(|p| p.into_inner()) = dir;
+}
+
+/// The directory [`set_cache_dir`] set.
+pub fn cache_dir() -> Option<PathBuf> {
+    CACHE_DIR.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Appends a length-prefixed run of `items` (native endianness: the file never leaves the
+/// machine that wrote it).
+fn put<T: Copy>(out: &mut Vec<u8>, items: &[T]) {
+    out.extend_from_slice(&(items.len() as u64).to_ne_bytes());
+    // SAFETY: T is a plain integer or a struct of integers (u8, u32, Entry): every byte is
+    // initialised, and the slice's bytes are read, not reinterpreted as another type.
+    let bytes = unsafe { std::slice::from_raw_parts(items.as_ptr() as *const u8, std::mem::size_of_val(items)) };
+    out.extend_from_slice(bytes);
+}
+
+/// Reads a run [`put`] wrote, advancing `at`; None when the bytes end first.
+fn take<T: Copy + Default>(data: &[u8], at: &mut usize) -> Option<Vec<T>> {
+    let n = u64::from_ne_bytes(data.get(*at..*at + 8)?.try_into().ok()?) as usize;
+    *at += 8;
+    let bytes = n.checked_mul(std::mem::size_of::<T>())?;
+    let src = data.get(*at..at.checked_add(bytes)?)?;
+    *at += bytes;
+    let mut v = vec![T::default(); n];
+    // SAFETY: v has room for n values of T (bytes bytes); every bit pattern is a valid u8, u32
+    // or Entry (integers only); the regions do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), v.as_mut_ptr() as *mut u8, bytes) };
+    Some(v)
+}
+
+/// Writes the cache file for the tokenizer parsed from `path`: its JSON with the WordPiece
+/// vocabulary emptied, then the compact arrays; written to a temporary name and renamed, so a
+/// reader never sees half a file. Only for a compact WordPiece model (others gain nothing).
+fn write_cache(path: &Path, inner: &Inner, cache: &Path) {
+    let Vocabulary::WordPiece(c) = inner.get_model() else { return };
+    let Ok(bytes) = std::fs::read(path) else { return };
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return };
+    match json.get_mut("model").and_then(|m| m.get_mut("vocab")) {
+        Some(v) => *v = serde_json::Value::Object(Default::default()),
+        None => return,
+    }
+    let Ok(json) = serde_json::to_vec(&json) else { return };
+    let mut out = Vec::with_capacity(json.len() + c.heap_bytes() + 64);
+    out.extend_from_slice(CACHE_MAGIC);
+    put(&mut out, &json);
+    put(&mut out, c.text.as_bytes());
+    put(&mut out, &c.entries);
+    put(&mut out, &c.index);
+    put(&mut out, &c.by_id);
+    let tmp = cache.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, &out).is_ok() && std::fs::rename(&tmp, cache).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// The tokenizer in the cache file, when it is there and sound: the arrays are consistent and
+/// every added token has the id the original file gave it. None otherwise (the caller parses
+/// tokenizer.json).
+fn read_cache(cache: &Path) -> Option<Inner> {
+    let data = std::fs::read(cache).ok()?;
+    if data.get(..8)? != CACHE_MAGIC {
+        return None;
+    }
+    let mut at = 8;
+    let json: Vec<u8> = take(&data, &mut at)?;
+    let text = String::from_utf8(take::<u8>(&data, &mut at)?).ok()?;
+    let entries: Vec<Entry> = take(&data, &mut at)?;
+    let index: Vec<u32> = take(&data, &mut at)?;
+    let by_id: Vec<u32> = take(&data, &mut at)?;
+    let consistent = at == data.len()
+        && index.len().is_power_of_two()
+        && entries.iter().all(|e| {
+            (e.start as usize).checked_add(e.len as usize).is_some_and(|end| end <= text.len())
+                && text.is_char_boundary(e.start as usize)
+                && text.is_char_boundary((e.start + e.len) as usize)
+                && (e.id as usize) < by_id.len()
+        })
+        && index.iter().chain(&by_id).all(|&i| (i as usize) <= entries.len());
+    if !consistent {
+        return None;
+    }
+    let compact = CompactWordPiece {
+        text,
+        entries,
+        index,
+        by_id,
+        unk_token: String::new(),
+        unk_id: None,
+        prefix: String::new(),
+        max_input_chars_per_word: 0,
+    };
+    CACHED_VOCABULARY.with(|c| *c.borrow_mut() = Some(compact));
+    let parsed: std::result::Result<Inner, _> = serde_json::from_slice(&json);
+    // never leave the arrays for another deserialization
+    let unused = CACHED_VOCABULARY.with(|c| c.borrow_mut().take()).is_some();
+    let inner = parsed.ok()?;
+    if unused || !matches!(inner.get_model(), Vocabulary::WordPiece(_)) {
+        return None;
+    }
+    // every added token (special tokens: [CLS], [SEP], [PAD]...) has the id the file gave it
+    let listed: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    let ok = listed.get("added_tokens").and_then(|a| a.as_array()).is_none_or(|tokens| {
+        tokens.iter().all(|t| {
+            let (Some(content), Some(id)) = (t.get("content").and_then(|c| c.as_str()), t.get("id").and_then(|i| i.as_u64())) else {
+                return false;
+            };
+            inner.token_to_id(content) == Some(id as u32)
+        })
+    });
+    ok.then_some(inner)
+}
+
 /// The tokenizer's model: a WordPiece vocabulary in compact form, or the crate's own model.
 #[derive(Debug)]
 pub enum Vocabulary {
@@ -81,11 +228,26 @@ pub enum Vocabulary {
     Other(ModelWrapper),
 }
 
+thread_local! {
+    /// A compact vocabulary read from a cache file, for the WordPiece model (its vocabulary left
+    /// out of the JSON) that the deserializer is about to meet: see [`Tokenizer::load`].
+    static CACHED_VOCABULARY: std::cell::RefCell<Option<CompactWordPiece>> = const { std::cell::RefCell::new(None) };
+}
+
 impl<'de> Deserialize<'de> for Vocabulary {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         // the crate parses (and validates) the model as it always does; a WordPiece vocabulary
         // is then copied into the compact form and the crate's maps are dropped
         Ok(match ModelWrapper::deserialize(d)? {
+            // the cache's arrays (read_cache), with the settings the JSON gives
+            ModelWrapper::WordPiece(wp) if wp.get_vocab_size() == 0 && CACHED_VOCABULARY.with(|c| c.borrow().is_some()) => {
+                let mut c = CACHED_VOCABULARY.with(|c| c.borrow_mut().take()).expect("checked just above");
+                c.unk_token = wp.unk_token.clone();
+                c.prefix = wp.continuing_subword_prefix.clone();
+                c.max_input_chars_per_word = wp.max_input_chars_per_word;
+                c.unk_id = c.lookup("", &c.unk_token.clone());
+                Vocabulary::WordPiece(c)
+            }
             ModelWrapper::WordPiece(wp) => match CompactWordPiece::new(&wp) {
                 Some(c) => Vocabulary::WordPiece(c),
                 None => Vocabulary::Other(ModelWrapper::WordPiece(wp)),
@@ -143,7 +305,8 @@ impl Model for Vocabulary {
 }
 
 /// One piece: `text[start..start + len]` has id `id`.
-#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Entry {
     start: u32,
     len: u32,
@@ -542,5 +705,79 @@ mod tests {
             assert_eq!(t.inner.get_model().id_to_token(id).as_deref(), Some(piece));
         }
         assert_eq!(t.inner.get_model().get_vocab(), reference(&path, 32).get_model().get_vocab());
+    }
+
+    /// Tokenizers loaded through a cache file give the crate's ids, whether the file was just
+    /// written or read back; a second load reads it (the JSON is not parsed again).
+    #[test]
+    fn cached_tokenizers_give_the_crates_ids() {
+        let dir = std::env::temp_dir().join(format!("txclass-tokcache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["txclass-merchants-v1", "txclass-merchants-v2", "txclass-merchants-v3"] {
+            let path = bundled(name);
+            let cache = dir.join(format!("{name}.tokenizer"));
+            let _ = std::fs::remove_file(&cache);
+            let written = Tokenizer::load(&path, 32, Some(&cache)).unwrap();
+            assert!(cache.exists(), "{name}: the cache file is written");
+            assert!(read_cache(&cache).is_some(), "{name}: the cache file reads back");
+            let read = Tokenizer::load(&path, 32, Some(&cache)).unwrap();
+            assert!(read.is_compact());
+            let theirs = reference(&path, 32);
+            assert_eq!(read.vocab_size(), theirs.get_vocab_size(true));
+            let mut texts = inputs(&vocab_of(&path), 400, 7);
+            texts.extend(["", "[CLS] tesco [SEP] [MASK]", "##ing", "SQ *BLUE BOTTLE COF 8473 OAKLAND CA"].map(String::from));
+            for t in &texts {
+                for special in [true, false] {
+                    let want = theirs.encode(t.as_str(), special).unwrap().get_ids().to_vec();
+                    assert_eq!(read.encode(t, special).unwrap(), want, "{t:?} from the cache of {name}");
+                    assert_eq!(written.encode(t, special).unwrap(), want, "{t:?} while writing the cache of {name}");
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A damaged cache file (cut short, bytes changed, another format, an added token whose id
+    /// moved) is not used: the tokenizer is parsed from tokenizer.json, with the crate's ids.
+    #[test]
+    fn a_damaged_cache_file_is_not_used() {
+        let dir = std::env::temp_dir().join(format!("txclass-tokcache-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = bundled("txclass-merchants-v3");
+        let cache = dir.join("v3.tokenizer");
+        Tokenizer::load(&path, 32, Some(&cache)).unwrap();
+        let good = std::fs::read(&cache).unwrap();
+        let theirs = reference(&path, 32);
+        let texts = inputs(&vocab_of(&path), 200, 11);
+        let mut moved = good.clone();
+        // the JSON's first added token claims another id ("id":0 -> "id":9 keeps the length)
+        let json_at = 16;
+        let pos = moved[json_at..].windows(6).position(|w| w == b"\"id\":0").map(|p| p + json_at + 5);
+        let damaged: Vec<(&str, Vec<u8>)> = vec![
+            ("cut short", good[..good.len() / 2].to_vec()),
+            ("another format", [b"TXTOKv0\0".as_slice(), &good[8..]].concat()),
+            ("a length out of range", {
+                let mut b = good.clone();
+                b[8..16].copy_from_slice(&u64::MAX.to_ne_bytes());
+                b
+            }),
+            ("an added token's id moved", {
+                if let Some(p) = pos {
+                    moved[p] = b'9';
+                }
+                moved.clone()
+            }),
+        ];
+        assert!(pos.is_some(), "the v3 tokenizer lists an added token with id 0");
+        for (what, bytes) in damaged {
+            std::fs::write(&cache, &bytes).unwrap();
+            assert!(read_cache(&cache).is_none(), "{what}: not used");
+            let t = Tokenizer::load(&path, 32, Some(&cache)).unwrap();
+            for x in &texts {
+                let want = theirs.encode(x.as_str(), true).unwrap().get_ids().to_vec();
+                assert_eq!(t.encode(x, true).unwrap(), want, "{x:?} after a cache file {what}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

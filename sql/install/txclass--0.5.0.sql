@@ -788,7 +788,7 @@ AS 'MODULE_PATHNAME', 'confidence_level_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- txclass::enrich::enrichment_counters
+-- txclass::enrich_counters::enrichment_counters
 CREATE  FUNCTION "enrichment_counters"() RETURNS TABLE (
 	"shared" bool,  /* bool */
 	"in_place" bigint,  /* i64 */
@@ -900,7 +900,7 @@ AS 'MODULE_PATHNAME', 'registry_generation_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- txclass::worker::worker_info
+-- txclass::worker_stats::worker_info
 CREATE  FUNCTION "worker_info"() RETURNS TABLE (
 	"worker" INT,  /* i32 */
 	"pid" INT,  /* Option < i32 > */
@@ -925,7 +925,7 @@ AS 'MODULE_PATHNAME', 'worker_info_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- txclass::worker::worker_stats_reset
+-- txclass::worker_stats::worker_stats_reset
 CREATE  FUNCTION "worker_stats_reset"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -965,7 +965,7 @@ CREATE FUNCTION "_enrich_statement"()
 --   enrich::_enrich_row
 --   enrich::_enrich_statement
 --   target::_attached_changed
---   enrich::enrichment_counters
+--   enrich_counters::enrichment_counters
 --   classify::classify_batch_0_3
 
 -- Enrichment in the write path (see src/enrich.rs): attach / detach, backfill, progress.

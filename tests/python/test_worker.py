@@ -137,6 +137,44 @@ def wait_for(cond, seconds=20.0):
     return False
 
 
+def rchar(pid):
+    """Bytes process `pid` has read from files and sockets so far (/proc/<pid>/io)."""
+    with open(f"/proc/{pid}/io") as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+
+
+def test_new_connection_reads(ci):
+    """A new connection's first classification in worker mode reads config.json and the parsed
+    tokenizer, not the weights: the model's checksum comes from what a process of this server
+    already verified over the same files (src/identity.rs), the tokenizer from its cache file."""
+    with connect(ci) as c:
+        mode(c, "worker")
+        ref = c.execute("SELECT label, confidence FROM classify_transaction_detail('STARBUCKS STORE 77')").fetchone()
+        d, checksum = c.execute("SELECT directory, checksum FROM model_info()").fetchone()
+        data = c.execute("SELECT current_setting('data_directory')").fetchone()[0]
+    weights = os.path.getsize(os.path.join(d, "model.onnx"))
+    cache = os.path.join(data, "txclass_cache", "tokenizers", f"{checksum}.tokenizer")
+    check("the parsed tokenizer is kept in the data directory, named by the model's checksum", os.path.exists(cache), cache)
+
+    def first_call():
+        with connect(ci) as c:
+            mode(c, "worker")
+            pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+            before = rchar(pid)
+            got = c.execute("SELECT label, confidence FROM classify_transaction_detail('STARBUCKS STORE 77')").fetchone()
+            return got, rchar(pid) - before
+
+    runs = [first_call() for _ in range(3)]
+    check("a new connection's first classification reads less than a third of the weights (no hash of model.onnx)",
+          all(r[0] == ref and r[1] < weights / 3 for r in runs), f"read {[r[1] for r in runs]} bytes; model.onnx {weights}")
+    good = open(cache, "rb").read()
+    with open(cache, "wb") as f:
+        f.write(good[: len(good) // 2])
+    got, _ = first_call()
+    check("a damaged tokenizer cache file is not used: the same answer, and the file is written again",
+          got == ref and open(cache, "rb").read() == good, f"{got} vs {ref}")
+
+
 def test_same_answers(ci):
     real = oxford_descriptors()
     descs = real + generated(1500)
@@ -587,6 +625,7 @@ def main():
                 c.execute("CREATE EXTENSION txclass")
                 three_models(c, FIX, root=ROOT)
             test_same_answers(ci)
+            test_new_connection_reads(ci)
             test_concurrent(ci)
             test_no_starvation(ci)
             test_timeout_and_cancel(ci)

