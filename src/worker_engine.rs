@@ -341,4 +341,10 @@ impl Engine for WorkerEngine {
     fn mode(&self) -> String {
         if self.served_by_worker { "worker" } else { "backend (worker fallback)" }.to_string()
     }
+
+    /// The worker validates what it loads (OrtEngine::load: inputs, output width) and checks
+    /// each slot's label count, so a backend's load sends no smoke request.
+    fn checked_by_runner(&self) -> bool {
+        true
+    }
 }

@@ -102,8 +102,11 @@ impl Classifier {
             cache_model_id: 0,
         };
         c.cache_model_id = cache::model_id(&c.model.checksum, c.max_length);
-        // Smoke inference through the engine (which checked the output width against the labels)
-        c.classify(&["txclass smoke test"], &mut || {})?;
+        // Smoke inference through the engine (which checked the output width against the
+        // labels), unless its runner checks the model itself (a shared worker)
+        if !c.engine.checked_by_runner() {
+            c.classify(&["txclass smoke test"], &mut || {})?;
+        }
         // what parsing the tokenizer and building the session freed stays out of this process
         crate::memory::release_freed();
         Ok(Loaded { classifier: c, warnings })

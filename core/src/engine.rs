@@ -27,6 +27,13 @@ pub trait Engine {
     fn provider(&self) -> ExecutionProvider;
     /// Who runs it, for model_info(): "backend", "worker", ...
     fn mode(&self) -> String;
+    /// Whether whoever runs the network already checks it: a shared inference worker runs a
+    /// model only after loading and validating it itself, and checks every request's label
+    /// count. Then [`crate::Classifier`] skips its smoke inference at load (a round trip and an
+    /// inference on every new connection).
+    fn checked_by_runner(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
