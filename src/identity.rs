@@ -12,7 +12,7 @@
 //!
 //! In shared memory when txclass is preloaded ([`ENTRIES`] directories, least recently used
 //! replaced); without it, per backend (a backend that reloads a model skips the hash).
-use crate::shmem::{copy_in, copy_out, LockGuard};
+use crate::shmem::{copy_in, copy_out, LockGuard, CHECKSUM_BYTES, DIR_BYTES};
 use pgrx::pg_sys;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -24,8 +24,6 @@ use txclass_core::{Error, ModelDir};
 
 /// Directories remembered.
 const ENTRIES: usize = 32;
-const DIR_BYTES: usize = 1024;
-const CHECKSUM_BYTES: usize = 72;
 const TRANCHE_NAME: &CStr = c"txclass identity";
 
 #[repr(C)]

@@ -40,6 +40,7 @@
 //!    checksum), and the model's label count must equal the slot's (src/worker.rs).
 use crate::settings;
 use crate::shmem::{copy_in, copy_out, LockGuard};
+pub use crate::shmem::{CHECKSUM_BYTES, DIR_BYTES};
 use pgrx::pg_sys;
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
@@ -58,10 +59,6 @@ pub const MAX_INFLIGHT: usize = 4;
 const LOST_WAKEUP_US: i64 = 100_000;
 /// Requests of at most this many rows are taken before larger ones.
 const SMALL_ROWS: u32 = 8;
-/// Longest model directory a slot can name (bytes, NUL excluded: one less).
-pub const DIR_BYTES: usize = 1024;
-/// Longest checksum a slot can name (64 hex digits fit).
-pub const CHECKSUM_BYTES: usize = 72;
 const ERROR_BYTES: usize = 1024;
 /// Queue-wait histogram: bucket b counts waits of [2^b, 2^(b+1)) microseconds.
 pub const HIST: usize = 40;

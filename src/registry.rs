@@ -29,7 +29,7 @@
 //! commit got there first (checked by generation). Without shared_preload_libraries there is no
 //! shared memory, and each backend re-reads the tables once per transaction.
 use crate::catalog::{self, Snapshot};
-use crate::shmem::{copy_in, copy_out, LockGuard};
+use crate::shmem::{copy_in, copy_out, LockGuard, CHECKSUM_BYTES, DIR_BYTES};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -39,8 +39,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// tables whenever the generation moves).
 const SLOTS: usize = 64;
 const NAME_BYTES: usize = 64;
-const CHECKSUM_BYTES: usize = 72; // 64 hex digits and the terminating NUL
-const DIR_BYTES: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Active {

@@ -144,6 +144,11 @@ pub unsafe fn init_struct(name: &CStr, size: usize) -> (*mut u8, bool) {
     }
 }
 
+/// Bytes of a fixed-size model-directory field in shared memory (the path and its NUL).
+pub const DIR_BYTES: usize = 1024;
+/// Bytes of a fixed-size checksum field in shared memory (64 hex digits and the NUL fit).
+pub const CHECKSUM_BYTES: usize = 72;
+
 /// Writes `s` NUL-terminated into the fixed-size field `dst`; false (field untouched) when it
 /// does not fit.
 pub fn copy_in(dst: &mut [u8], s: &str) -> bool {

@@ -200,8 +200,10 @@ fn read_cache(cache: &Path) -> Option<Inner> {
         prefix: String::new(),
         max_input_chars_per_word: 0,
     };
+    // the JSON is parsed once: the tokenizer is built from the value, which also lists the ids
+    let listed: serde_json::Value = serde_json::from_slice(&json).ok()?;
     CACHED_VOCABULARY.with(|c| *c.borrow_mut() = Some(compact));
-    let parsed: std::result::Result<Inner, _> = serde_json::from_slice(&json);
+    let parsed = Inner::deserialize(&listed);
     // never leave the arrays for another deserialization
     let unused = CACHED_VOCABULARY.with(|c| c.borrow_mut().take()).is_some();
     let inner = parsed.ok()?;
@@ -209,7 +211,6 @@ fn read_cache(cache: &Path) -> Option<Inner> {
         return None;
     }
     // every added token (special tokens: [CLS], [SEP], [PAD]...) has the id the file gave it
-    let listed: serde_json::Value = serde_json::from_slice(&json).ok()?;
     let ok = listed.get("added_tokens").and_then(|a| a.as_array()).is_none_or(|tokens| {
         tokens.iter().all(|t| {
             let (Some(content), Some(id)) = (t.get("content").and_then(|c| c.as_str()), t.get("id").and_then(|i| i.as_u64())) else {
