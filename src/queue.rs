@@ -60,6 +60,8 @@ const LOST_WAKEUP_US: i64 = 100_000;
 /// Requests of at most this many rows are taken before larger ones.
 const SMALL_ROWS: u32 = 8;
 const ERROR_BYTES: usize = 1024;
+/// Between a failure's message and its hint in a slot's `error`.
+const HINT_SEPARATOR: char = '\u{1f}';
 /// Queue-wait histogram: bucket b counts waits of [2^b, 2^(b+1)) microseconds.
 pub const HIST: usize = 40;
 /// Workers the header has room for (`txclass.workers` is bounded by it).
@@ -155,6 +157,7 @@ struct Slot {
     submitted_at: i64,
     dir: [u8; DIR_BYTES],
     checksum: [u8; CHECKSUM_BYTES],
+    /// Why it failed: the message, then [`HINT_SEPARATOR`] and the hint when there is one.
     error: [u8; ERROR_BYTES],
     lengths: [u16; SLOT_ROWS],
     out: [Out; SLOT_ROWS],
@@ -252,7 +255,8 @@ pub enum Poll {
     /// Answered: top-1 of each row into `preds`, logits (rows x labels) into `logits` when
     /// asked; the provider the worker ran on.
     Done(ExecutionProvider),
-    Failed(Failure, ErrorKind, String),
+    /// Failed: whose fault, the error's kind, message and hint.
+    Failed(Failure, ErrorKind, String, Option<String>),
     /// The worker that took it is gone.
     WorkerGone,
 }
@@ -413,7 +417,11 @@ impl Queue {
                 // SAFETY: as DONE.
                 let (failure, kind, message) = unsafe { ((*s).failure, (*s).kind, copy_out(&(*s).error)) };
                 let failure = if failure == Failure::Worker as u32 { Failure::Worker } else { Failure::Model };
-                Poll::Failed(failure, kind_of(kind), message)
+                let (message, hint) = match message.split_once(HINT_SEPARATOR) {
+                    Some((m, h)) => (m.to_string(), Some(h.to_string())),
+                    None => (message, None),
+                };
+                Poll::Failed(failure, kind_of(kind), message, hint)
             }
             RUNNING => {
                 // SAFETY: worker and worker_pid were written under the lock when it was taken,
@@ -586,9 +594,13 @@ impl Queue {
     }
 
     /// Records why slot `i` (the worker's, RUNNING) failed; [`Self::finish`] publishes FAILED.
-    pub fn fail(&self, i: usize, failure: Failure, kind: ErrorKind, message: &str) {
+    pub fn fail(&self, i: usize, failure: Failure, kind: ErrorKind, message: &str, hint: Option<&str>) {
         let s = self.slot(i);
-        let mut m = message.to_string();
+        let mut m = message.replace(HINT_SEPARATOR, " ");
+        if let Some(h) = hint {
+            m.push(HINT_SEPARATOR);
+            m.push_str(&h.replace(HINT_SEPARATOR, " "));
+        }
         if m.len() >= ERROR_BYTES {
             let mut cut = ERROR_BYTES - 4;
             while !m.is_char_boundary(cut) {

@@ -113,11 +113,16 @@ pub fn load_dir(dir: &std::path::Path) -> Result<txclass_core::classifier::Loade
         txclass_core::tokenizer::set_cache_dir(crate::model_path::tokenizer_cache_dir());
     }
     let model = crate::identity::open(dir)?;
-    if settings::inference() == settings::Inference::Worker {
-        if crate::worker_engine::available() {
-            return Classifier::load_model(model, &opts, &mut |m, pad| crate::worker_engine::engine(m, &opts, pad));
-        }
-        crate::worker_engine::notice_unavailable();
+    let workers = match settings::inference() {
+        settings::Inference::Backend => false,
+        settings::Inference::Auto => crate::worker_engine::available(),
+        settings::Inference::Worker => crate::worker_engine::available() || {
+            crate::worker_engine::notice_unavailable();
+            false
+        },
+    };
+    if workers {
+        return Classifier::load_model(model, &opts, &mut |m, pad| crate::worker_engine::engine(m, &opts, pad));
     }
     Classifier::load_model(model, &opts, &mut |m, pad| {
         let (e, w) = txclass_core::OrtEngine::load(m, &opts, pad)?;

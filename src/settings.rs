@@ -13,9 +13,12 @@ pub enum Provider {
     Cuda,
 }
 
-/// Who runs the network: each backend (its own ONNX Runtime session) or the shared workers.
+/// Who runs the network: each backend (its own ONNX Runtime session) or the shared workers;
+/// `auto` (the default): the workers where the server started them, else the backend.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Inference {
+    #[name = c"auto"]
+    Auto,
     #[name = c"backend"]
     Backend,
     #[name = c"worker"]
@@ -47,10 +50,11 @@ static MAX_BATCH: GucSetting<i32> = GucSetting::<i32>::new(5_000_000);
 /// -1 (the default): the model's own floor (`config.json` `txclass.min_confidence`, else 0).
 static MIN_CONFIDENCE: GucSetting<f64> = GucSetting::<f64>::new(-1.0);
 
-/// `backend` (the default) or `worker`. Superuser only.
-static INFERENCE: GucSetting<Inference> = GucSetting::<Inference>::new(Inference::Backend);
-/// Inference worker processes started at server start (preloaded only).
-static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
+/// `auto` (the default), `backend` or `worker`. Superuser only.
+static INFERENCE: GucSetting<Inference> = GucSetting::<Inference>::new(Inference::Auto);
+/// Inference worker processes started at server start (preloaded only); -1 (the default): sized
+/// from the cores ([`workers`]).
+static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(-1);
 /// Intra-op threads of each worker's sessions; 0: the machine's cores divided by txclass.workers.
 static WORKER_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Most tokens (real, not padded) one worker run takes from the queue.
@@ -178,19 +182,19 @@ fn define_worker_settings() {
     let at_start = || if crate::shmem::preloading() { GucContext::Postmaster } else { GucContext::Sighup };
     GucRegistry::define_enum_guc(
         c"txclass.inference",
-        c"Who runs the model: each backend in its own ONNX Runtime session (backend), or the shared inference workers (worker).",
-        c"worker needs shared_preload_libraries = 'txclass' and txclass.workers > 0: one copy of the model per worker instead of \
-          one per connection, and misses from all backends batched together. Without it txclass says so once and uses backend.",
+        c"Who runs the model: the shared inference workers where the server started them (auto, the default), each backend in its own ONNX Runtime session (backend), or the workers (worker).",
+        c"The workers need shared_preload_libraries = 'txclass' and txclass.workers != 0: one copy of the model per worker instead of \
+          one per connection, and misses from all backends batched together. Without them auto uses backend silently; worker says so once and uses backend.",
         &INFERENCE,
         GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"txclass.workers",
-        c"Inference worker processes started with the server (shared_preload_libraries only).",
-        c"Each loads the models it is asked for; workers x txclass.worker_threads should not exceed the cores left to backends.",
+        c"Inference worker processes started with the server (shared_preload_libraries only); -1 (the default): one per core, at most 8.",
+        c"Each loads the models it is asked for; workers x txclass.worker_threads should not exceed the cores. 0: no workers (backend mode).",
         &WORKERS,
-        0,
+        -1,
         MAX_WORKERS as i32,
         at_start(),
         GucFlags::default(),
@@ -331,10 +335,7 @@ pub fn pkglib_dir() -> String {
 pub fn worker_threads() -> usize {
     match WORKER_THREADS.get() {
         t if t > 0 => t as usize,
-        _ => {
-            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-            (cores / workers().max(1)).max(1)
-        }
+        _ => (cores() / workers().max(1)).max(1),
     }
 }
 
@@ -374,13 +375,25 @@ pub fn cache_entries() -> usize {
 pub fn max_batch() -> usize {
     MAX_BATCH.get().max(1) as usize
 }
-/// Who runs the network (txclass.inference).
+/// Who runs the network (txclass.inference): `Auto` is for the caller to resolve (the workers
+/// where they run, else the backend).
 pub fn inference() -> Inference {
     INFERENCE.get()
 }
-/// Inference worker processes (txclass.workers), at most [`MAX_WORKERS`].
+/// The cores this server may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+/// Workers `txclass.workers = -1` starts: one single-threaded worker per core (the layout
+/// BENCHMARKS "worker" measured best on 2 cores), at most 8; more cores give each worker threads.
+pub const AUTO_MAX_WORKERS: usize = 8;
+/// Inference worker processes (txclass.workers; -1: [`AUTO_MAX_WORKERS`] at most, one per
+/// core), at most [`MAX_WORKERS`].
 pub fn workers() -> usize {
-    WORKERS.get().clamp(0, MAX_WORKERS as i32) as usize
+    match WORKERS.get() {
+        w if w < 0 => cores().min(AUTO_MAX_WORKERS),
+        w => (w as usize).min(MAX_WORKERS),
+    }
 }
 /// Tokens one worker run takes (txclass.worker_batch_tokens).
 pub fn worker_batch_tokens() -> u64 {

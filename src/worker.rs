@@ -109,16 +109,9 @@ fn run(q: &Queue, taken: &[usize], sessions: &mut Vec<Loaded>) -> u64 {
             let engine = session(sessions, &dir, &checksum, pad_id)?;
             run_group(q, &slots, engine, &mut onnx_runs)
         }));
-        let (failure, kind, message) = match outcome {
+        let (failure, kind, message, hint) = match outcome {
             Ok(Ok(())) => continue,
-            Ok(Err(e)) => (
-                Failure::Model,
-                e.kind,
-                match e.hint {
-                    Some(h) => format!("{} (hint: {h})", e.message),
-                    None => e.message,
-                },
-            ),
+            Ok(Err(e)) => (Failure::Model, e.kind, e.message, e.hint),
             Err(p) => (
                 Failure::Worker,
                 ErrorKind::Runtime,
@@ -126,10 +119,11 @@ fn run(q: &Queue, taken: &[usize], sessions: &mut Vec<Loaded>) -> u64 {
                     "the inference worker failed: {}",
                     p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("panic")
                 ),
+                None,
             ),
         };
         for &i in &slots {
-            q.fail(i, failure, kind, &message);
+            q.fail(i, failure, kind, &message, hint.as_deref());
         }
     }
     onnx_runs
@@ -150,6 +144,7 @@ fn run_group(q: &Queue, slots: &[usize], engine: &mut OrtEngine, onnx_runs: &mut
                 Failure::Model,
                 ErrorKind::Config,
                 &format!("model {}/model.onnx has {n} outputs but the requesting backend's config.json lists {} labels", t.dir, t.n_labels),
+                Some("the ONNX file and config.json come from different exports, or the files changed under the server; export them together"),
             );
             continue;
         }

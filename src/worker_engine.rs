@@ -26,6 +26,30 @@ thread_local! {
     static SKIP_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
     static EXIT_HOOKED: Cell<bool> = const { Cell::new(false) };
     static NOTICED: Cell<bool> = const { Cell::new(false) };
+    /// Whether this backend has warned that the workers run another execution provider.
+    static PROVIDER_WARNED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn provider_name(p: ExecutionProvider) -> &'static str {
+    match p {
+        ExecutionProvider::Cpu => "cpu",
+        ExecutionProvider::Cuda => "cuda",
+    }
+}
+
+/// The workers answered with `used` while this session asks for `wanted`: the workers' provider
+/// is the server's setting, not the session's; one WARNING per backend says so.
+fn warn_provider(wanted: ExecutionProvider, used: ExecutionProvider) {
+    if wanted != used && !PROVIDER_WARNED.with(|w| w.replace(true)) {
+        pgrx::warning!(
+            "txclass.execution_provider = '{}' in this session, but the inference workers run the model with '{}': in worker mode \
+             the workers' own setting applies (ALTER SYSTEM SET txclass.execution_provider, then SELECT pg_reload_conf(): their next \
+             model load uses it, and without a usable GPU they say so in the server log and use CPU); \
+             SET txclass.inference = 'backend' runs this session's own",
+            provider_name(wanted),
+            provider_name(used)
+        );
+    }
 }
 
 /// Whether worker mode can serve in this server (preloaded, workers configured).
@@ -219,19 +243,20 @@ impl WorkerEngine {
                 let l = want_logits.then(|| &mut logits[c.start * n_labels..c.end * n_labels]);
                 match q.poll(i, &mut preds[c], l) {
                     Poll::Done(provider) => {
+                        warn_provider(self.opts.provider, provider);
                         self.provider = provider;
                         held.release(i);
                         done += 1;
                         progressed = true;
                     }
-                    Poll::Failed(failure, kind, message) => {
+                    Poll::Failed(failure, kind, message, hint) => {
                         held.release(i);
                         return Err(match failure {
                             Failure::Worker | Failure::None => NoAnswer::Unavailable(message),
                             Failure::Model => NoAnswer::Model(Error {
                                 kind,
                                 message,
-                                hint: Some("check the model directory (txclass.inspect_model) and the server log".into()),
+                                hint: hint.or_else(|| Some("check the model directory (txclass.inspect_model) and the server log".into())),
                             }),
                         });
                     }

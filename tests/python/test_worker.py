@@ -23,7 +23,12 @@
   9. without shared_preload_libraries: one NOTICE, backend mode, same answers;
  10. only superusers change txclass.inference and the worker settings;
  11. two workers: a lone request wakes one worker (the same one, request after request), one
-     large classify_batch is shared by both, and 16 clients get backend mode's answers from both.
+     large classify_batch is shared by both, and 16 clients get backend mode's answers from both;
+ 12. the defaults with preload (nothing set): txclass.inference = auto serves from the workers,
+     one per core (at most 8); without preload auto is backend mode without a NOTICE;
+ 13. connection churn: 64 connections that open at once and classify at once, and a pooler-like
+     pattern (connections recycled every 5 statements): every answer equals backend mode's, and no
+     request stalls for seconds (no first call waits behind other connections' loads).
 
     test_worker.py <repo root>
 Prints 'worker: N passed, M failed'.
@@ -533,12 +538,16 @@ def test_no_preload():
             c.add_notice_handler(lambda d: notices.append(d.message_primary))
             c.execute("SET txclass.cache = off")
             ref = c.execute("SELECT txclass.classify_transaction('NETFLIX.COM 866-579-7172')").fetchone()[0]
+            default = c.execute("SELECT current_setting('txclass.inference'), inference FROM txclass.model_info()").fetchone()
+            quiet = list(notices)
             c.execute("SET txclass.inference = 'worker'")
             got = c.execute("SELECT txclass.classify_transaction('NETFLIX.COM 866-579-7172')").fetchone()[0]
             c.execute("SELECT txclass.classify_transaction('NETFLIX.COM 1')")
             mode_now = c.execute("SELECT inference FROM txclass.model_info()").fetchone()[0]
             workers = c.execute("SELECT count(*) FROM txclass.worker_stats").fetchone()[0]
         said = [n for n in notices if "shared_preload_libraries" in n and "inference" in n]
+        check("without preload: the default (auto) is backend mode without a NOTICE",
+              default == ("auto", "backend") and not quiet, f"{default}, {quiet}")
         check("without preload: worker mode gives one NOTICE and serves from the backend, same answer",
               len(said) == 1 and got == ref and mode_now == "backend" and workers == 0, f"{said}, {mode_now}")
     finally:
@@ -596,6 +605,98 @@ def test_two_workers():
         cluster("stop", "worker-two", 54394)
 
 
+def timed_calls(c, descs):
+    """(answers, the slowest call in seconds) of classify_transaction_detail over `descs`."""
+    got, slowest = [], 0.0
+    for d in descs:
+        t = time.perf_counter()
+        got.append(c.execute("SELECT label, confidence::text FROM classify_transaction_detail(%s)", (d,)).fetchone())
+        slowest = max(slowest, time.perf_counter() - t)
+    return got, slowest
+
+
+def test_defaults_and_churn():
+    """Nothing set but preload (and room for 64 connections): the defaults serve from the workers;
+    64 connections opening at once, then recycled like a pooler's, never wait seconds."""
+    flags = cluster("start", "worker-default", 54395, {"TXCLASS_CLUSTER_CONF": "max_connections = 100"})
+    try:
+        ci = conninfo(flags)
+        with psycopg.connect(ci, autocommit=True) as c:
+            c.execute("CREATE EXTENSION txclass")
+        cores = os.cpu_count() or 1
+        with connect(ci) as c:
+            c.execute("SET txclass.cache = off")
+            wait_for(lambda: c.execute("SELECT count(pid) FROM worker_stats").fetchone()[0] == min(cores, 8))
+            setting = c.execute("SELECT current_setting('txclass.inference'), current_setting('txclass.workers')").fetchone()
+            before = c.execute("SELECT sum(requests) FROM worker_stats").fetchone()[0]
+            c.execute("SELECT classify_transaction('TESCO STORES 1')")
+            after = c.execute("SELECT sum(requests) FROM worker_stats").fetchone()[0]
+            running = c.execute("SELECT count(pid) FROM worker_stats").fetchone()[0]
+            served = c.execute("SELECT inference FROM model_info()").fetchone()[0]
+        check("defaults with preload: txclass.inference = auto serves from the workers, one per core (at most 8)",
+              setting == ("auto", "-1") and served == "worker" and after > before and running == min(cores, 8),
+              f"settings {setting}, model_info says {served}, {running} workers for {cores} cores, requests {before} -> {after}")
+
+        n, per = 64, 3
+        descs = distinct_descs("O", n * per)
+        ref = per_row_reference(ci, descs)
+        conns = [psycopg.connect(ci, autocommit=True) for _ in range(n)]  # all connected before any classifies
+        results, errors = [None] * n, []
+        go = threading.Barrier(n)
+
+        def burst(i):
+            try:
+                c = conns[i]
+                c.execute("SET search_path = public, txclass")
+                c.execute("SET txclass.cache = off")
+                go.wait()
+                results[i] = timed_calls(c, descs[i * per:(i + 1) * per])
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+        ts = [threading.Thread(target=burst, args=(i,)) for i in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        for c in conns:
+            c.close()
+        flat = [r for res in results if res for r in res[0]]
+        slowest = max((res[1] for res in results if res), default=float("nan"))
+        check("64 new connections classifying at once: backend mode's answers, no call waits a second or more",
+              not errors and flat == ref and slowest < 1.0, f"slowest call {slowest * 1e3:.0f} ms; errors {errors[:2]}")
+
+        clients_n, rounds, every = 16, 6, 5
+        descs = distinct_descs("P", clients_n * rounds * every)
+        ref = per_row_reference(ci, descs)
+        results, errors = [None] * clients_n, []
+
+        def pooled(i):
+            try:
+                got, slowest = [], 0.0
+                for r in range(rounds):  # a new server connection every `every` statements
+                    with connect(ci) as c:
+                        c.execute("SET txclass.cache = off")
+                        k = (i * rounds + r) * every
+                        g, s = timed_calls(c, descs[k:k + every])
+                        got += g
+                        slowest = max(slowest, s)
+                results[i] = (got, slowest)
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+        ts = [threading.Thread(target=pooled, args=(i,)) for i in range(clients_n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        flat = [r for res in results if res for r in res[0]]
+        slowest = max((res[1] for res in results if res), default=float("nan"))
+        check(f"pooler-like churn ({clients_n} clients, a new connection every {every} statements): backend mode's answers, "
+              "no call waits a second or more", not errors and flat == ref and slowest < 1.0,
+              f"{len(flat)} answers, slowest call {slowest * 1e3:.0f} ms; errors {errors[:2]}")
+    finally:
+        cluster("stop", "worker-default", 54395)
+
+
 def test_privileges(ci):
     with connect(ci) as c:
         c.execute("CREATE ROLE worker_app LOGIN")
@@ -639,6 +740,7 @@ def main():
         test_queue_full()
         test_no_preload()
         test_two_workers()
+        test_defaults_and_churn()
     except Exception as e:  # noqa: BLE001
         check("worker tests ran to the end", False, repr(e))
     check.finish()

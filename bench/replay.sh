@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The field's traffic replayed (64 clients, single-row INSERTs through the trigger, 85% cached real
+# Oxford descriptors, 15% new, stepped offered rates) in both modes, into BENCHMARKS.md (section
+# "replay"): the bundled model, and MiniLM-L6 int8 / fp32 exported by bench/minilm.sh.
+#   bash bench/replay.sh            (TXCLASS_BENCH_NO_MINILM=1: the bundled model only)
+source "$(dirname "$0")/../scripts/common.sh"
+cd "$ROOT"
+bash scripts/setup.sh
+models=()
+if [ "${TXCLASS_BENCH_NO_MINILM:-0}" != 1 ]; then
+  bash bench/minilm.sh "$BUILD/models"
+  # the server's OS user must read the model directories
+  dst=/tmp/txclass-bench-models; mkdir -p "$dst"
+  for m in minilm-l6-int8 minilm-l6-fp32; do
+    rm -rf "${dst:?}/$m"; cp -r "$BUILD/models/$m" "$dst/"; models+=("$dst/$m")
+  done
+  chmod -R a+rX "$dst"
+fi
+trap 'bash "$ROOT/scripts/cluster.sh" stop benchreplay >/dev/null 2>&1 || true' EXIT
+"$PYVENV/bin/python" bench/replay.py "$ROOT" "${models[@]}"
