@@ -85,7 +85,9 @@ enum Outcome {
     Queue,
 }
 
-fn answer(s: &mut Serving, n: &str, batch_misses: bool) -> Result<Outcome, Error> {
+/// One decision (one cache lookup) for the normalized descriptor `n`; a miss is queued for the
+/// statement's batch when `queue_miss()` says so, else classified here.
+fn answer(s: &mut Serving, n: &str, queue_miss: &mut dyn FnMut() -> bool) -> Result<Outcome, Error> {
     let a = match serve::decide(s, n) {
         Decision::Known(a) => {
             count(|c| {
@@ -93,9 +95,9 @@ fn answer(s: &mut Serving, n: &str, batch_misses: bool) -> Result<Outcome, Error
             });
             a
         }
-        Decision::Miss(_) if batch_misses => return Ok(Outcome::Queue),
-        Decision::Miss(_) => {
-            let a = serve::answer_one(s, n)?;
+        Decision::Miss(_) if queue_miss() => return Ok(Outcome::Queue),
+        Decision::Miss(key) => {
+            let a = serve::answer_miss(s, n, key)?;
             count(|c| {
                 c.row_by_row.fetch_add(1, Relaxed);
             });
@@ -215,21 +217,17 @@ fn _enrich_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
     let outcome = if n.is_empty() {
         Outcome::Nothing
     } else {
-        let mut decided = try_with_serving(|s| answer(s, &n, batch)).and_then(|r| r);
-        if let Ok(Outcome::Queue) = decided {
-            if pending::first_miss_of_command(a.root) {
-                decided = try_with_serving(|s| answer(s, &n, false)).and_then(|r| r);
+        // a miss is queued for the statement's batch, except the command's first (a single-row
+        // INSERT answers at once) and a row whose key has a NULL (it cannot be found again)
+        let mut queue_miss = || {
+            if !batch || pending::first_miss_of_command(a.root) {
+                return false;
             }
-        }
-        if let Ok(Outcome::Queue) = decided {
-            // the row's key; a row with a NULL in it cannot be found again: classified in place
             // SAFETY: as for the descriptor: the row's tuple and its relation's descriptor.
-            let key: Option<Vec<String>> = a.keys.iter().map(|(k, _)| unsafe { column_text(new_tuple, desc, k) }).collect();
-            match key {
-                Some(k) => queue_key = Some(k),
-                None => decided = try_with_serving(|s| answer(s, &n, false)).and_then(|r| r),
-            }
-        }
+            queue_key = a.keys.iter().map(|(k, _)| unsafe { column_text(new_tuple, desc, k) }).collect();
+            queue_key.is_some()
+        };
+        let decided = try_with_serving(|s| answer(s, &n, &mut queue_miss)).and_then(|r| r);
         match decided {
             Ok(o) => o,
             Err(e) if a.strict => raise(e),
@@ -291,7 +289,7 @@ fn flush(root: pg_sys::Oid, strict: bool) {
     let raw: Vec<Option<&str>> = queued.iter().map(|e| Some(e.descriptor.as_str())).collect();
     // per relation (partition): its rows' outputs
     let result = try_with_serving(|s| {
-        let answers = serve::answer_all(s, &raw)?;
+        let answers = serve::answer_misses(s, &raw)?;
         let mut out: Vec<(pg_sys::Oid, Rc<Target>, Batch)> = Vec::new();
         for (e, a) in queued.iter().zip(answers) {
             let Some(a) = a else { continue };

@@ -27,12 +27,28 @@ pub fn answer_one(s: &mut Serving, normalized: &str) -> Result<Answer, Error> {
     cache::with_cache(|cache| s.classifier.answer_one(normalized, rules, cache, &mut crate::interrupt::check))
 }
 
+/// The model for a descriptor [`decide`] found no answer for (`key` from its `Decision::Miss`),
+/// filling the cache, without a second lookup.
+pub fn answer_miss(s: &mut Serving, normalized: &str, key: Option<txclass_core::cache::Key>) -> Result<Answer, Error> {
+    cache::with_cache(|cache| s.classifier.answer_miss(normalized, key, cache, &mut crate::interrupt::check))
+}
+
 /// Rules, cache, and the model in length-bucketed batches for the misses, for raw descriptors
 /// (normalized here; repeats classified once). None for NULL and for what normalizes to nothing.
 pub fn answer_all(s: &mut Serving, raw: &[Option<&str>]) -> Result<Vec<Option<Answer>>, Error> {
     let rules = s.rules.clone();
     let rules = (!rules.is_empty()).then_some(&*rules);
     cache::with_cache(|cache| s.classifier.answer_descriptors(raw, rules, cache, &mut crate::interrupt::check))
+}
+
+/// [`answer_all`] for descriptors that already missed rules and cache ([`decide`] said
+/// `Miss`, e.g. the rows a statement queued): the model's answers fill the cache, which is not
+/// looked up (or counted) a second time.
+pub fn answer_misses(s: &mut Serving, raw: &[Option<&str>]) -> Result<Vec<Option<Answer>>, Error> {
+    cache::with_cache(|cache| {
+        let fill = cache.map(txclass_core::cache::FillOnly);
+        s.classifier.answer_descriptors(raw, None, fill.as_ref().map(|f| f as &dyn txclass_core::cache::ResultCache), &mut crate::interrupt::check)
+    })
 }
 
 /// [`answer_all`] without rules, for a model loaded outside serving (evaluation, comparison).

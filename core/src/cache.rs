@@ -157,6 +157,19 @@ pub trait ResultCache {
     fn put(&self, k: &Key, p: Prediction);
 }
 
+/// A cache seen by texts that already missed it: never answers (no second lookup, no second
+/// miss counted), fills it with what the model then predicts.
+pub struct FillOnly<'a>(pub &'a dyn ResultCache);
+
+impl ResultCache for FillOnly<'_> {
+    fn get(&self, _: &Key) -> Option<Prediction> {
+        None
+    }
+    fn put(&self, k: &Key, p: Prediction) {
+        self.0.put(k, p)
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     pub capacity: u64,
@@ -224,6 +237,19 @@ mod tests {
 
     fn p(label: usize) -> Prediction {
         Prediction { label, confidence: 0.5 + label as f32 / 1000.0 }
+    }
+
+    #[test]
+    fn fill_only_fills_without_a_lookup() {
+        let c = LocalCache::new(64);
+        let k = key(model_id("aaaa", 64), "tesco stores");
+        let f = FillOnly(&c);
+        assert_eq!(f.get(&k), None);
+        f.put(&k, p(7));
+        assert_eq!(f.get(&k), None, "a text that missed is not looked up again");
+        assert_eq!(c.get(&k), Some(p(7)), "but what it learned is in the cache");
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.inserts), (1, 0, 1));
     }
 
     #[test]

@@ -263,14 +263,24 @@ impl Classifier {
     ) -> Result<Answer> {
         match self.decide(normalized, rules, cache) {
             Decision::Known(a) => Ok(a),
-            Decision::Miss(key) => {
-                let p = self.classify(&[normalized], between_batches)?[0];
-                if let (Some(c), Some(k)) = (cache, &key) {
-                    c.put(k, p);
-                }
-                Ok(self.model_answer(p, normalized))
-            }
+            Decision::Miss(key) => self.answer_miss(normalized, key, cache, between_batches),
         }
+    }
+
+    /// The model's answer for a text [`Self::decide`] found no answer for (`key`: its cache
+    /// key, which the prediction then fills), without looking the cache up again.
+    pub fn answer_miss(
+        &mut self,
+        normalized: &str,
+        key: Option<cache::Key>,
+        cache: Option<&dyn ResultCache>,
+        between_batches: &mut dyn FnMut(),
+    ) -> Result<Answer> {
+        let p = self.classify(&[normalized], between_batches)?[0];
+        if let (Some(c), Some(k)) = (cache, &key) {
+            c.put(k, p);
+        }
+        Ok(self.model_answer(p, normalized))
     }
 
     /// A prediction for the normalized `text` as an answer, with its name evidence.

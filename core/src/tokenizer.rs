@@ -11,8 +11,11 @@
 //! Parsing a 30,522-piece `tokenizer.json` takes tens of milliseconds — every new connection
 //! paid it before its first answer. [`Tokenizer::load`] with a cache file parses the JSON once
 //! per server: it writes the file with the vocabulary left out of the JSON and the compact
-//! arrays after it, and later loads read that (a small JSON and three arrays copied in), then
-//! check that every added token kept its id (else they parse the JSON as before).
+//! arrays after it, and later loads map that file read-only and use the arrays where they lie
+//! (after checking them), then check that every added token kept its id (else they parse the
+//! JSON as before). A mapped file is one copy in the page cache for every backend: a new
+//! connection neither copies nor allocates the vocabulary. The file is replaced only by rename,
+//! never rewritten in place (a mapping of a file cut short under it would fault).
 //!
 //! Only the vocabulary changes hands. The crate still parses the file and runs everything
 //! around it — normalizer, pre-tokenizer, added and special tokens, post-processor, truncation —
@@ -96,9 +99,14 @@ impl Tokenizer {
     pub fn is_compact(&self) -> bool {
         matches!(self.inner.get_model(), Vocabulary::WordPiece(_))
     }
+
+    /// Whether the vocabulary lies in a mapped cache file (shared by every process that maps it).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.inner.get_model(), Vocabulary::WordPiece(w) if w.is_mapped())
+    }
 }
 
-const CACHE_MAGIC: &[u8; 8] = b"TXTOKv1\0";
+const CACHE_MAGIC: &[u8; 8] = b"TXTOKv2\0";
 
 /// Where [`crate::Classifier`] keeps parsed tokenizers (see [`Tokenizer::load`]); None: nowhere.
 static CACHE_DIR: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
@@ -117,26 +125,82 @@ pub fn cache_dir() -> Option<PathBuf> {
 
 /// Appends a length-prefixed run of `items` (native endianness: the file never leaves the
 /// machine that wrote it).
+/// Appends a run: its length (8 bytes), its items, then zeros up to a multiple of 8 bytes, so
+/// that every run starts 8-aligned in the file (and in its mapping, which starts on a page).
 fn put<T: Copy>(out: &mut Vec<u8>, items: &[T]) {
     out.extend_from_slice(&(items.len() as u64).to_ne_bytes());
     // SAFETY: T is a plain integer or a struct of integers (u8, u32, Entry): every byte is
     // initialised, and the slice's bytes are read, not reinterpreted as another type.
     let bytes = unsafe { std::slice::from_raw_parts(items.as_ptr() as *const u8, std::mem::size_of_val(items)) };
     out.extend_from_slice(bytes);
+    out.resize(out.len().next_multiple_of(8), 0);
 }
 
-/// Reads a run [`put`] wrote, advancing `at`; None when the bytes end first.
-fn take<T: Copy + Default>(data: &[u8], at: &mut usize) -> Option<Vec<T>> {
-    let n = u64::from_ne_bytes(data.get(*at..*at + 8)?.try_into().ok()?) as usize;
-    *at += 8;
+/// Where a run [`put`] wrote lies in `data`, advancing `at`: (byte offset, items). None when
+/// the bytes end first or the run is not aligned for `T`.
+fn take<T>(data: &[u8], at: &mut usize) -> Option<Run> {
+    let n = u64::from_ne_bytes(data.get(*at..at.checked_add(8)?)?.try_into().ok()?) as usize;
+    let start = *at + 8;
     let bytes = n.checked_mul(std::mem::size_of::<T>())?;
-    let src = data.get(*at..at.checked_add(bytes)?)?;
-    *at += bytes;
-    let mut v = vec![T::default(); n];
-    // SAFETY: v has room for n values of T (bytes bytes); every bit pattern is a valid u8, u32
-    // or Entry (integers only); the regions do not overlap.
-    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), v.as_mut_ptr() as *mut u8, bytes) };
-    Some(v)
+    let end = start.checked_add(bytes)?;
+    if end > data.len() || (data.as_ptr() as usize + start) % std::mem::align_of::<T>() != 0 {
+        return None;
+    }
+    *at = end.next_multiple_of(8);
+    Some(Run { offset: start, len: n })
+}
+
+/// A cache file mapped read-only: shared through the page cache by every process that maps it.
+struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and never changes while mapped (the file is replaced by
+// rename, not rewritten), so sharing or moving it between threads cannot race.
+unsafe impl Send for Mapping {}
+// SAFETY: as for Send: only reads.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn open(path: &Path) -> Option<Mapping> {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(path).ok()?;
+        let len = usize::try_from(f.metadata().ok()?.len()).ok()?;
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: a new read-only private mapping of `len` bytes of an open file, at an address
+        // the kernel picks; the descriptor may be closed afterwards (the mapping keeps the file).
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, f.as_raw_fd(), 0) };
+        (ptr != libc::MAP_FAILED).then_some(Mapping { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr maps len readable bytes for as long as self lives (unmapped in drop).
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping mmap returned, unmapped once; nothing borrows it any more (the
+        // slices handed out borrow self).
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mapping({} bytes)", self.len)
+    }
+}
+
+/// A run of items in a mapped cache file: byte offset and item count.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    offset: usize,
+    len: usize,
 }
 
 /// Writes the cache file for the tokenizer parsed from `path`: its JSON with the WordPiece
@@ -154,10 +218,10 @@ fn write_cache(path: &Path, inner: &Inner, cache: &Path) {
     let mut out = Vec::with_capacity(json.len() + c.heap_bytes() + 64);
     out.extend_from_slice(CACHE_MAGIC);
     put(&mut out, &json);
-    put(&mut out, c.text.as_bytes());
-    put(&mut out, &c.entries);
-    put(&mut out, &c.index);
-    put(&mut out, &c.by_id);
+    put(&mut out, c.text().as_bytes());
+    put(&mut out, c.entries());
+    put(&mut out, c.index());
+    put(&mut out, c.by_id());
     let tmp = cache.with_extension(format!("tmp{}", std::process::id()));
     if std::fs::write(&tmp, &out).is_ok() && std::fs::rename(&tmp, cache).is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -168,33 +232,38 @@ fn write_cache(path: &Path, inner: &Inner, cache: &Path) {
 /// every added token has the id the original file gave it. None otherwise (the caller parses
 /// tokenizer.json).
 fn read_cache(cache: &Path) -> Option<Inner> {
-    let data = std::fs::read(cache).ok()?;
+    let map = Mapping::open(cache)?;
+    let data = map.bytes();
     if data.get(..8)? != CACHE_MAGIC {
         return None;
     }
     let mut at = 8;
-    let json: Vec<u8> = take(&data, &mut at)?;
-    let text = String::from_utf8(take::<u8>(&data, &mut at)?).ok()?;
-    let entries: Vec<Entry> = take(&data, &mut at)?;
-    let index: Vec<u32> = take(&data, &mut at)?;
-    let by_id: Vec<u32> = take(&data, &mut at)?;
-    let consistent = at == data.len()
-        && index.len().is_power_of_two()
-        && entries.iter().all(|e| {
-            (e.start as usize).checked_add(e.len as usize).is_some_and(|end| end <= text.len())
-                && text.is_char_boundary(e.start as usize)
-                && text.is_char_boundary((e.start + e.len) as usize)
-                && (e.id as usize) < by_id.len()
+    let json = take::<u8>(data, &mut at)?;
+    let text = take::<u8>(data, &mut at)?;
+    let entries = take::<Entry>(data, &mut at)?;
+    let index = take::<u32>(data, &mut at)?;
+    let by_id = take::<u32>(data, &mut at)?;
+    if at != data.len() {
+        return None;
+    }
+    let arrays = Arrays::Mapped { map, text, entries, index, by_id };
+    // the text must be UTF-8 once: pieces are then cut from it without checking again
+    std::str::from_utf8(arrays.bytes(text)).ok()?;
+    let (text_s, entries_s, index_s, by_id_s) = (arrays.text(), arrays.entries(), arrays.index(), arrays.by_id());
+    let consistent = index_s.len().is_power_of_two()
+        && entries_s.iter().all(|e| {
+            (e.start as usize).checked_add(e.len as usize).is_some_and(|end| end <= text_s.len())
+                && text_s.is_char_boundary(e.start as usize)
+                && text_s.is_char_boundary((e.start + e.len) as usize)
+                && (e.id as usize) < by_id_s.len()
         })
-        && index.iter().chain(&by_id).all(|&i| (i as usize) <= entries.len());
+        && index_s.iter().chain(by_id_s).all(|&i| (i as usize) <= entries_s.len());
     if !consistent {
         return None;
     }
+    let json = arrays.bytes(json).to_vec();
     let compact = CompactWordPiece {
-        text,
-        entries,
-        index,
-        by_id,
+        arrays,
         unk_token: String::new(),
         unk_id: None,
         prefix: String::new(),
@@ -281,13 +350,13 @@ impl Model for Vocabulary {
     }
     fn get_vocab(&self) -> HashMap<String, u32> {
         match self {
-            Vocabulary::WordPiece(w) => w.entries.iter().map(|e| (w.piece(e).to_string(), e.id)).collect(),
+            Vocabulary::WordPiece(w) => w.entries().iter().map(|e| (w.piece(e).to_string(), e.id)).collect(),
             Vocabulary::Other(m) => m.get_vocab(),
         }
     }
     fn get_vocab_size(&self) -> usize {
         match self {
-            Vocabulary::WordPiece(w) => w.entries.len(),
+            Vocabulary::WordPiece(w) => w.entries().len(),
             Vocabulary::Other(m) => m.get_vocab_size(),
         }
     }
@@ -314,16 +383,74 @@ struct Entry {
     id: u32,
 }
 
+/// The arrays of a [`CompactWordPiece`]: built in this process, or lying in a mapped cache file.
+#[derive(Debug)]
+enum Arrays {
+    Owned {
+        /// Every piece, concatenated.
+        text: String,
+        entries: Vec<Entry>,
+        /// Open addressing, linear probing: entry index + 1, 0 = empty; a power of two ≥ 2 ×
+        /// entries.
+        index: Vec<u32>,
+        /// id → entry index + 1 (0: no piece has that id).
+        by_id: Vec<u32>,
+    },
+    /// The same four, as runs of the file (checked by `read_cache` before use: aligned, inside
+    /// the mapping, the text UTF-8).
+    Mapped { map: Mapping, text: Run, entries: Run, index: Run, by_id: Run },
+}
+
+impl Arrays {
+    fn bytes(&self, r: Run) -> &[u8] {
+        match self {
+            Arrays::Mapped { map, .. } => &map.bytes()[r.offset..r.offset + r.len],
+            Arrays::Owned { .. } => &[],
+        }
+    }
+
+    fn slice<T>(&self, r: Run) -> &[T] {
+        let Arrays::Mapped { map, .. } = self else { return &[] };
+        // SAFETY: `take` checked that the run's len items of T lie inside the mapping and start
+        // aligned for T; T is u32 or Entry (integers only: every bit pattern is valid); the
+        // mapping lives as long as self and never changes.
+        unsafe { std::slice::from_raw_parts(map.bytes().as_ptr().add(r.offset) as *const T, r.len) }
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            Arrays::Owned { text, .. } => text,
+            // SAFETY: read_cache checked the run is UTF-8 before building these arrays.
+            Arrays::Mapped { text, .. } => unsafe { std::str::from_utf8_unchecked(self.bytes(*text)) },
+        }
+    }
+
+    fn entries(&self) -> &[Entry] {
+        match self {
+            Arrays::Owned { entries, .. } => entries,
+            Arrays::Mapped { entries, .. } => self.slice(*entries),
+        }
+    }
+
+    fn index(&self) -> &[u32] {
+        match self {
+            Arrays::Owned { index, .. } => index,
+            Arrays::Mapped { index, .. } => self.slice(*index),
+        }
+    }
+
+    fn by_id(&self) -> &[u32] {
+        match self {
+            Arrays::Owned { by_id, .. } => by_id,
+            Arrays::Mapped { by_id, .. } => self.slice(*by_id),
+        }
+    }
+}
+
 /// A WordPiece vocabulary in three flat arrays, and the crate's WordPiece algorithm over it.
 #[derive(Debug)]
 pub struct CompactWordPiece {
-    /// Every piece, concatenated.
-    text: String,
-    entries: Vec<Entry>,
-    /// Open addressing, linear probing: entry index + 1, 0 = empty; a power of two ≥ 2 × entries.
-    index: Vec<u32>,
-    /// id → entry index + 1 (0: no piece has that id).
-    by_id: Vec<u32>,
+    arrays: Arrays,
     unk_token: String,
     unk_id: Option<u32>,
     prefix: String,
@@ -375,10 +502,7 @@ impl CompactWordPiece {
             by_id[e.id as usize] = i as u32 + 1;
         }
         let mut c = CompactWordPiece {
-            text,
-            entries,
-            index,
-            by_id,
+            arrays: Arrays::Owned { text, entries, index, by_id },
             unk_token: wp.unk_token.clone(),
             unk_id: None,
             prefix: wp.continuing_subword_prefix.clone(),
@@ -388,27 +512,46 @@ impl CompactWordPiece {
         Some(c)
     }
 
+    fn text(&self) -> &str {
+        self.arrays.text()
+    }
+    fn entries(&self) -> &[Entry] {
+        self.arrays.entries()
+    }
+    fn index(&self) -> &[u32] {
+        self.arrays.index()
+    }
+    fn by_id(&self) -> &[u32] {
+        self.arrays.by_id()
+    }
+
     fn piece(&self, e: &Entry) -> &str {
-        &self.text[e.start as usize..(e.start + e.len) as usize]
+        &self.text()[e.start as usize..(e.start + e.len) as usize]
     }
 
     /// The piece with id `id`.
     pub fn piece_of(&self, id: u32) -> Option<&str> {
-        match *self.by_id.get(id as usize)? {
+        match *self.by_id().get(id as usize)? {
             0 => None,
-            i => Some(self.piece(&self.entries[i as usize - 1])),
+            i => Some(self.piece(&self.entries()[i as usize - 1])),
         }
+    }
+
+    /// Whether the arrays lie in a mapped cache file (shared) rather than in this process.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.arrays, Arrays::Mapped { .. })
     }
 
     /// The id of the piece `prefix` + `part`.
     pub fn lookup(&self, prefix: &str, part: &str) -> Option<u32> {
         let (p, q) = (prefix.as_bytes(), part.as_bytes());
-        let mask = self.index.len() - 1;
+        let (index, entries) = (self.index(), self.entries());
+        let mask = index.len() - 1;
         let mut s = hash(p, q) as usize & mask;
         loop {
-            let e = match self.index[s] {
+            let e = match index[s] {
                 0 => return None,
-                i => &self.entries[i as usize - 1],
+                i => &entries[i as usize - 1],
             };
             let piece = self.piece(e).as_bytes();
             if piece.len() == p.len() + q.len() && piece.starts_with(p) && &piece[p.len()..] == q {
@@ -458,7 +601,7 @@ impl CompactWordPiece {
     /// Back to the crate's model (for `save`).
     fn to_wordpiece(&self) -> tokenizers::Result<WordPiece> {
         let vocab: serde_json::Map<String, serde_json::Value> =
-            self.entries.iter().map(|e| (self.piece(e).to_string(), e.id.into())).collect();
+            self.entries().iter().map(|e| (self.piece(e).to_string(), e.id.into())).collect();
         Ok(serde_json::from_value(serde_json::json!({
             "type": "WordPiece",
             "vocab": vocab,
@@ -468,13 +611,15 @@ impl CompactWordPiece {
         }))?)
     }
 
-    /// Heap bytes held.
+    /// Heap bytes held (a mapped cache file's arrays are not on this process's heap).
     pub fn heap_bytes(&self) -> usize {
-        self.text.capacity()
-            + self.entries.capacity() * std::mem::size_of::<Entry>()
-            + (self.index.capacity() + self.by_id.capacity()) * 4
-            + self.unk_token.capacity()
-            + self.prefix.capacity()
+        let arrays = match &self.arrays {
+            Arrays::Owned { text, entries, index, by_id } => {
+                text.capacity() + entries.capacity() * std::mem::size_of::<Entry>() + (index.capacity() + by_id.capacity()) * 4
+            }
+            Arrays::Mapped { .. } => 0,
+        };
+        arrays + self.unk_token.capacity() + self.prefix.capacity()
     }
 }
 
@@ -694,7 +839,7 @@ mod tests {
         let path = bundled("txclass-merchants-v3");
         let t = Tokenizer::from_file(&path, 32).unwrap();
         let Vocabulary::WordPiece(w) = t.inner.get_model() else { panic!("WordPiece expected") };
-        let n = w.entries.len();
+        let n = w.entries().len();
         assert_eq!(n, reference(&path, 32).get_vocab_size(false));
         // the crate: two maps of owned strings, at least a 24-byte String and a 4-byte id per
         // piece in each, before hashing overhead and the strings' own allocations
@@ -722,6 +867,7 @@ mod tests {
             assert!(cache.exists(), "{name}: the cache file is written");
             assert!(read_cache(&cache).is_some(), "{name}: the cache file reads back");
             let read = Tokenizer::load(&path, 32, Some(&cache)).unwrap();
+            assert!(read.is_mapped() && !written.is_mapped(), "{name}: a cache file that reads back is mapped, not copied");
             assert!(read.is_compact());
             let theirs = reference(&path, 32);
             assert_eq!(read.vocab_size(), theirs.get_vocab_size(true));
