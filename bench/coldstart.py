@@ -96,5 +96,5 @@ def run(model_dir, mode):
 for model in [os.path.join(ROOT, "models", "txclass-merchants-v3"), os.path.join(MODELS, "minilm-l6"), os.path.join(MODELS, "bert-base")]:
     if not os.path.exists(os.path.join(model, "model.onnx")):
         continue
-    for mode in ("worker", "backend"):
+    for mode in os.environ.get("TXCLASS_COLDSTART_MODES", "worker backend").split():
         print(json.dumps(run(model, mode)), flush=True)

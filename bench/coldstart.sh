@@ -3,7 +3,7 @@
 # BERT-base-sized export), in worker and backend mode: 16 connections one after another and 64
 # at once. Makes the two models once (build/coldstart-models, with the training venv of
 # scripts/train.sh). One JSON line per model and mode; see bench/coldstart.py.
-#   bash bench/coldstart.sh [label]
+#   bash bench/coldstart.sh [label]     (TXCLASS_COLDSTART_MODES="worker": worker mode only)
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 bash scripts/setup.sh

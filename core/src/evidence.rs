@@ -40,8 +40,10 @@ impl Evidence {
     /// From `config.json`'s `txclass.evidence` (label → names), for a model with `labels`.
     pub fn from_map(labels: &[String], map: &std::collections::HashMap<String, Vec<String>>) -> Result<Evidence, String> {
         let mut names = vec![Vec::new(); labels.len()];
+        // every new connection opens its model: one pass over the labels, not one per name list
+        let index: std::collections::HashMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
         for (label, list) in map {
-            let Some(i) = labels.iter().position(|l| l == label) else {
+            let Some(&i) = index.get(label.as_str()) else {
                 return Err(format!("evidence names label {label:?}, which id2label does not have"));
             };
             for n in list {
