@@ -191,7 +191,7 @@ fn define_worker_settings() {
     );
     GucRegistry::define_int_guc(
         c"txclass.workers",
-        c"Inference worker processes started with the server (shared_preload_libraries only); -1 (the default): one per core, at most 8.",
+        c"Inference worker processes started with the server (shared_preload_libraries only); -1 (the default): one per core, at most 8 (one with txclass.execution_provider = cuda).",
         c"Each loads the models it is asked for; workers x txclass.worker_threads should not exceed the cores. 0: no workers (backend mode).",
         &WORKERS,
         -1,
@@ -387,13 +387,19 @@ fn cores() -> usize {
 /// Workers `txclass.workers = -1` starts: one single-threaded worker per core (the layout
 /// BENCHMARKS "worker" measured best on 2 cores), at most 8; more cores give each worker threads.
 pub const AUTO_MAX_WORKERS: usize = 8;
-/// Inference worker processes (txclass.workers; -1: [`AUTO_MAX_WORKERS`] at most, one per
-/// core), at most [`MAX_WORKERS`].
+/// The number of workers, fixed when the postmaster first asks (while it loads the library);
+/// backends inherit it.
+static WORKERS_AT_START: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+/// Inference worker processes (txclass.workers), at most [`MAX_WORKERS`]; -1: one per core, at
+/// most [`AUTO_MAX_WORKERS`], or one when postgresql.conf sets `txclass.execution_provider =
+/// 'cuda'` (one CUDA context and one model copy on the GPU; more GPUs: set the number).
+/// Fixed at server start, like the setting.
 pub fn workers() -> usize {
-    match WORKERS.get() {
+    *WORKERS_AT_START.get_or_init(|| match WORKERS.get() {
+        w if w < 0 && EXECUTION_PROVIDER.get() == Provider::Cuda => 1,
         w if w < 0 => cores().min(AUTO_MAX_WORKERS),
         w => (w as usize).min(MAX_WORKERS),
-    }
+    })
 }
 /// Tokens one worker run takes (txclass.worker_batch_tokens).
 pub fn worker_batch_tokens() -> u64 {

@@ -43,8 +43,8 @@ fn warn_provider(wanted: ExecutionProvider, used: ExecutionProvider) {
     if wanted != used && !PROVIDER_WARNED.with(|w| w.replace(true)) {
         pgrx::warning!(
             "txclass.execution_provider = '{}' in this session, but the inference workers run the model with '{}': in worker mode \
-             the workers' own setting applies (ALTER SYSTEM SET txclass.execution_provider, then SELECT pg_reload_conf(): their next \
-             model load uses it, and without a usable GPU they say so in the server log and use CPU); \
+             the workers' own setting applies, and a worker without a usable GPU says so in the server log and uses CPU \
+             (ALTER SYSTEM SET txclass.execution_provider, then SELECT pg_reload_conf(): their next model load uses it); \
              SET txclass.inference = 'backend' runs this session's own",
             provider_name(wanted),
             provider_name(used)

@@ -28,7 +28,9 @@
      one per core (at most 8); without preload auto is backend mode without a NOTICE;
  13. connection churn: 64 connections that open at once and classify at once, and a pooler-like
      pattern (connections recycled every 5 statements): every answer equals backend mode's, and no
-     request stalls for seconds (no first call waits behind other connections' loads).
+     request stalls for seconds (no first call waits behind other connections' loads);
+ 14. execution_provider = 'cuda' in postgresql.conf: the default layout is one worker, which
+     falls back to CPU without a GPU (server log) and serves.
 
     test_worker.py <repo root>
 Prints 'worker: N passed, M failed'.
@@ -697,6 +699,33 @@ def test_defaults_and_churn():
         cluster("stop", "worker-default", 54395)
 
 
+def test_cuda_layout():
+    """txclass.execution_provider = 'cuda' in postgresql.conf and the default txclass.workers:
+    one worker (one CUDA context), which falls back to CPU here (no GPU) and serves; a session
+    is told once that the workers run another provider than it asked for."""
+    flags = cluster("start", "worker-cuda", 54396, {"TXCLASS_CLUSTER_CONF": "txclass.execution_provider = 'cuda'"})
+    try:
+        ci = conninfo(flags)
+        with psycopg.connect(ci, autocommit=True) as c:
+            c.execute("CREATE EXTENSION txclass")
+        warnings = []
+        with connect(ci) as c:
+            c.add_notice_handler(lambda d: warnings.append(d.message_primary))
+            c.execute("SET txclass.cache = off")
+            wait_for(lambda: c.execute("SELECT count(pid) FROM worker_stats").fetchone()[0] >= 1)
+            running = c.execute("SELECT count(pid) FROM worker_stats").fetchone()[0]
+            got = [c.execute("SELECT classify_transaction(%s)", (d,)).fetchone()[0] for d in ["TESCO STORES 1", "SHELL OIL 2"]]
+            served = c.execute("SELECT inference, execution_provider FROM model_info()").fetchone()
+        said = [w for w in warnings if "inference workers run the model with 'cpu'" in w]
+        check("execution_provider = cuda in postgresql.conf, default workers: one worker, CPU fallback here, answers, one WARNING",
+              running == 1 and got == ["Tesco", "Shell"] and served == ("worker", "cpu") and len(said) == 1,
+              f"{running} workers, {got}, {served}, warnings {warnings}")
+        log = server_log("worker-cuda")
+        check("the worker's CUDA fallback is in the server log", "has no CUDA execution provider" in log, log[-300:])
+    finally:
+        cluster("stop", "worker-cuda", 54396)
+
+
 def test_privileges(ci):
     with connect(ci) as c:
         c.execute("CREATE ROLE worker_app LOGIN")
@@ -741,6 +770,7 @@ def main():
         test_no_preload()
         test_two_workers()
         test_defaults_and_churn()
+        test_cuda_layout()
     except Exception as e:  # noqa: BLE001
         check("worker tests ran to the end", False, repr(e))
     check.finish()
