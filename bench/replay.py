@@ -71,23 +71,14 @@ def opts(mode, model):
 
 
 def load_oxford(ci):
-    """Every Oxford merchant string (repeats kept: the real frequencies) into table ox."""
-    import csv
-    rows = []
-    for path in sorted(glob.glob(os.path.join(ROOT, "..", "shared", "data", "oxford-pcard", "*.csv"))):
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows += [r.get("Merchant") or r.get("MCH.MERCHANT NAME") for r in csv.DictReader(fh)]
-    rows = [r for r in rows if r]
+    """The Oxford rows into table ox (sections.load_oxford), the sequence that numbers new
+    descriptors, the attached table and a plain one."""
+    rows = sections.load_oxford(ROOT, ci)
     with psycopg.connect(ci, autocommit=True) as c:
-        c.execute("CREATE TABLE ox (id int PRIMARY KEY, d text)")
-        with c.cursor().copy("COPY ox FROM STDIN") as cp:
-            for i, d in enumerate(rows, 1):
-                cp.write_row((i, d))
         c.execute("CREATE SEQUENCE fresh")
         c.execute("CREATE TABLE replay_t (id bigserial PRIMARY KEY, d text)")
         c.execute("SELECT txclass.attach('replay_t', 'd')")
         c.execute("CREATE TABLE plain_t (id bigserial PRIMARY KEY, d text)")
-        c.execute("VACUUM ANALYZE ox")
     return len(rows)
 
 

@@ -27,6 +27,26 @@ def write_section(root, name, md):
     print(md)
 
 
+def load_oxford(root, ci):
+    """Every Oxford merchant string (../shared/data/oxford-pcard, every file, repeats kept: the
+    real frequencies) into a new table ox (id int, d text), VACUUM ANALYZEd; returns the rows."""
+    import csv
+    import glob
+    import psycopg
+    rows = []
+    for path in sorted(glob.glob(os.path.join(root, "..", "shared", "data", "oxford-pcard", "*.csv"))):
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows += [r.get("Merchant") or r.get("MCH.MERCHANT NAME") for r in csv.DictReader(fh)]
+    rows = [r for r in rows if r]
+    with psycopg.connect(ci, autocommit=True) as c:
+        c.execute("CREATE TABLE ox (id int PRIMARY KEY, d text)")
+        with c.cursor().copy("COPY ox FROM STDIN") as cp:
+            for i, d in enumerate(rows, 1):
+                cp.write_row((i, d))
+        c.execute("VACUUM ANALYZE ox")
+    return rows
+
+
 def three_models(root, conn, fix):
     """harness.three_models: fixtures built into `fix`; v1, relabelled and wide registered; v1 active."""
     harness.three_models(conn, fix, root=root)

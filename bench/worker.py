@@ -89,24 +89,6 @@ SELECT txclass.classify_transaction(d) FROM ox WHERE id = :i;
 """
 
 
-def load_oxford(ci):
-    """The real Oxford descriptors (every file, repeats kept) into table ox; returns the count."""
-    import csv
-    import glob
-    rows = []
-    for path in sorted(glob.glob(os.path.join(ROOT, "..", "shared", "data", "oxford-pcard", "*.csv"))):
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows += [r.get("Merchant") or r.get("MCH.MERCHANT NAME") for r in csv.DictReader(fh)]
-    rows = [r for r in rows if r]
-    with psycopg.connect(ci, autocommit=True) as c:
-        c.execute("CREATE TABLE ox (id int PRIMARY KEY, d text)")
-        with c.cursor().copy("COPY ox FROM STDIN") as cp:
-            for i, d in enumerate(rows, 1):
-                cp.write_row((i, d))
-        c.execute("VACUUM ANALYZE ox")
-    return rows
-
-
 def mem_kb(pid):
     status = open(f"/proc/{pid}/status").read()
     anon = int(re.search(r"RssAnon:\s+(\d+)", status).group(1))
@@ -222,7 +204,7 @@ def main():
     try:
         with psycopg.connect(ci, autocommit=True) as c:
             c.execute("CREATE EXTENSION txclass")
-        OXFORD = load_oxford(ci)
+        OXFORD = sections.load_oxford(ROOT, ci)
         for k, (workers, threads) in enumerate(layouts()):
             if k:
                 with psycopg.connect(ci, autocommit=True) as c:

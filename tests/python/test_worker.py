@@ -221,14 +221,13 @@ def per_row_reference(ci, descs):
         return [c.execute("SELECT label, confidence::text FROM classify_transaction_detail(%s)", (d,)).fetchone() for d in descs]
 
 
-def clients(ci, n, work):
-    """Runs work(i, conn) in n threads, each with its own connection; returns their results."""
+def in_threads(n, fn):
+    """Runs fn(i) for i in 0..n, each in a thread of its own; returns (results, errors)."""
     results, errors = [None] * n, []
 
     def one(i):
         try:
-            with connect(ci) as c:
-                results[i] = work(i, c)
+            results[i] = fn(i)
         except Exception as e:  # noqa: BLE001
             errors.append(repr(e))
     ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
@@ -237,6 +236,14 @@ def clients(ci, n, work):
     for t in ts:
         t.join()
     return results, errors
+
+
+def clients(ci, n, work):
+    """Runs work(i, conn) in n threads, each with its own connection; returns their results."""
+    def one(i):
+        with connect(ci) as c:
+            return work(i, c)
+    return in_threads(n, one)
 
 
 def distinct_descs(prefix, n):
@@ -643,23 +650,15 @@ def test_defaults_and_churn():
         descs = distinct_descs("O", n * per)
         ref = per_row_reference(ci, descs)
         conns = [psycopg.connect(ci, autocommit=True) for _ in range(n)]  # all connected before any classifies
-        results, errors = [None] * n, []
         go = threading.Barrier(n)
 
         def burst(i):
-            try:
-                c = conns[i]
-                c.execute("SET search_path = public, txclass")
-                c.execute("SET txclass.cache = off")
-                go.wait()
-                results[i] = timed_calls(c, descs[i * per:(i + 1) * per])
-            except Exception as e:  # noqa: BLE001
-                errors.append(repr(e))
-        ts = [threading.Thread(target=burst, args=(i,)) for i in range(n)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+            c = conns[i]
+            c.execute("SET search_path = public, txclass")
+            c.execute("SET txclass.cache = off")
+            go.wait()
+            return timed_calls(c, descs[i * per:(i + 1) * per])
+        results, errors = in_threads(n, burst)
         for c in conns:
             c.close()
         flat = [r for res in results if res for r in res[0]]
@@ -670,26 +669,18 @@ def test_defaults_and_churn():
         clients_n, rounds, every = 16, 6, 5
         descs = distinct_descs("P", clients_n * rounds * every)
         ref = per_row_reference(ci, descs)
-        results, errors = [None] * clients_n, []
 
         def pooled(i):
-            try:
-                got, slowest = [], 0.0
-                for r in range(rounds):  # a new server connection every `every` statements
-                    with connect(ci) as c:
-                        c.execute("SET txclass.cache = off")
-                        k = (i * rounds + r) * every
-                        g, s = timed_calls(c, descs[k:k + every])
-                        got += g
-                        slowest = max(slowest, s)
-                results[i] = (got, slowest)
-            except Exception as e:  # noqa: BLE001
-                errors.append(repr(e))
-        ts = [threading.Thread(target=pooled, args=(i,)) for i in range(clients_n)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+            got, slowest = [], 0.0
+            for r in range(rounds):  # a new server connection every `every` statements
+                with connect(ci) as c:
+                    c.execute("SET txclass.cache = off")
+                    k = (i * rounds + r) * every
+                    g, s = timed_calls(c, descs[k:k + every])
+                    got += g
+                    slowest = max(slowest, s)
+            return got, slowest
+        results, errors = in_threads(clients_n, pooled)
         flat = [r for res in results if res for r in res[0]]
         slowest = max((res[1] for res in results if res), default=float("nan"))
         check(f"pooler-like churn ({clients_n} clients, a new connection every {every} statements): backend mode's answers, "
