@@ -297,8 +297,11 @@ def main():
         c.execute("INSERT INTO tx (id, account, descriptor) SELECT 650000 + o, 'a', d FROM unnest(%s::text[]) WITH ORDINALITY u(d, o)", (fresh_descs,))
         reqs = dict(c.execute("SELECT nodeport, sum(requests) FROM txclass.cluster_worker_stats GROUP BY 1").fetchall())
         wm = c.execute("SELECT descriptor, txclass_label, txclass_category FROM tx WHERE id > 650000 AND id < 700000").fetchall()
+        # the reference from a backend session of the coordinator's own (the default is worker mode)
+        c.execute("SET txclass.inference = 'backend'")
         ref = {d: (l, cat) for d, l, cat in c.execute(
             "SELECT d, x.label, x.category FROM unnest(%s::text[]) d, LATERAL txclass.classify_transaction_detail(d) x", (fresh_descs,)).fetchall()}
+        c.execute("RESET txclass.inference")
         differ = [r for r in wm if (r[1], r[2]) != ref.get(r[0])]
         check("txclass.inference = 'worker' on the workers: their shared inference workers answer their shards' misses, with backend mode's answers",
               all((reqs.get(w[1]) or 0) > 0 for w in (W1, W2)) and len(wm) == 120 and not differ, f"requests {reqs}; {len(differ)} of {len(wm)} differ")

@@ -98,11 +98,17 @@ def smoke(tag):
             c.execute("CREATE EXTENSION txclass")
             v = c.execute("SELECT extversion FROM pg_extension WHERE extname = 'txclass'").fetchone()[0]
             label = c.execute("SELECT txclass.classify_transaction('STARBUCKS STORE 1 OXFORD')").fetchone()[0]
+            mode = c.execute("SELECT inference FROM txclass.model_info()").fetchone()[0]
+            # the default (preloaded) serves from the workers; a backend session of its own loads
+            # the packaged ONNX Runtime itself
+            c.execute("SET txclass.inference = 'backend'")
+            label2 = c.execute("SELECT txclass.classify_transaction('SHELL OIL 2 OXFORD')").fetchone()[0]
             lib = c.execute("SELECT onnxruntime_library FROM txclass.model_info()").fetchone()[0]
             shared = c.execute("SELECT shared FROM txclass.cache_stats").fetchone()[0]
             check(f"{tag}: CREATE EXTENSION {VERSION} and classify with the packaged ONNX Runtime and the shared cache",
-                  v == VERSION and label == "Starbucks" and lib == os.path.join(PKGLIB, "txclass", "libonnxruntime.so.1.31.1") and shared,
-                  f"{v}, {label}, {lib}, shared {shared}")
+                  v == VERSION and label == "Starbucks" and mode == "worker" and label2 == "Shell"
+                  and lib == os.path.join(PKGLIB, "txclass", "libonnxruntime.so.1.31.1") and shared,
+                  f"{v}, {label}, {mode}, {label2}, {lib}, shared {shared}")
             c.execute("DROP EXTENSION txclass")
             c.execute("CREATE EXTENSION txclass VERSION '0.1.0'")
             c.execute("ALTER EXTENSION txclass UPDATE")
