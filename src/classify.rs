@@ -214,10 +214,7 @@ pub(crate) fn model_info_row() -> ModelInfo {
         directory: c.model.path.display().to_string(),
         checksum: c.model.checksum.clone(),
         labels: c.model.labels.len() as i32,
-        execution_provider: match c.engine().provider() {
-            txclass_core::ExecutionProvider::Cpu => "cpu".to_string(),
-            txclass_core::ExecutionProvider::Cuda => "cuda".to_string(),
-        },
+        execution_provider: c.engine().provider().name().to_string(),
         max_length: c.max_length as i32,
         batch_size: c.batch_size as i32,
         onnxruntime_library: txclass_core::runtime::loaded_path().map(|p| p.display().to_string()),

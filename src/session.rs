@@ -124,10 +124,7 @@ pub fn load_dir(dir: &std::path::Path) -> Result<txclass_core::classifier::Loade
     if workers {
         return Classifier::load_model(model, &opts, &mut |m, pad| crate::worker_engine::engine(m, &opts, pad));
     }
-    Classifier::load_model(model, &opts, &mut |m, pad| {
-        let (e, w) = txclass_core::OrtEngine::load(m, &opts, pad)?;
-        Ok((Box::new(e) as Box<dyn txclass_core::Engine>, w))
-    })
+    Classifier::load_model(model, &opts, &mut |m, pad| txclass_core::classifier::session_engine(m, &opts, pad))
 }
 
 /// A registered model's files must still be the ones registered.

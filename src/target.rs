@@ -100,58 +100,27 @@ pub fn resolve(rel: pg_sys::Relation) -> Option<Rc<Target>> {
     }
     let r = relid.to_u32();
     let seen = INVALIDATIONS.with(|n| n.get());
-    // the relation itself attached (most tables): one plain lookup, about a third of the query
-    // below to plan in a new backend, which every connection's first INSERT pays
-    if let Some(target) = attached_itself(rel, r, owner) {
-        if INVALIDATIONS.with(|n| n.get()) == seen {
-            TARGETS.with(|t| t.borrow_mut().insert(r, Some(target.clone())));
-        }
-        return Some(target);
-    }
-    // the nearest attached table among the relation and its ancestors
-    // (through to_jsonb: a database not yet updated to 0.4.0 has no key_columns, 0.2.0 no
-    // level_column, and its triggers keep working on this library)
-    // a Citus shard: the distributed table it belongs to, and its ancestors, after the
-    // relation's own (an attachment of the shard itself, which nobody makes, would win)
+    // the nearest attached table among the relation and its ancestors; a Citus shard: the
+    // distributed table it belongs to, and its ancestors, after the relation's own (an
+    // attachment of the shard itself, which nobody makes, would win). The row comes back whole
+    // through to_jsonb (a database not yet updated to 0.4.0 has no key_columns, 0.2.0 no
+    // level_column, and its triggers keep working on this library) and is read here: a query
+    // that also took it apart in SQL cost a new backend's first INSERT three times as long to plan.
     let shard = crate::cluster::shard_parents_sql(r, 1000);
     let sql = format!(
-        "SELECT m.relid::oid::text, x.j->>'descriptor_column', x.j->>'label_column', x.j->>'category_column', \
-                x.j->>'confidence_column', x.j->>'model_column', x.j->>'level_column', x.j->>'on_error', \
-                (SELECT json_agg(json_build_array(k.n, format_type(a.atttypid, a.atttypmod)) ORDER BY k.o) \
-                 FROM jsonb_array_elements_text(y.keys) WITH ORDINALITY k(n, o) \
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = {r} AND a.attname = k.n AND a.attnum > 0 AND NOT a.attisdropped)::text, \
-                jsonb_array_length(y.keys) \
+        "SELECT m.relid::oid::text, to_jsonb(m)::text \
          FROM (SELECT {r}::oid AS rel, 0::bigint AS o \
                UNION ALL SELECT a::oid, o FROM pg_catalog.pg_partition_ancestors({r}::oid::regclass) WITH ORDINALITY x(a, o) \
                {shard}) c \
          JOIN txclass.monitored m ON m.relid::oid = c.rel \
-         CROSS JOIN LATERAL (SELECT to_jsonb(m) AS j) x \
-         CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(x.j->'key_columns') = 'array' THEN x.j->'key_columns' \
-                                         WHEN x.j->>'key_column' IS NOT NULL THEN jsonb_build_array(x.j->>'key_column') END AS keys) y \
          ORDER BY c.o LIMIT 1"
     );
     let Ok(sql) = CString::new(sql) else { return None };
-    let (rows, _) = crate::catalog::read_latest(&sql, 10);
-    let target = rows.into_iter().next().map(|row| {
-        let col = |i: usize| row.get(i).cloned().flatten();
-        let keys: Vec<(String, String)> = col(8)
-            .and_then(|j| serde_json::from_str::<Vec<(String, String)>>(&j).ok())
-            .unwrap_or_default();
-        let want: usize = col(9).and_then(|n| n.parse().ok()).unwrap_or(0);
-        Rc::new(Target {
-            root: col(0).and_then(|o| o.parse::<u32>().ok()).map(pg_sys::Oid::from).unwrap_or(relid),
-            owner,
-            descriptor: col(1).unwrap_or_default(),
-            label: col(2).unwrap_or_default(),
-            category: col(3).unwrap_or_default(),
-            confidence: col(4).unwrap_or_default(),
-            model: col(5).unwrap_or_default(),
-            level: col(6),
-            strict: col(7).as_deref() == Some("error"),
-            // every key column must still be there (else: row by row)
-            keys: if keys.len() == want { keys } else { Vec::new() },
-            batched: has_statement_trigger(rel),
-        })
+    let (rows, _) = crate::catalog::read_latest(&sql, 2);
+    let target = rows.into_iter().next().and_then(|mut row| {
+        let root = row.first().cloned().flatten().and_then(|o| o.parse::<u32>().ok()).map(pg_sys::Oid::from).unwrap_or(relid);
+        let json = row.get_mut(1)?.take()?;
+        Some(Rc::new(from_row(rel, root, owner, &serde_json::from_str(&json).ok()?)))
     });
     if INVALIDATIONS.with(|n| n.get()) == seen {
         TARGETS.with(|t| t.borrow_mut().insert(r, target.clone()));
@@ -159,14 +128,9 @@ pub fn resolve(rel: pg_sys::Relation) -> Option<Rc<Target>> {
     target
 }
 
-/// The relation's own row of `txclass.monitored`, when it has one, as [`resolve`]'s query
-/// would give it (the same columns through `to_jsonb`, whatever the schema's version; the key's
-/// types from the relation's descriptor).
-fn attached_itself(rel: pg_sys::Relation, r: u32, owner: pg_sys::Oid) -> Option<Rc<Target>> {
-    let sql = CString::new(format!("SELECT to_jsonb(m)::text FROM txclass.monitored m WHERE m.relid = {r}::oid::regclass")).ok()?;
-    let (rows, _) = crate::catalog::read_latest(&sql, 1);
-    let json = rows.into_iter().next()?.into_iter().next().flatten()?;
-    let j: serde_json::Value = serde_json::from_str(&json).ok()?;
+/// The target of `rel` from its attached table's row of `txclass.monitored` (`to_jsonb`, any
+/// schema version); the key's types are the relation's own (by name, from its descriptor).
+fn from_row(rel: pg_sys::Relation, root: pg_sys::Oid, owner: pg_sys::Oid, j: &serde_json::Value) -> Target {
     let text = |k: &str| j.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let names: Vec<String> = match j.get("key_columns") {
         Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
@@ -175,8 +139,8 @@ fn attached_itself(rel: pg_sys::Relation, r: u32, owner: pg_sys::Oid) -> Option<
     // SAFETY: rel is the trigger's open relation; its descriptor lives while it is open.
     let desc = unsafe { (*rel).rd_att };
     let keys: Vec<(String, String)> = names.iter().filter_map(|n| Some((n.clone(), column_type(desc, n)?))).collect();
-    Some(Rc::new(Target {
-        root: pg_sys::Oid::from(r),
+    Target {
+        root,
         owner,
         descriptor: text("descriptor_column").unwrap_or_default(),
         label: text("label_column").unwrap_or_default(),
@@ -188,7 +152,7 @@ fn attached_itself(rel: pg_sys::Relation, r: u32, owner: pg_sys::Oid) -> Option<
         // every key column must still be there (else: row by row)
         keys: if keys.len() == names.len() { keys } else { Vec::new() },
         batched: has_statement_trigger(rel),
-    }))
+    }
 }
 
 /// `format_type` of column `name` of `desc` (None: no such live column).

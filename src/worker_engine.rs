@@ -30,13 +30,6 @@ thread_local! {
     static PROVIDER_WARNED: Cell<bool> = const { Cell::new(false) };
 }
 
-fn provider_name(p: ExecutionProvider) -> &'static str {
-    match p {
-        ExecutionProvider::Cpu => "cpu",
-        ExecutionProvider::Cuda => "cuda",
-    }
-}
-
 /// The workers answered with `used` while this session asks for `wanted`: the workers' provider
 /// is the server's setting, not the session's; one WARNING per backend says so.
 fn warn_provider(wanted: ExecutionProvider, used: ExecutionProvider) {
@@ -46,8 +39,8 @@ fn warn_provider(wanted: ExecutionProvider, used: ExecutionProvider) {
              the workers' own setting applies, and a worker without a usable GPU says so in the server log and uses CPU \
              (ALTER SYSTEM SET txclass.execution_provider, then SELECT pg_reload_conf(): their next model load uses it); \
              SET txclass.inference = 'backend' runs this session's own",
-            provider_name(wanted),
-            provider_name(used)
+            wanted.name(),
+            used.name()
         );
     }
 }
@@ -120,8 +113,7 @@ pub struct WorkerEngine {
 pub fn engine(model: &ModelDir, opts: &Options, pad_id: i64) -> Result<(Box<dyn Engine>, Vec<String>), Error> {
     if model.checksum.len() >= CHECKSUM_BYTES || model.path.as_os_str().len() >= DIR_BYTES {
         // cannot be named in a slot: serve from the backend
-        let (e, w) = OrtEngine::load(model, opts, pad_id)?;
-        return Ok((Box::new(e), w));
+        return txclass_core::classifier::session_engine(model, opts, pad_id);
     }
     Ok((
         Box::new(WorkerEngine {

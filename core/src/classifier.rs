@@ -54,14 +54,18 @@ pub struct Loaded {
 /// `(model, pad id)` → the engine and any warnings for the caller.
 pub type MakeEngine<'a> = &'a mut dyn FnMut(&ModelDir, i64) -> Result<(Box<dyn Engine>, Vec<String>)>;
 
+/// The engine that runs `model` in this process: its own ONNX Runtime session (what
+/// [`Classifier::load`] uses; a [`MakeEngine`] for the others), with the session's warnings.
+pub fn session_engine(model: &ModelDir, opts: &Options, pad_id: i64) -> Result<(Box<dyn Engine>, Vec<String>)> {
+    let (e, w) = OrtEngine::load(model, opts, pad_id)?;
+    Ok((Box::new(e), w))
+}
+
 impl Classifier {
     /// Opens and validates `dir`, loads ONNX Runtime (first time only), creates the session,
     /// checks inputs and outputs against `config.json`, and runs a smoke inference.
     pub fn load(dir: &std::path::Path, opts: &Options) -> Result<Loaded> {
-        Self::load_with(dir, opts, &mut |m, pad| {
-            let (e, w) = OrtEngine::load(m, opts, pad)?;
-            Ok((Box::new(e) as Box<dyn Engine>, w))
-        })
+        Self::load_with(dir, opts, &mut |m, pad| session_engine(m, opts, pad))
     }
 
     /// [`Self::load`] with the engine `make` builds (the model directory is opened and its

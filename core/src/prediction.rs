@@ -10,6 +10,16 @@ pub enum ExecutionProvider {
     Cuda,
 }
 
+impl ExecutionProvider {
+    /// As `txclass.execution_provider` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutionProvider::Cpu => "cpu",
+            ExecutionProvider::Cuda => "cuda",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub onnxruntime_library: PathBuf,
