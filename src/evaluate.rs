@@ -158,36 +158,52 @@ fn evaluate(
     pgrx::JsonB(result)
 }
 
-/// Precision per confidence level, and what abstaining at the floor in force would give: the
-/// share of rows answered (coverage) and the precision of those answers. Accuracy above counts
-/// every row (an abstention is never right).
+/// Precision per confidence level, and what the serving policy in force would give
+/// (txclass.min_confidence and txclass.min_level): the share of rows answered with a label
+/// (coverage), the precision of those answers, and their calibration (expected calibration
+/// error and a 10-bin reliability table: does a served confidence of 0.95 mean right 95% of the
+/// time?). `raw_calibration` is the same over every top-1 answer, served or not. Accuracy above
+/// counts every row (an abstention is never right).
 fn level_report(cal: &Calibration, expected: &[&str], predicted: &[Option<(String, f32, bool)>]) -> serde_json::Value {
-    let floor = cal.floor(crate::settings::min_confidence());
+    let policy = crate::settings::policy(cal);
     let mut per: Vec<(Level, usize, usize)> = [Level::VeryHigh, Level::High, Level::Medium, Level::Low].map(|l| (l, 0, 0)).to_vec();
-    let (mut answered, mut answered_ok) = (0usize, 0usize);
+    let mut served: Vec<(f32, bool)> = Vec::new();
+    let mut raw: Vec<(f32, bool)> = Vec::new();
     for (e, p) in expected.iter().zip(predicted) {
         let Some((label, conf, named)) = p else { continue };
         let ok = label == e;
-        let (level, abstain) = confidence::judge_named(cal, *conf, floor, *named);
+        let (level, abstain) = confidence::judge(cal, *conf, &policy, *named);
         if let Some(x) = per.iter_mut().find(|x| x.0 == level) {
             x.1 += 1;
             x.2 += ok as usize;
         }
+        raw.push((*conf, ok));
         if !abstain {
-            answered += 1;
-            answered_ok += ok as usize;
+            served.push((*conf, ok));
         }
     }
+    let answered = served.len();
+    let answered_ok = served.iter().filter(|a| a.1).count();
     let rate = |k: usize, n: usize| if n == 0 { serde_json::Value::Null } else { json!(k as f64 / n as f64) };
+    let calibration = |a: &[(f32, bool)]| {
+        let (ece, bins) = metrics::calibration(a, 10);
+        json!({"ece": ece, "reliability": bins.iter().filter(|b| b.rows > 0).map(|b| json!({
+            "low": b.low, "high": b.high, "rows": b.rows, "mean_confidence": b.mean_confidence, "accuracy": b.accuracy}))
+            .collect::<Vec<_>>()})
+    };
     json!({
         "thresholds": {"very_high": cal.levels.very_high, "high": cal.levels.high, "medium": cal.levels.medium,
                        "fitted": cal.levels_fitted},
         "per_level": per.iter().map(|(l, n, k)| json!({"level": l.as_str(), "rows": n, "correct": k, "precision": rate(*k, *n)}))
             .collect::<Vec<_>>(),
-        "min_confidence": floor,
+        "min_confidence": policy.floor,
+        "min_level": policy.min_level.as_str(),
         "answered": answered,
+        "answered_correct": answered_ok,
         "coverage": rate(answered, expected.len()),
         "precision_answered": rate(answered_ok, answered),
+        "calibration": calibration(&served),
+        "raw_calibration": calibration(&raw),
     })
 }
 

@@ -63,7 +63,7 @@ pub struct Outputs {
     pub category: Option<&'static str>,
     pub confidence: f32,
     pub level: &'static str,
-    /// `model`, `rule` or `abstain` (a model answer below txclass.min_confidence).
+    /// `model`, `rule` or `abstain` (a model answer below txclass.min_confidence or txclass.min_level).
     pub source: &'static str,
     pub rule_id: Option<i64>,
 }
@@ -96,7 +96,7 @@ pub fn outputs_with(s: &Serving, names: &intern::Names, a: Answer) -> Outputs {
     match a {
         Answer::Model(p, named) => {
             let cal = &s.classifier.model.calibration;
-            let (level, abstain) = confidence::judge_named(cal, p.confidence, cal.floor(settings::min_confidence()), named);
+            let (level, abstain) = confidence::judge(cal, p.confidence, &settings::policy(cal), named);
             if abstain {
                 return Outputs { label: None, category: None, confidence: p.confidence, level: level.as_str(), source: "abstain", rule_id: None };
             }

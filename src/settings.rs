@@ -13,6 +13,19 @@ pub enum Provider {
     Cuda,
 }
 
+/// `txclass.min_level`: the lowest confidence level served as a label.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MinLevel {
+    #[name = c"low"]
+    Low,
+    #[name = c"medium"]
+    Medium,
+    #[name = c"high"]
+    High,
+    #[name = c"very_high"]
+    VeryHigh,
+}
+
 /// Who runs the network: each backend (its own ONNX Runtime session) or the shared workers;
 /// `auto` (the default): the workers where the server started them, else the backend.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -49,6 +62,8 @@ static MAX_BATCH: GucSetting<i32> = GucSetting::<i32>::new(5_000_000);
 /// Answers of the model below this confidence are no answer (label NULL, source `abstain`);
 /// -1 (the default): the model's own floor (`config.json` `txclass.min_confidence`, else 0).
 static MIN_CONFIDENCE: GucSetting<f64> = GucSetting::<f64>::new(-1.0);
+/// Answers of the model below this level are no answer; applies to models with fitted levels.
+static MIN_LEVEL: GucSetting<MinLevel> = GucSetting::<MinLevel>::new(MinLevel::High);
 
 /// `auto` (the default), `backend` or `worker`. Superuser only.
 static INFERENCE: GucSetting<Inference> = GucSetting::<Inference>::new(Inference::Auto);
@@ -116,6 +131,17 @@ pub fn init() {
         &MIN_CONFIDENCE,
         -1.0,
         1.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"txclass.min_level",
+        c"Model answers below this confidence level are abstentions: label NULL, source 'abstain' (confidence and level still given).",
+        c"high (the default): a label is served at high or very_high only; an answer whose descriptor does not carry the \
+          brand's name is held at medium, so it is withheld. Applies to models whose levels were fitted on held-out data \
+          (txclass.confidence_info().levels_fitted); others are held to txclass.min_confidence alone. \
+          low together with txclass.min_confidence = 0: every top-1 answer.",
+        &MIN_LEVEL,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -358,6 +384,19 @@ pub fn options() -> txclass_core::Options {
 /// ([`txclass_core::Calibration::floor`] decides).
 pub fn min_confidence() -> f64 {
     MIN_CONFIDENCE.get()
+}
+/// `txclass.min_level`, the lowest level served as a label.
+pub fn min_level() -> txclass_core::Level {
+    match MIN_LEVEL.get() {
+        MinLevel::Low => txclass_core::Level::Low,
+        MinLevel::Medium => txclass_core::Level::Medium,
+        MinLevel::High => txclass_core::Level::High,
+        MinLevel::VeryHigh => txclass_core::Level::VeryHigh,
+    }
+}
+/// The serving policy for a model with calibration `c` under the settings in force.
+pub fn policy(c: &txclass_core::Calibration) -> txclass_core::Policy {
+    c.policy(MIN_CONFIDENCE.get(), min_level())
 }
 /// Rows per ONNX run (txclass.batch_size).
 pub fn batch_size() -> usize {

@@ -46,7 +46,7 @@ pub mod tokenizer;
 
 pub use classifier::{Answer, Classifier};
 pub use prediction::{ExecutionProvider, Options, Prediction};
-pub use confidence::{Calibration, Level, Levels};
+pub use confidence::{Calibration, Level, Levels, Policy};
 pub use engine::{Engine, OrtEngine};
 pub use error::{Error, ErrorKind, Result};
 pub use model::ModelDir;

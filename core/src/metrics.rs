@@ -88,9 +88,69 @@ pub fn gold_fingerprint<'a>(rows: impl IntoIterator<Item = (&'a str, &'a str)>) 
     h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
+/// One equal-width confidence bin of a reliability table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bin {
+    pub low: f64,
+    pub high: f64,
+    pub rows: u64,
+    /// Mean confidence and share right of the rows in the bin (None when it is empty).
+    pub mean_confidence: Option<f64>,
+    pub accuracy: Option<f64>,
+}
+
+/// Reliability table over `bins` equal-width confidence bins (the last one closed: confidence 1
+/// is in it) and the expected calibration error, the row-weighted mean |accuracy − confidence|
+/// over the bins (0 for no rows). The same definition as `models/train/calibrate.py`'s
+/// `reliability`, so a card's figures and `evaluate`'s compare.
+pub fn calibration(answers: &[(f32, bool)], bins: usize) -> (f64, Vec<Bin>) {
+    let bins = bins.max(1);
+    let mut sum = vec![(0u64, 0f64, 0u64); bins];
+    for &(c, ok) in answers {
+        let c = f64::from(c);
+        // the bin of calibrate.py: lo <= c < hi, the last bin also takes c == 1 (and above)
+        let k = ((c * bins as f64).floor().max(0.0) as usize).min(bins - 1);
+        sum[k].0 += 1;
+        sum[k].1 += c;
+        sum[k].2 += ok as u64;
+    }
+    let total = answers.len() as f64;
+    let mut ece = 0.0;
+    let table = sum
+        .iter()
+        .enumerate()
+        .map(|(k, &(n, c, ok))| {
+            let (mc, acc) = if n == 0 { (None, None) } else { (Some(c / n as f64), Some(ok as f64 / n as f64)) };
+            if let (Some(m), Some(a)) = (mc, acc) {
+                ece += n as f64 / total * (a - m).abs();
+            }
+            Bin { low: k as f64 / bins as f64, high: (k + 1) as f64 / bins as f64, rows: n, mean_confidence: mc, accuracy: acc }
+        })
+        .collect();
+    (ece, table)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calibration_error_by_hand() {
+        // bin 0.9-1.0: 0.95, 0.95, 1.0 (right, right, wrong): mean 0.9667, accuracy 0.6667;
+        // bin 0.5-0.6: 0.5 (right): mean 0.5, accuracy 1
+        let a = [(0.95, true), (0.95, true), (1.0, false), (0.5, true)];
+        let (ece, t) = calibration(&a, 10);
+        let want = 3.0 / 4.0 * ((0.95 + 0.95 + 1.0) / 3.0 - 2.0 / 3.0) + 1.0 / 4.0 * 0.5;
+        assert!((ece - want).abs() < 1e-6, "{ece} vs {want}");
+        assert_eq!(t.len(), 10);
+        assert_eq!((t[9].rows, t[5].rows, t[0].rows), (3, 1, 0), "1.0 is in the last bin, 0.5 in the sixth");
+        assert_eq!(t[0].accuracy, None);
+        assert!((t[9].accuracy.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(calibration(&[], 10).0, 0.0);
+        // perfectly calibrated in its bin
+        let (e, _) = calibration(&[(0.75, true), (0.75, true), (0.75, true), (0.75, false)], 10);
+        assert!(e.abs() < 1e-12);
+    }
 
     #[test]
     fn matches_sklearn_on_a_small_case() {

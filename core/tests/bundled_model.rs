@@ -1,7 +1,7 @@
 //! Core tests against the real bundled model and the real ONNX Runtime library
 //! (build/onnxruntime, fetched by scripts/setup.sh; or $TXCLASS_ONNXRUNTIME).
 use std::path::{Path, PathBuf};
-use txclass_core::{normalize, Classifier, ErrorKind, ExecutionProvider, Options};
+use txclass_core::{normalize, Classifier, ErrorKind, ExecutionProvider, Level, Options};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -283,8 +283,12 @@ fn the_bundled_successor_holds_a_brand_without_its_name_at_medium() {
     assert_eq!(c.label(&kept), "WHSmith");
     assert!(!named_held && named_kept, "only the descriptor with the name carries evidence");
     let cal = c.model.calibration;
-    let (level, _) = txclass_core::confidence::judge_named(&cal, held.confidence, 0.0, named_held);
+    let default = cal.policy(-1.0, Level::High);
+    let (level, withheld) = txclass_core::confidence::judge(&cal, held.confidence, &default, named_held);
     assert!(cal.levels.of(held.confidence) > level, "confident, but held: {} at {level:?}", held.confidence);
+    assert!(withheld, "held for want of the name: not served by default");
+    let (level, withheld) = txclass_core::confidence::judge(&cal, kept.confidence, &default, named_kept);
+    assert!(level >= Level::High && !withheld, "the named answer is served: {} at {level:?}", kept.confidence);
     // the per-row path decides the same
     let one = c.answer_one("smith & low ltd", None, None, &mut || {}).unwrap();
     assert_eq!(one, Answer::Model(held, false));

@@ -5,8 +5,10 @@ like: a monitored table holds the model's *predictions*, so the baseline holds t
 measured on held-out descriptors of the training generator (unseen places and store numbers).
 
   label_shares          label -> share of the model's top-1 predictions on the held-out rows it
-                        answers (an abstention, below its config's txclass.min_confidence, has no
-                        label: drift() leaves rows without a label out of the label shares too)
+                        answers under txclass's default serving policy (an abstention, below the
+                        model's min_confidence or below txclass.min_level = high, or held at
+                        medium for want of the brand's name, has no label: drift() leaves rows
+                        without a label out of the label shares too)
   label_shares_kind     "predicted"
   category_shares       category -> share of the same predictions
   rows                  how many held-out rows (the drift tests weigh the baseline's own noise)
@@ -34,6 +36,7 @@ from tokenizers import Tokenizer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from generate import make  # noqa: E402
 from normalize import normalize  # noqa: E402
+from evidence import supports  # noqa: E402
 
 
 def new_share_curve(held_out, history, points=(1000, 3000, 10000, 30000, 100000, 300000, 1000000)):
@@ -67,6 +70,20 @@ def main():
     invented_places = metrics.get("invented_places", 0.0)
     block = cfg.get("txclass", {})
     temperature, floor = block.get("temperature", 1.0), block.get("min_confidence", 0.0)
+    # what txclass serves by default (core/src/confidence.rs Policy): txclass.min_level = high
+    # where the levels were fitted, and an answer without the brand's name is held at medium
+    levels, brand_names = block.get("confidence_levels"), block.get("evidence", {})
+    order = ("very_high", "high", "medium", "low")
+    # the lowest level served: high, or the best level the model reaches (calibrate.served_floor)
+    least = max(1, next((i for i, n in enumerate(order[:3]) if levels[n] <= 1.0), 3)) if levels else 3
+
+    def served(label, c, text):
+        if c < floor:
+            return False
+        level = next((i for i, n in enumerate(order[:3]) if c >= levels[n]), 3) if levels else 3
+        if level < 2 and not supports(brand_names, label, text):
+            level = 2  # held at medium: the descriptor does not carry the brand's name
+        return level <= least
     # the held-out rows as the model was trained: with its share of unknown businesses (open set)
     texts = [normalize(t) for t, _ in make("test", args.rows, args.seed + 1, unknown_share)]
     id2label = {int(k): v for k, v in cfg["id2label"].items()}
@@ -94,9 +111,10 @@ def main():
         conf = (p / p.sum(axis=1, keepdims=True)).max(axis=1)
         for c in conf:
             hist[min(int(c * 10), 9)] += 1
-        for c, i in zip(conf, logits.argmax(axis=1)):
-            if c >= floor:
-                predicted[id2label[int(i)]] += 1
+        for text, c, i in zip(chunk, conf, logits.argmax(axis=1)):
+            label = id2label[int(i)]
+            if served(label, c, text):
+                predicted[label] += 1
     answered = sum(predicted.values())
     shares = {l: round(n / answered, 8) for l, n in sorted(predicted.items())}
     categories = collections.Counter()

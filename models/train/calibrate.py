@@ -121,6 +121,20 @@ def level_of(confidence, levels):
     return "low"
 
 
+def served_floor(levels, floor, min_level="high"):
+    """The lowest confidence txclass serves as a label by default (core/src/confidence.rs
+    Policy): txclass.min_level = high, capped at the best level the model reaches, and never
+    below the model's own floor. (An answer held at medium for want of the brand's name is also
+    withheld; that depends on the descriptor, not on the confidence.)"""
+    order = [n for n, _ in LEVEL_TARGETS]  # very_high, high, medium
+    reached = [n for n in order if levels[n] < UNREACHABLE]
+    if not reached:
+        return floor
+    wanted = order.index(min_level) if min_level in order else len(order)
+    level = order[max(wanted, order.index(reached[0]))]
+    return max(levels[level], floor)
+
+
 def level_table(conf, correct, levels, abstain_below):
     """Per level: rows, share of all rows, precision; and the abstention share."""
     conf = np.asarray(conf, dtype=np.float64)
@@ -155,7 +169,7 @@ def calibrate(logits, y, extra_conf_correct=None):
     # (every answer is then "low", which says enough)
     floor = levels["medium"] if levels["medium"] < UNREACHABLE else 0.0
     block = {"temperature": t, "confidence_levels": levels, "min_confidence": floor}
-    table, abstain = level_table(all_conf, all_correct, levels, floor)
+    table, abstain = level_table(all_conf, all_correct, levels, served_floor(levels, floor))
     report = {
         "temperature": t, "ece_before": round(ece_before, 4), "ece_after": round(ece_after, 4),
         "nll_before": round(nll(logits, y, 1.0), 4), "nll_after": round(nll(logits, y, t), 4),
@@ -205,9 +219,10 @@ def card_lines(report, what, fitted_on=None):
     ]
     if lv["medium"] < UNREACHABLE:
         lines += [
-            f"`txclass.min_confidence` defaults to the `medium` threshold ({lv['medium']}): below it the label is",
-            f"NULL with source `abstain` ({r['abstain_share']:.1%} of these held-out rows). `SET txclass.min_confidence = 0`",
-            "to always answer.",
+            f"`txclass.min_confidence` defaults to the `medium` threshold ({lv['medium']}) and `txclass.min_level` to `high`:",
+            f"a label is served from confidence {served_floor(lv, lv['medium'])} on; below it the label is NULL with source `abstain`",
+            f"({r['abstain_share']:.1%} of these held-out rows). `SET txclass.min_level = medium` serves the `medium` answers too;",
+            "`SET txclass.min_level = low` with `SET txclass.min_confidence = 0` serves every top-1 answer.",
             "",
         ]
     else:

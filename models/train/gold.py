@@ -1,11 +1,18 @@
 """Scores a model directory on the hand-labeled Oxford gold set (tests/gold/oxford_brands.csv):
-precision at each confidence level, abstentions, and how often a string that is no known brand
-is answered with a brand at `high` or above — as txclass serves it (normalization, truncation,
-temperature, levels, name evidence and min_confidence from config.json).
+precision at each confidence level, abstentions, how often a string that is no known brand
+is answered with a brand at `high` or above, and what the default serving policy returns: the
+labels served (txclass.min_level = high where the levels were fitted, and the model's
+min_confidence), their precision, and their calibration (expected calibration error and a
+reliability table) — as txclass serves it (normalization, truncation, temperature, levels, name
+evidence and min_confidence from config.json; core/src/confidence.rs is the other half).
 
-    build/venv/bin/python models/train/gold.py models/txclass-merchants-v3 [models/txclass-merchants-v2 ...] [--json] [--heldout]
+    build/venv/bin/python models/train/gold.py models/txclass-merchants-v3 [models/txclass-merchants-v2 ...] [--json] [--heldout] [--min-level=medium]
 
 --heldout scores the trainer's synthetic held-out split (regenerated from metrics.json) the same way.
+--min-level: the txclass.min_level to serve at (default high; low with no floor: the raw top-1).
+--categories: category coverage and precision on tests/gold/oxford_categories.csv (the same
+strings, each with a category), weighted by the rows behind each string: what the policy serves
+(the category of each label served), and what the probability mass of each category would give.
 
 Right answers: for a string labeled with one of the model's brands, that label; for one labeled
 "not a known brand", an abstention or one of the long-tail "Other ..." classes.
@@ -45,7 +52,7 @@ def heldout_rows(model_dir, test_size=10000):
     return [{"descriptor": d, "label": l} for d, l in known] + [{"descriptor": d, "label": UNKNOWN} for d, _ in unknown]
 
 
-def score(model_dir, max_length=64, rows=None):
+def score(model_dir, max_length=64, rows=None, min_level="high"):
     import onnxruntime as ort
     from tokenizers import Tokenizer
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
@@ -54,6 +61,11 @@ def score(model_dir, max_length=64, rows=None):
     t = block.get("temperature", 1.0)
     cuts = block.get("confidence_levels", UNCALIBRATED)
     floor = block.get("min_confidence", 0.0)
+    fitted = "confidence_levels" in block
+    # txclass.min_level applies where the levels were fitted, never above the best level the
+    # model reaches (core/src/confidence.rs Policy)
+    best = next((i for i, n in enumerate(LEVELS[:3]) if cuts[n] <= 1.0), 3)
+    least = max(LEVELS.index(min_level), best) if fitted else 3
     names = block.get("evidence", {})
     tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     tok.no_padding()
@@ -66,6 +78,7 @@ def score(model_dir, max_length=64, rows=None):
     unknown_brand_high = unknown = abstained = answered = answered_ok = 0
     high_up = high_up_ok = 0
     examples = []
+    served = []  # (confidence, right) of every label served by the policy
     for r in rows:
         n = normalize(r["descriptor"])
         x = np.array([tok.encode(n).ids], dtype=np.int64)
@@ -77,7 +90,7 @@ def score(model_dir, max_length=64, rows=None):
         lv = level_of(conf, cuts)
         if lv in ("very_high", "high") and not supports(names, pred, n):
             lv = "medium"  # the brand's name is not in the descriptor (core/src/evidence.rs)
-        abstain = conf < floor
+        abstain = conf < floor or LEVELS.index(lv) > least
         truth = r["label"]
         is_other = pred.startswith("Other ")
         if truth == UNKNOWN:
@@ -99,6 +112,9 @@ def score(model_dir, max_length=64, rows=None):
         else:
             answered += 1
             answered_ok += (pred == truth) or (truth == UNKNOWN and is_other)
+            served.append((conf, (pred == truth) or (truth == UNKNOWN and is_other)))
+    from calibrate import reliability
+    table, ece = reliability([c for c, _ in served], [ok for _, ok in served])
     return {
         "model": os.path.basename(os.path.normpath(model_dir)), "rows": len(rows), "not_known_brand": unknown,
         "temperature": t, "levels": cuts, "min_confidence": floor,
@@ -106,8 +122,70 @@ def score(model_dir, max_length=64, rows=None):
         "precision_high_and_above": high_up_ok / high_up if high_up else None, "rows_high_and_above": high_up,
         "not_known_brand_answered_brand_high": unknown_brand_high / max(unknown, 1),
         "abstained": abstained / len(rows), "answered_precision": answered_ok / answered if answered else None,
+        "min_level": LEVELS[least], "answered": answered, "answered_correct": answered_ok, "ece_answered": ece,
+        "reliability_answered": [{"low": lo, "high": hi, "rows": n, "mean_confidence": mc, "accuracy": acc}
+                                 for lo, hi, n, mc, acc in table if n],
         "examples_not_known_high": examples,
     }
+
+
+CATEGORIES = os.path.join(ROOT, "tests", "gold", "oxford_categories.csv")
+
+
+def categories(model_dir, max_length=64, min_level="high", masses=(0.5, 0.7, 0.9)):
+    """Category coverage (share of rows with a category answered) and precision (share right of
+    the answered rows whose string has a category), weighted by rows_in_file: served = the
+    category of each label the policy serves; mass@t = that, else the category whose classes
+    hold at least t of the probability (a coarser answer where no label is served)."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    block = cfg.get("txclass", {})
+    labels = [cfg["id2label"][str(i)] for i in range(len(cfg["id2label"]))]
+    l2c = block.get("label2category", {})
+    cats = sorted(set(l2c.values()))
+    member = np.zeros((len(labels), len(cats)))
+    for i, l in enumerate(labels):
+        if l in l2c:
+            member[i, cats.index(l2c[l])] = 1
+    t, cuts = block.get("temperature", 1.0), block.get("confidence_levels", UNCALIBRATED)
+    floor, names = block.get("min_confidence", 0.0), block.get("evidence", {})
+    best = next((i for i, n in enumerate(LEVELS[:3]) if cuts[n] <= 1.0), 3)
+    least = max(LEVELS.index(min_level), best) if "confidence_levels" in block else 3
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(min(max_length, cfg.get("max_position_embeddings", max_length)))
+    so = ort.SessionOptions(); so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), so, providers=["CPUExecutionProvider"])
+    rows = list(csv.DictReader(open(CATEGORIES, newline="")))
+    answers = {"served": []}
+    answers.update({f"mass@{m}": [] for m in masses})
+    for r in rows:
+        n = normalize(r["descriptor"])
+        x = np.array([tok.encode(n).ids], dtype=np.int64)
+        lg = sess.run(["logits"], {"input_ids": x, "attention_mask": np.ones_like(x), "token_type_ids": np.zeros_like(x)})[0][0]
+        z = (lg - lg.max()) / t
+        p = np.exp(z) / np.exp(z).sum()
+        k = int(p.argmax())
+        lv = level_of(float(p[k]), cuts)
+        if lv in ("very_high", "high") and not supports(names, labels[k], n):
+            lv = "medium"
+        served = l2c.get(labels[k]) if float(p[k]) >= floor and LEVELS.index(lv) <= least else None
+        answers["served"].append(served)
+        mass = p @ member
+        j = int(mass.argmax())
+        for m in masses:
+            answers[f"mass@{m}"].append(served or (cats[j] if mass[j] >= m else None))
+    w = [int(r["rows_in_file"]) for r in rows]
+    out = []
+    for name, a in answers.items():
+        answered = sum(wi for ai, wi in zip(a, w) if ai)
+        judged = [(ai == r["category"], wi) for ai, r, wi in zip(a, rows, w) if ai and r["category"]]
+        right = sum(wi for ok, wi in judged if ok)
+        out.append({"model": os.path.basename(os.path.normpath(model_dir)), "answer": name, "rows": sum(w),
+                    "coverage": answered / sum(w), "precision": right / max(1, sum(wi for _, wi in judged)),
+                    "strings_answered": sum(1 for ai in a if ai), "strings_right": sum(1 for ok, _ in judged if ok)})
+    return out
 
 
 def markdown(results):
@@ -119,13 +197,36 @@ def markdown(results):
         ph = f"{r['precision_high_and_above']:.3f}" if r["precision_high_and_above"] is not None else "—"
         lines.append(f"| {r['model']} | {r['rows_high_and_above']} | {ph} | {r['not_known_brand_answered_brand_high']:.1%} | "
                      f"{cell(pl['very_high'])} | {cell(pl['high'])} | {cell(pl['medium'])} | {cell(pl['low'])} | {r['abstained']:.1%} |")
+    lines += ["", "Served by default (`txclass.min_level`, `min_confidence`): labels returned, their precision and "
+              "calibration (ECE: row-weighted mean |accuracy - confidence| over 10 equal-width bins):", "",
+              "| model | min_level | labels served | right | precision | ECE |", "|---|---|---|---|---|---|"]
+    for r in results:
+        p = f"{r['answered_precision']:.3f}" if r["answered_precision"] is not None else "—"
+        lines.append(f"| {r['model']} | {r['min_level']} | {r['answered']} | {r['answered_correct']} | {p} | {r['ece_answered']:.3f} |")
+    for r in results:
+        lines += ["", f"Reliability of what {r['model']} serves:", "", "| confidence | rows | mean confidence | right |",
+                  "|---|---|---|---|"]
+        lines += [f"| {b['low']:.1f}–{b['high']:.1f} | {b['rows']} | {b['mean_confidence']:.3f} | {b['accuracy']:.3f} |"
+                  for b in r["reliability_answered"]]
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     # --heldout: the model's own synthetic held-out split instead of the Oxford gold set
-    res = [score(a, rows=heldout_rows(a) if "--heldout" in sys.argv else None) for a in args]
+    level = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--min-level=")), "high")
+    if "--categories" in sys.argv:
+        cres = [x for a in args for x in categories(a, min_level=level)]
+        if "--json" in sys.argv:
+            print(json.dumps(cres, indent=1))
+        else:
+            print("| model | category answered | rows covered | precision (rows) | strings answered | right |")
+            print("|---|---|---|---|---|---|")
+            for x in cres:
+                print(f"| {x['model']} | {x['answer']} | {x['coverage']:.3f} | {x['precision']:.3f} | "
+                      f"{x['strings_answered']} | {x['strings_right']} |")
+        sys.exit(0)
+    res = [score(a, rows=heldout_rows(a) if "--heldout" in sys.argv else None, min_level=level) for a in args]
     if "--json" in sys.argv:
         print(json.dumps(res, indent=1))
     else:

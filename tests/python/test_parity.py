@@ -12,7 +12,10 @@ Two tests, printed as 'parity: N passed, M failed' (non-zero exit on any failure
   3. parse_descriptor() (Rust) equals the Python twin models/train/parse.py on every descriptor,
      and the twin reproduces tests/parse_vectors.jsonl (the Rust half is a cargo test);
   4. the name-evidence twin models/train/evidence.py reproduces tests/evidence_vectors.jsonl
-     (the Rust half is core/tests/evidence_vectors.rs).
+     (the Rust half is core/tests/evidence_vectors.rs);
+  5. the default serving policy on the hand-labeled Oxford gold set: >= 150 labels at precision
+     >= 0.95 and ECE <= 0.05, the same labels the Python twin models/train/gold.py serves, and the
+     same category coverage and precision on tests/gold/oxford_categories.csv.
 """
 import csv
 import glob
@@ -47,6 +50,53 @@ def descriptors(data_dir, n_real=300, n_synth=150):
     out += [d for d, _ in make("test", n_synth, 7)]
     out += ["", "   ", "☕ STARBUCKS 🎉", "A" * 5000, "ÜBER café", "SHELL\x01OIL"]
     return out
+
+
+def gold_default_policy(conn, model_dir):
+    """5. What the extension serves by default on the hand-labeled Oxford gold set
+    (tests/gold/oxford_brands.csv): the labels served equal those of the Python twin
+    (models/train/gold.py, its own tokenizer and onnxruntime), at precision >= 0.95, at least 150
+    of them, with an expected calibration error <= 0.05; and the raw top-1 comes back with
+    txclass.min_level = low and min_confidence = 0."""
+    import gold
+    from calibrate import reliability
+    rows = list(csv.DictReader(open(gold.GOLD, newline="")))
+    tsv = "\n".join(f"{i}\t" + r["descriptor"].replace("\\", "\\\\") for i, r in enumerate(rows)) + "\n"
+    q = ("SELECT i, coalesce(d.label, ''), d.confidence, d.source, d.level, coalesce(d.category, '') "
+         "FROM g, classify_transaction_detail(g.d) d ORDER BY i;\n")
+    out = psql_script(conn, "SET search_path = txclass, public;\nCREATE TEMP TABLE g(i int, d text);\nCOPY g FROM STDIN;\n"
+                      + tsv + "\\.\n" + q + "SET txclass.min_level = low;\nSET txclass.min_confidence = 0;\n" + q)
+    lines = [l.split("\t") for l in out.splitlines() if l.count("\t") == 5]
+    served, raw = lines[:len(rows)], lines[len(rows):]
+    right = lambda r, label: label == r["label"] or (r["label"] == gold.UNKNOWN and label.startswith("Other "))
+    answers = [(float(c), right(r, label)) for r, (_, label, c, src, _, _) in zip(rows, served) if src == "model"]
+    n, ok = len(answers), sum(a[1] for a in answers)
+    _, ece = reliability([a[0] for a in answers], [a[1] for a in answers])
+    twin = gold.score(model_dir)
+    same = (n, ok) == (twin["answered"], twin["answered_correct"]) and abs(ece - twin["ece_answered"]) < 1e-4
+    raw_answered = sum(1 for x in raw if x[3] == "model")
+    good = len(served) == len(rows) and same and n >= 150 and ok / max(n, 1) >= 0.95 and ece <= 0.05 and raw_answered == len(rows)
+    # categories (tests/gold/oxford_categories.csv, the same strings): coverage and precision by rows
+    cat_rows = list(csv.DictReader(open(gold.CATEGORIES, newline="")))
+    w = [int(r["rows_in_file"]) for r in cat_rows]
+    got = [x[5] for x in served]
+    covered = sum(wi for g, wi in zip(got, w) if g) / sum(w)
+    judged = [(g == r["category"], wi) for g, r, wi in zip(got, cat_rows, w) if g and r["category"]]
+    cat_precision = sum(wi for ok, wi in judged if ok) / max(1, sum(wi for _, wi in judged))
+    twin_cat = next(x for x in gold.categories(model_dir) if x["answer"] == "served")
+    cat_same = [r["descriptor"] for r in cat_rows] == [r["descriptor"] for r in rows] and \
+        abs(covered - twin_cat["coverage"]) < 1e-9 and abs(cat_precision - twin_cat["precision"]) < 1e-9
+    print(f"parity: gold set, categories served: {covered:.3f} of rows at precision {cat_precision:.3f}; "
+          f"Python twin {twin_cat['coverage']:.3f} / {twin_cat['precision']:.3f}")
+    if not cat_same:
+        print("FAIL the categories served on the gold set differ from the Python twin's")
+    good = good and cat_same
+    print(f"parity: gold set, default policy: {n} labels served, {ok} right (precision {ok / max(n, 1):.3f}), "
+          f"ECE {ece:.3f}; Python twin {twin['answered']} / {twin['answered_correct']} / ECE {twin['ece_answered']:.3f}; "
+          f"raw top-1 answers {raw_answered} of {len(rows)}")
+    if not good:
+        print("FAIL the default policy on the gold set (wants >= 150 served, precision >= 0.95, ECE <= 0.05, equal to the twin)")
+    return good
 
 
 def main():
@@ -148,6 +198,7 @@ def main():
             print(f"FAIL parse vector {v['raw']!r}: python {parse(v['raw'])}, file {want}")
     print(f"parity: parse_descriptor() vs the Python twin on {len(descs)} descriptors and {len(pvectors)} shared vectors: {pbad} mismatches")
     results.append(pbad == 0 and len(pvectors) >= 25 and len(parsed) == len(descs))
+    results.append(gold_default_policy(conn, model_dir))
     passed, failed = sum(results), len(results) - sum(results)
     print(f"parity: {passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

@@ -99,9 +99,11 @@ def main():
             num = c.execute("SELECT num_labels FROM txclass.register_model('oxford-v1', %s)", (model,)).fetchone()[0]
             c.execute("SELECT txclass.activate_model('oxford-v1')")
             c.execute("SET txclass.min_confidence = 0")   # serving is checked here, not abstention
+            c.execute("SET txclass.min_level = low")
             served = c.execute("SELECT txclass.classify_transaction('AMAZON.CO.UK MKTPLACE')").fetchone()[0]
             labels = {r[0] for r in c.execute("SELECT DISTINCT label FROM oxford_labels")}
             c.execute("RESET txclass.min_confidence")   # evaluate reports the coverage at the model's own floor
+            c.execute("RESET txclass.min_level")
             ev = c.execute("SELECT txclass.evaluate('oxford-v1', %s)", (m["gold_query"],)).fetchone()[0]
             served_subs = c.execute("SELECT txclass._subscription_labels()").fetchone()[0]
         check("register_model accepts the directory unchanged and the activated model serves one of its labels",
@@ -164,6 +166,7 @@ def main():
             c.execute("SELECT txclass.activate_model('oxford-janfeb')")
             c.execute("SELECT txclass.activate_model('oxford-grown')")
             c.execute("SET txclass.min_confidence = 0")
+            c.execute("SET txclass.min_level = low")
             model_now, served = c.execute(
                 "SELECT model, label FROM txclass.classify_transaction_detail('TRAINLINE.COM')").fetchone()
             ev = c.execute("SELECT txclass.evaluate('oxford-grown', %s, store => false)", (gm["gold_query"],)).fetchone()[0]

@@ -39,7 +39,8 @@ WHERE b.label IS DISTINCT FROM (classify_transaction_detail(t.descriptor)).label
 -- every path (detail, batch, trigger).
 CREATE TABLE named_txns (id int PRIMARY KEY, descriptor text);
 SELECT relid FROM attach('named_txns', 'descriptor');
-SET txclass.min_confidence = 0;
+SET txclass.min_confidence = 0;   -- with min_level = low: every top-1 answer (the raw model)
+SET txclass.min_level = low;
 INSERT INTO named_txns VALUES (1, 'SMITH & LOW LTD'), (2, 'WHSMITH OXFORD STN'), (3, 'BOOKER LIMITED OXFORD'),
                               (4, 'HOTEL AT BOOKING.COM'), (5, 'GO OUTDOORS OXFORD'), (6, 'IN N OUT BURGER #12');
 -- (a low-level answer is a guess between near-tied classes, which CPUs with other vector units may
@@ -52,9 +53,25 @@ JOIN classify_batch(ARRAY(SELECT descriptor FROM named_txns ORDER BY id)) b ON b
 WHERE b.level IS DISTINCT FROM (classify_transaction_detail(t.descriptor)).level
    OR t.txclass_level IS DISTINCT FROM b.level OR t.txclass_label IS DISTINCT FROM b.label;
 RESET txclass.min_confidence;
+RESET txclass.min_level;
+-- by default (0.6.0: txclass.min_level = high) what is held at medium is withheld: label NULL,
+-- source abstain, its level and confidence kept; the named answers are served
+SELECT id, descriptor, CASE WHEN (d).level = 'low' THEN '(low: a guess)' ELSE coalesce((d).label, '-') END AS label,
+       (d).source, (d).level
+FROM (SELECT id, descriptor, classify_transaction_detail(descriptor) AS d FROM named_txns) s ORDER BY id;
+-- asking for medium serves them again (the same cached answers: the policy is applied at answer time)
+SET txclass.min_level = medium;
+SELECT count(label) FILTER (WHERE level = 'medium') AS medium_served
+FROM classify_batch(ARRAY(SELECT descriptor FROM named_txns ORDER BY id));
+SET txclass.min_level = very_high;
+SELECT count(label) FILTER (WHERE level = 'high') AS high_served, count(label) FILTER (WHERE level = 'very_high') > 0 AS very_high_served
+FROM classify_batch(ARRAY(SELECT descriptor FROM named_txns ORDER BY id));
+SET txclass.min_level = certain;   -- not a level
+RESET txclass.min_level;
 SELECT detach('named_txns');
--- txclass.min_confidence = 0: always answer; 1: abstain on every model answer (rules still answer)
+-- txclass.min_confidence = 0 with min_level = low: always answer; 1: abstain on every model answer (rules still answer)
 SET txclass.min_confidence = 0;
+SET txclass.min_level = low;
 SELECT min_confidence FROM confidence_info();
 SELECT count(*) FILTER (WHERE source = 'abstain') AS abstained, count(label) AS answered
 FROM classify_batch(ARRAY(SELECT descriptor FROM conf_txns ORDER BY id));
@@ -70,6 +87,7 @@ RESET txclass.min_confidence;
 SET txclass.min_confidence = 0;
 SELECT classify_transaction('EYRE & ELLISTON LTD') IS NOT NULL AS answered_at_0;
 RESET txclass.min_confidence;
+RESET txclass.min_level;
 SELECT classify_transaction('EYRE & ELLISTON LTD') IS NULL AS abstains_by_default;
 -- a new temperature is a new model identity: its answers never come from the other's cache entries
 SELECT confidence AS v2_conf FROM classify_transaction_detail('NETFLIX.COM 866-579-7172 CA') \gset
