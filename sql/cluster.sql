@@ -2,8 +2,9 @@
 -- whole cluster, attachments of distributed tables known to the workers, work on the shards
 -- where they are stored, and the cluster's state gathered on the coordinator.
 --
--- The registry (models, deployments, active, rules) and the attachments of distributed tables
--- (monitored) are changed on the coordinator. A statement trigger on each of those tables sends
+-- The registry (models, deployments, active, rules), the labels people gave (served at once,
+-- so a shard's trigger must see them too) and the attachments of distributed tables (monitored)
+-- are changed on the coordinator. A statement trigger on each of those tables sends
 -- the statement's rows to every worker through txclass._cluster_mailbox, a Citus reference
 -- table: Citus writes a row of it on every node inside the coordinator's distributed
 -- transaction and commits it everywhere with two-phase commit, or nowhere. On a worker a
@@ -56,7 +57,7 @@ $$;
 -- The primary key the rows of each forwarded table are applied by.
 CREATE FUNCTION _cluster_key(tbl text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE tbl WHEN 'models' THEN 'name' WHEN 'deployments' THEN 'id' WHEN 'active' THEN 'singleton'
-                    WHEN 'rules' THEN 'id' WHEN 'monitored' THEN 'relid' END
+                    WHEN 'rules' THEN 'id' WHEN 'monitored' THEN 'relid' WHEN 'labels' THEN 'id' END
 $$;
 
 -- On a worker: the model's files must be on this node, with the checksum the coordinator
@@ -117,7 +118,7 @@ BEGIN
         -- rules, the active row and attachments of Citus tables it has beyond them deleted; the
         -- deployment log only grows
         payload := coalesce(payload, '[]');
-        IF tbl IN ('rules', 'active', 'monitored') THEN
+        IF tbl IN ('rules', 'active', 'monitored', 'labels') THEN
             EXECUTE format('DELETE FROM txclass.%I t WHERE NOT EXISTS (SELECT FROM jsonb_populate_recordset(NULL::txclass.%I, $1) r WHERE r.%I = t.%I)%s',
                            tbl, tbl, key, key, CASE WHEN tbl = 'monitored' THEN ' AND txclass._cluster_table(t.relid)' ELSE '' END) USING payload;
         END IF;
@@ -235,7 +236,7 @@ BEGIN
     IF txclass._cluster_role() = 'worker' AND NOT txclass._cluster_internal() THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('txclass: this node is a Citus worker: txclass.%s is changed on the coordinator only', TG_TABLE_NAME),
-            HINT = 'run register_model, activate_model, rollback_model and rule changes on the coordinator: it applies them to every node in one distributed transaction';
+            HINT = 'run register_model, activate_model, rollback_model, rule changes and add_labels on the coordinator: it applies them to every node in one distributed transaction';
     END IF;
     RETURN NULL;
 END
@@ -244,11 +245,11 @@ $$;
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['models', 'deployments', 'active', 'rules'] LOOP
+    FOREACH t IN ARRAY ARRAY['models', 'deployments', 'active', 'rules', 'labels'] LOOP
         EXECUTE format('CREATE TRIGGER cluster_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON txclass.%I '
                        'FOR EACH STATEMENT EXECUTE FUNCTION txclass._cluster_guard()', t);
     END LOOP;
-    FOREACH t IN ARRAY ARRAY['models', 'deployments', 'active', 'rules', 'monitored'] LOOP
+    FOREACH t IN ARRAY ARRAY['models', 'deployments', 'active', 'rules', 'monitored', 'labels'] LOOP
         EXECUTE format('CREATE TRIGGER cluster_insert AFTER INSERT ON txclass.%I REFERENCING NEW TABLE AS new_rows '
                        'FOR EACH STATEMENT EXECUTE FUNCTION txclass._cluster_forward()', t);
         EXECUTE format('CREATE TRIGGER cluster_update AFTER UPDATE ON txclass.%I REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
@@ -262,7 +263,7 @@ END
 $$;
 
 -- On the coordinator: makes every worker's registry (models, deployments, the active model,
--- rules) and attachments of Citus tables equal to the coordinator's, in one distributed
+-- rules), labels and attachments of Citus tables equal to the coordinator's, in one distributed
 -- transaction: for a worker added after models were registered (citus_add_node creates the
 -- extension there, not its rows), or one that was disabled while they changed. Returns the rows
 -- sent per table. Each worker checks the files of every model it did not have.
@@ -275,13 +276,13 @@ BEGIN
             MESSAGE = 'txclass.cluster_sync() runs on the coordinator of a Citus cluster with workers',
             HINT = format('this node is %s', CASE txclass._cluster_role() WHEN 'worker' THEN 'a worker' ELSE 'not part of a Citus cluster' END);
     END IF;
-    -- no activation or rule change meanwhile
-    LOCK TABLE txclass.active, txclass.rules IN SHARE ROW EXCLUSIVE MODE;
+    -- no activation, rule change or label meanwhile
+    LOCK TABLE txclass.active, txclass.rules, txclass.labels IN SHARE ROW EXCLUSIVE MODE;
     -- a node added since the mailbox became a reference table has no copy of it yet
     IF EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = 'txclass._cluster_mailbox'::regclass) THEN
         PERFORM replicate_reference_tables('block_writes');
     END IF;
-    FOREACH tbl IN ARRAY ARRAY['models', 'deployments', 'active', 'rules', 'monitored'] LOOP
+    FOREACH tbl IN ARRAY ARRAY['models', 'deployments', 'active', 'rules', 'monitored', 'labels'] LOOP
         EXECUTE format('SELECT jsonb_agg(to_jsonb(t)) FROM txclass.%I t%s', tbl,
                        CASE WHEN tbl = 'monitored' THEN ' WHERE txclass._cluster_table(t.relid)' ELSE '' END) INTO payload;
         PERFORM txclass._cluster_send(tbl, 'SYNC', coalesce(payload, '[]'));

@@ -1,5 +1,5 @@
--- The labeling loop: the labels people give (a gold set for txclass.evaluate, training data for
--- scripts/train.sh --sql, exact-match rules for an immediate fix) and what to label next.
+-- The labeling loop: the labels people give (served at once for their text, a gold set for
+-- txclass.evaluate, training data for scripts/train.sh --sql) and what to label next.
 --
 -- Privileges: members of txclass_labeler (and txclass_model_admin) may add and change labels;
 -- only txclass_model_admin may turn them into rules, register or activate models. Everyone may
@@ -25,10 +25,14 @@ CREATE TABLE labels (
     labeled_by  text NOT NULL,
     labeled_at  timestamptz NOT NULL,
     source      text NOT NULL DEFAULT 'human',
-    note        text
+    note        text,
+    -- the model the label was given against (the serving model's name when it was written): the
+    -- label is served for its text by that model and by every model registered as a retrain of it
+    model       text
 );
-COMMENT ON TABLE labels IS 'txclass: labels given by people (txclass.add_labels); a gold set (txclass.evaluate), training data (scripts/train.sh --sql) and, with as_rules, exact-match rules';
+COMMENT ON TABLE labels IS 'txclass: labels given by people (txclass.add_labels); served at once for their normalized text (after the rules, before the cache and the model), a gold set (txclass.evaluate), training data (scripts/train.sh --sql)';
 COMMENT ON COLUMN labels.label IS 'The right label: one of the model''s classes, or a new class (a brand the model does not know, or a long-tail name)';
+COMMENT ON COLUMN labels.model IS 'The model the label was given against (stamped with the serving model''s name); it is served by that model and its retrains (txclass.models.retrain_of); NULL: by every model';
 SELECT pg_catalog.pg_extension_config_dump('txclass.labels', '');
 SELECT pg_catalog.pg_extension_config_dump('txclass.labels_id_seq', '');
 
@@ -42,15 +46,23 @@ BEGIN
     END IF;
     NEW.labeled_by := current_user;
     NEW.labeled_at := now();
+    IF TG_OP = 'INSERT' AND NEW.model IS NULL THEN
+        NEW.model := txclass._serving_model_name();
+    END IF;
     RETURN NEW;
 END
 $$;
 CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON labels FOR EACH ROW EXECUTE FUNCTION _label_stamp();
+-- a label is served from the next statement after its commit: every backend reads the labels
+-- again (src/labels.rs), as after a rule change
+CREATE TRIGGER publish AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON labels
+    FOR EACH STATEMENT EXECUTE FUNCTION _rules_changed();
 
 -- add_labels(descriptors, labels[, categories][, source][, as_rules][, note]): adds or replaces
--- one label per descriptor (by its normalized text; the last of repeats in one call wins).
--- as_rules => true also adds an exact-match rule per label (txclass.rules), so the fix is
--- served at once; that needs txclass_model_admin. Returns the labels written.
+-- one label per descriptor (by its normalized text; the last of repeats in one call wins),
+-- given against the serving model: served for that text from the next statement on. as_rules
+-- => true also adds an exact-match rule per label (txclass.rules: served by every model, ahead
+-- of the labels); that needs txclass_model_admin. Returns the labels written.
 CREATE FUNCTION add_labels(descriptors text[], labels text[], categories text[] DEFAULT NULL,
                            source text DEFAULT 'human', as_rules boolean DEFAULT false, note text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
@@ -87,7 +99,7 @@ BEGIN
         INSERT INTO txclass.labels AS t (descriptor, normalized, label, category, labeled_by, labeled_at, source, note)
         SELECT d, '', l, c, '', now(), add_labels.source, add_labels.note FROM given
         ON CONFLICT (normalized) DO UPDATE SET descriptor = EXCLUDED.descriptor, label = EXCLUDED.label,
-            category = EXCLUDED.category, source = EXCLUDED.source, note = EXCLUDED.note
+            category = EXCLUDED.category, source = EXCLUDED.source, note = EXCLUDED.note, model = EXCLUDED.model
         RETURNING t.normalized, t.label, t.category)
     SELECT count(*) INTO n FROM written;
     IF as_rules THEN

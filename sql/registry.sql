@@ -22,9 +22,13 @@ CREATE TABLE models (
     labels        text[] NOT NULL,
     registered_by text NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now(),
-    metrics       jsonb NOT NULL DEFAULT '{}'
+    metrics       jsonb NOT NULL DEFAULT '{}',
+    -- the model this one retrains (a registered model's name, or a bundled model's): the labels
+    -- people gave against it are served by this one too
+    retrain_of    text CHECK (retrain_of <> name)
 );
 COMMENT ON TABLE models IS 'txclass: registered models (validated at registration; immutable but for metrics)';
+COMMENT ON COLUMN models.retrain_of IS 'The model this one retrains (registered or bundled name): labels given against it (txclass.labels.model) are served by this one too';
 COMMENT ON COLUMN models.checksum IS 'SHA-256 over model.onnx, tokenizer.json and config.json: checked again at activation and at every load';
 COMMENT ON COLUMN models.metrics IS 'Free-form metrics given at registration; evaluations (txclass.evaluate) under "evaluations", keyed by gold-set fingerprint';
 
@@ -71,8 +75,8 @@ SELECT pg_catalog.pg_extension_config_dump('txclass.rules_id_seq', '');
 CREATE FUNCTION _refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_TABLE_NAME = 'models' AND TG_OP = 'UPDATE' THEN
-        IF (NEW.name, NEW.directory, NEW.checksum, NEW.num_labels, NEW.labels)
-           IS NOT DISTINCT FROM (OLD.name, OLD.directory, OLD.checksum, OLD.num_labels, OLD.labels) THEN
+        IF (NEW.name, NEW.directory, NEW.checksum, NEW.num_labels, NEW.labels, NEW.retrain_of)
+           IS NOT DISTINCT FROM (OLD.name, OLD.directory, OLD.checksum, OLD.num_labels, OLD.labels, OLD.retrain_of) THEN
             RETURN NEW;  -- metrics only
         END IF;
     END IF;
@@ -114,9 +118,10 @@ $$;
 CREATE TRIGGER publish AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON rules
     FOR EACH STATEMENT EXECUTE FUNCTION _rules_changed();
 
--- register_model(name, directory): validate (files, checksum, ONNX inputs/outputs, output
--- width = labels, smoke inference), then record.
-CREATE FUNCTION register_model(name text, directory text, metrics jsonb DEFAULT '{}')
+-- register_model(name, directory[, metrics][, retrain_of]): validate (files, checksum, ONNX
+-- inputs/outputs, output width = labels, smoke inference), then record. retrain_of: the model
+-- this one retrains (the labels given against that one are served by this one too).
+CREATE FUNCTION register_model(name text, directory text, metrics jsonb DEFAULT '{}', retrain_of text DEFAULT NULL)
 RETURNS models LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
@@ -137,14 +142,19 @@ BEGIN
                              existing.name, existing.directory, left(existing.checksum, 12)),
             HINT = 'registered models are immutable: register new files under a new name';
     END IF;
+    IF register_model.retrain_of IS NOT NULL AND register_model.retrain_of IS NOT DISTINCT FROM register_model.name THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('model %L cannot retrain itself', register_model.name),
+            HINT = 'retrain_of names the model this one was trained from: a registered model, or a bundled one';
+    END IF;
     SELECT * INTO info FROM txclass._inspect_model(register_model.directory, true);
     FOR existing IN SELECT * FROM txclass.models WHERE checksum = info.checksum LOOP
         RAISE NOTICE 'model % has the same files (checksum %…) as the registered model %',
             register_model.name, left(info.checksum, 12), existing.name;
     END LOOP;
-    INSERT INTO txclass.models (name, directory, checksum, num_labels, labels, registered_by, metrics)
+    INSERT INTO txclass.models (name, directory, checksum, num_labels, labels, registered_by, metrics, retrain_of)
     VALUES (register_model.name, info.directory, info.checksum, info.num_labels, info.labels,
-            txclass._caller(), coalesce(register_model.metrics, '{}'))
+            txclass._caller(), coalesce(register_model.metrics, '{}'), register_model.retrain_of)
     RETURNING * INTO m;
     RETURN m;
 END
@@ -326,10 +336,10 @@ $$;
 
 -- Privileges.
 GRANT SELECT ON models, deployments, active, rules, active_model, evaluations TO PUBLIC;
-REVOKE ALL ON FUNCTION register_model(text, text, jsonb), activate_model(text, boolean, text, text),
+REVOKE ALL ON FUNCTION register_model(text, text, jsonb, text), activate_model(text, boolean, text, text),
     rollback_model(text), _record_evaluation(text, jsonb), _inspect_model(text, boolean),
     _publish_at_commit(), _bump_at_commit(), _active_changed(), _rules_changed() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION register_model(text, text, jsonb), activate_model(text, boolean, text, text),
+GRANT EXECUTE ON FUNCTION register_model(text, text, jsonb, text), activate_model(text, boolean, text, text),
     rollback_model(text), _record_evaluation(text, jsonb) TO txclass_model_admin;
 GRANT INSERT, UPDATE, DELETE, TRUNCATE ON rules TO txclass_model_admin;
 GRANT USAGE ON SEQUENCE rules_id_seq TO txclass_model_admin;

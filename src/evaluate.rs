@@ -10,6 +10,7 @@ use crate::session::{self, Source};
 use pgrx::prelude::*;
 use serde_json::json;
 use txclass_core::metrics;
+use txclass_core::labels::LabelTable;
 use txclass_core::{confidence, Calibration, Classifier, Level};
 
 
@@ -75,14 +76,16 @@ fn read_rows(query: &str, cols: &[&str]) -> Vec<Vec<Option<String>>> {
 }
 
 /// Label, confidence and name evidence ([`txclass_core::evidence`]) of each descriptor (None:
-/// nothing to classify), from the model alone (no rules).
-fn predict(c: &mut Classifier, descriptors: &[Option<String>]) -> Vec<Option<(String, f32, bool)>> {
+/// nothing to classify), from the model alone (no rules), or with `labels` answering first (a
+/// label answers with confidence 1 and counts as named).
+fn predict(c: &mut Classifier, descriptors: &[Option<String>], labels: Option<&LabelTable>) -> Vec<Option<(String, f32, bool)>> {
     let raw: Vec<Option<&str>> = descriptors.iter().map(|d| d.as_deref()).collect();
-    let answers = crate::serve::model_answers(c, &raw).or_raise();
+    let answers = crate::serve::model_answers(c, &raw, labels).or_raise();
     answers
         .into_iter()
         .map(|a| match a {
             Some(txclass_core::Answer::Model(p, named)) => Some((c.label(&p).to_string(), p.confidence, named)),
+            Some(txclass_core::Answer::Label(i)) => labels.map(|l| (l.get(i).label.clone(), 1.0, true)),
             _ => None,
         })
         .collect()
@@ -91,14 +94,23 @@ fn predict(c: &mut Classifier, descriptors: &[Option<String>]) -> Vec<Option<(St
 /// Evaluates a registered model on a gold query (first column: descriptor, second: the expected
 /// label): accuracy, macro-F1 and per-class precision / recall / F1 / support, as JSON. With
 /// `store` (the default) the result is kept in txclass.models.metrics under the gold set's
-/// fingerprint, which `activate_model(..., require_better => true)` compares.
-#[pg_extern(volatile, parallel_unsafe)]
-fn evaluate(
+/// fingerprint, which `activate_model(..., require_better => true)` compares. With `labels`,
+/// the labels people gave that apply to the model (txclass.labels: labeled against it or a model
+/// it retrains) answer their texts first, as they are served; without (the default) the model
+/// alone is measured. The symbol is new in 0.6.0 (0.5.0's, without `labels`, is in upgrade.rs).
+#[pg_extern(name = "evaluate", volatile, parallel_unsafe)]
+fn evaluate_0_6(
     model: &str,
     gold_query: &str,
     gold_set: default!(Option<&str>, "NULL"),
     store: default!(bool, true),
+    labels: default!(bool, false),
 ) -> pgrx::JsonB {
+    evaluate_with(model, gold_query, gold_set, store, labels)
+}
+
+/// [`evaluate_0_6`], for it and for the symbol of earlier releases.
+pub(crate) fn evaluate_with(model: &str, gold_query: &str, gold_set: Option<&str>, store: bool, with_labels: bool) -> pgrx::JsonB {
     if store {
         let allowed = Spi::get_one::<bool>(
             "SELECT has_function_privilege('txclass._record_evaluation(text, jsonb)', 'EXECUTE')",
@@ -117,7 +129,11 @@ fn evaluate(
     let rows = read_rows(gold_query, &["descriptor", "expected"]);
     let (gold, skipped): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r[1].is_some());
     let descriptors: Vec<Option<String>> = gold.iter().map(|r| r[0].clone()).collect();
-    let predicted = predict(&mut c, &descriptors);
+    let labels = with_labels.then(|| crate::labels::load(model));
+    let predicted = predict(&mut c, &descriptors, labels.as_deref());
+    let labels_answered = labels.as_ref().map(|l| {
+        descriptors.iter().filter(|d| d.as_deref().is_some_and(|d| l.find_index(&txclass_core::normalize(d)).is_some())).count()
+    });
     let expected: Vec<&str> = gold.iter().map(|r| r[1].as_deref().unwrap_or_default()).collect();
     let e = metrics::evaluate(expected.iter().copied().zip(predicted.iter().map(|p| p.as_ref().map(|(l, _, _)| l.as_str()))));
     let fingerprint =
@@ -146,6 +162,8 @@ fn evaluate(
         "classes": e.per_class.len(),
         "per_class": per_class,
         "levels": levels,
+        "labels": with_labels,
+        "labels_answered": labels_answered,
         "evaluated_at": evaluated_at,
     });
     if store {
@@ -228,8 +246,8 @@ fn compare_models(
 > {
     let rows = read_rows(query, &["descriptor"]);
     let descriptors: Vec<Option<String>> = rows.into_iter().map(|mut r| r[0].take()).collect();
-    let a = predict(&mut registered(model_a), &descriptors);
-    let b = predict(&mut registered(model_b), &descriptors);
+    let a = predict(&mut registered(model_a), &descriptors, None);
+    let b = predict(&mut registered(model_b), &descriptors, None);
     let out: Vec<_> = descriptors
         .into_iter()
         .zip(a.into_iter().zip(b))

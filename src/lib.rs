@@ -42,6 +42,7 @@ mod evaluate;
 mod identity;
 mod inspect;
 mod intern;
+mod labels;
 mod interrupt;
 mod model_path;
 mod parse;
@@ -122,7 +123,7 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/labels.sql",
     name = "labels_sql",
-    requires = ["recurring_sql", classify::normalize_descriptor, confidence::confidence_level]
+    requires = ["recurring_sql", classify::normalize_descriptor, confidence::confidence_level, labels::_serving_model_name]
 );
 pgrx::extension_sql_file!(
     "../sql/cluster.sql",

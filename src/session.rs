@@ -7,10 +7,11 @@
 //! registered model (src/registry.rs), else the bundled default. The rules are reloaded with
 //! the same change token.
 use crate::errors::OrRaise;
-use crate::{registry, rules, settings};
+use crate::{labels, registry, rules, settings};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
+use txclass_core::labels::LabelTable;
 use txclass_core::rules::RuleSet;
 use txclass_core::{Classifier, Error, ModelDir};
 
@@ -35,11 +36,33 @@ impl Source {
     }
 }
 
-/// What a classification runs with: the model and the rules ahead of it.
+/// What a classification runs with: the model, and the rules and labels ahead of it.
 pub struct Serving {
     pub classifier: Classifier,
     pub rules: Rc<RuleSet>,
+    /// The labels people gave that apply to this model (src/labels.rs).
+    pub labels: Rc<LabelTable>,
     pub source: Source,
+}
+
+impl Serving {
+    /// What answers before the cache and the model.
+    pub fn ahead(&self) -> txclass_core::Ahead<'_> {
+        txclass_core::Ahead::of(&self.rules, &self.labels)
+    }
+
+    /// The name labels are stamped with and matched by (src/labels.rs).
+    pub fn model_name(&self) -> String {
+        labels::model_name(&self.source, &self.classifier.model.name)
+    }
+}
+
+/// The name of the model this session serves (for labels), without loading it.
+pub fn serving_model_name() -> Result<String, Error> {
+    let (source, _) = wanted()?;
+    let dir = directory(&source);
+    let last = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(labels::model_name(&source, &last))
 }
 
 struct Current {
@@ -167,8 +190,9 @@ pub fn try_with_serving<R>(f: impl FnOnce(&mut Serving) -> R) -> Result<R, Error
                 let mut guard = cell.borrow_mut();
                 match guard.as_mut() {
                     Some(c) if c.settings == fingerprint && c.serving.source == source => {
-                        // same model: only the rules may have changed
+                        // same model: only the rules and the labels may have changed
                         c.serving.rules = rules::load();
+                        c.serving.labels = labels::load(&c.serving.model_name());
                         c.token = token;
                         true
                     }
@@ -182,10 +206,11 @@ pub fn try_with_serving<R>(f: impl FnOnce(&mut Serving) -> R) -> Result<R, Error
                 let classifier = try_load(&source)?;
                 let load_ms = t.elapsed().as_secs_f64() * 1e3;
                 let rules = rules::load();
+                let labels = labels::load(&labels::model_name(&source, &classifier.model.name));
                 *cell.borrow_mut() = Some(Current {
                     settings: fingerprint,
                     token,
-                    serving: Serving { classifier, rules, source },
+                    serving: Serving { classifier, rules, labels, source },
                     load_ms,
                 });
             }

@@ -62,3 +62,10 @@ fn classify_batch(
     let rows = crate::classify::batch_rows(descriptors);
     TableIterator::new(rows.into_iter().map(|(i, l, c, f, m, _, _)| (i, l, c, f, m)))
 }
+
+/// 0.1.0–0.5.0's `txclass.evaluate(model, gold_query, gold_set, store)`: the model alone (0.6.0
+/// added `labels`).
+#[pg_extern(sql = false, volatile, parallel_unsafe)]
+fn evaluate(model: &str, gold_query: &str, gold_set: Option<&str>, store: bool) -> pgrx::JsonB {
+    crate::evaluate::evaluate_with(model, gold_query, gold_set, store, false)
+}

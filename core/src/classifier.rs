@@ -6,6 +6,7 @@ use crate::cache::{self, ResultCache};
 use crate::error::{Error, Result};
 use crate::model::ModelDir;
 use crate::normalize::normalize;
+use crate::labels::LabelTable;
 use crate::rules::RuleSet;
 use crate::engine::{Engine, OrtEngine};
 use std::collections::HashMap;
@@ -15,14 +16,40 @@ pub use crate::prediction::{softmax, top_1, top_k, ExecutionProvider, Options, P
 /// Rows of preparation (normalization, tokenization) between two calls of the caller's check.
 pub const CHECK_EVERY: usize = 4096;
 
-/// Who answered for a descriptor: the model (through the cache or not), or a rule
-/// (an index into the [`RuleSet`] consulted).
+/// Who answered for a descriptor: the model (through the cache or not), a rule (an index into
+/// the [`RuleSet`] consulted), or a label a person gave the text (an index into the
+/// [`LabelTable`] consulted).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Answer {
     /// The model's prediction, and whether the descriptor carries the predicted brand's name
     /// ([`crate::evidence`]; true for labels without names).
     Model(Prediction, bool),
     Rule(usize),
+    Label(usize),
+}
+
+/// What answers before the cache and the model: the rules (first), then the labels people gave.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ahead<'a> {
+    pub rules: Option<&'a RuleSet>,
+    pub labels: Option<&'a LabelTable>,
+}
+
+impl<'a> Ahead<'a> {
+    /// Nothing ahead of the model (evaluation, comparison: they measure models).
+    pub const NONE: Ahead<'static> = Ahead { rules: None, labels: None };
+
+    /// Rules and labels, each left out when empty.
+    pub fn of(rules: &'a RuleSet, labels: &'a LabelTable) -> Ahead<'a> {
+        Ahead { rules: (!rules.is_empty()).then_some(rules), labels: (!labels.is_empty()).then_some(labels) }
+    }
+
+    fn find(&self, text: &str) -> Option<Answer> {
+        if let Some(i) = self.rules.and_then(|r| r.find_index(text)) {
+            return Some(Answer::Rule(i));
+        }
+        self.labels.and_then(|l| l.find_index(text)).map(Answer::Label)
+    }
 }
 
 /// What [`Classifier::decide`] found before the model: an answer, or a miss for the model.
@@ -235,12 +262,12 @@ impl Classifier {
     }
 
     /// The one decision for a normalized, non-empty text before the model runs: a rule that
-    /// matches (it answers with confidence 1), else this model's cached prediction, else a miss
-    /// (with its cache key when a cache is in force). Every path — scalar, batch, trigger,
-    /// backfill — decides through here.
-    pub fn decide(&self, text: &str, rules: Option<&RuleSet>, cache: Option<&dyn ResultCache>) -> Decision {
-        if let Some(i) = rules.and_then(|r| r.find_index(text)) {
-            return Decision::Known(Answer::Rule(i));
+    /// matches (it answers with confidence 1), else a label given for the text, else this
+    /// model's cached prediction, else a miss (with its cache key when a cache is in force).
+    /// Every path — scalar, batch, trigger, backfill — decides through here.
+    pub fn decide(&self, text: &str, ahead: Ahead<'_>, cache: Option<&dyn ResultCache>) -> Decision {
+        if let Some(a) = ahead.find(text) {
+            return Decision::Known(a);
         }
         match cache {
             Some(c) => {
@@ -261,11 +288,11 @@ impl Classifier {
     pub fn answer_one(
         &mut self,
         normalized: &str,
-        rules: Option<&RuleSet>,
+        ahead: Ahead<'_>,
         cache: Option<&dyn ResultCache>,
         between_batches: &mut dyn FnMut(),
     ) -> Result<Answer> {
-        match self.decide(normalized, rules, cache) {
+        match self.decide(normalized, ahead, cache) {
             Decision::Known(a) => Ok(a),
             Decision::Miss(key) => self.answer_miss(normalized, key, cache, between_batches),
         }
@@ -303,7 +330,7 @@ impl Classifier {
         between_batches: &mut dyn FnMut(),
     ) -> Result<Vec<Option<Prediction>>> {
         Ok(self
-            .answer_descriptors(raw, None, cache, between_batches)?
+            .answer_descriptors(raw, Ahead::NONE, cache, between_batches)?
             .into_iter()
             .map(|a| match a {
                 Some(Answer::Model(p, _)) => Some(p),
@@ -312,12 +339,12 @@ impl Classifier {
             .collect())
     }
 
-    /// [`Self::classify_descriptors`] with `rules` consulted first: a distinct normalized text a
-    /// rule matches never reaches the cache or the model.
+    /// [`Self::classify_descriptors`] with the rules and labels `ahead` consulted first: a
+    /// distinct normalized text they answer never reaches the cache or the model.
     pub fn answer_descriptors(
         &mut self,
         raw: &[Option<&str>],
-        rules: Option<&RuleSet>,
+        ahead: Ahead<'_>,
         cache: Option<&dyn ResultCache>,
         between_batches: &mut dyn FnMut(),
     ) -> Result<Vec<Option<Answer>>> {
@@ -354,7 +381,7 @@ impl Classifier {
             if t.is_empty() {
                 continue;
             }
-            match self.decide(t, rules, cache) {
+            match self.decide(t, ahead, cache) {
                 Decision::Known(a) => by_text[k] = Some(a),
                 Decision::Miss(key) => wanted.push((k, key)),
             }

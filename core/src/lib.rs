@@ -32,6 +32,7 @@ pub mod engine;
 pub mod evidence;
 pub mod error;
 pub mod fuzz;
+pub mod labels;
 pub mod memory;
 pub mod metrics;
 pub mod model;
@@ -44,7 +45,7 @@ pub mod runtime;
 pub mod stats;
 pub mod tokenizer;
 
-pub use classifier::{Answer, Classifier};
+pub use classifier::{Ahead, Answer, Classifier};
 pub use prediction::{ExecutionProvider, Options, Prediction};
 pub use confidence::{Calibration, Level, Levels, Policy};
 pub use engine::{Engine, OrtEngine};

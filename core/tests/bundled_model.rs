@@ -214,10 +214,11 @@ fn cached_results_equal_uncached_and_only_misses_reach_the_model() {
 }
 
 #[test]
-fn rules_answer_before_the_cache_and_the_model() {
+fn rules_and_labels_answer_before_the_cache_and_the_model() {
     use txclass_core::cache::{LocalCache, ResultCache};
     use txclass_core::rules::{Rule, RuleSet};
-    use txclass_core::Answer;
+    use txclass_core::labels::{LabelTable, Labeled};
+    use txclass_core::{Ahead, Answer};
     let mut c = load(&bundled());
     let rules = RuleSet::new(vec![Rule {
         id: 9,
@@ -229,7 +230,8 @@ fn rules_answer_before_the_cache_and_the_model() {
     .unwrap();
     let cache = LocalCache::new(64);
     let raw = [Some("TESCO STORES 6292"), Some("STARBUCKS STORE 1"), None, Some("TESCO STORES 1111"), Some("tesco express 1")];
-    let got = c.answer_descriptors(&raw, Some(&rules), Some(&cache as &dyn ResultCache), &mut || {}).unwrap();
+    let no_labels = LabelTable::default();
+    let got = c.answer_descriptors(&raw, Ahead::of(&rules, &no_labels), Some(&cache as &dyn ResultCache), &mut || {}).unwrap();
     assert_eq!(got[0], Some(Answer::Rule(0)));
     assert_eq!(got[3], Some(Answer::Rule(0)), "same normalized text, same rule");
     assert_eq!(got[2], None);
@@ -242,6 +244,18 @@ fn rules_answer_before_the_cache_and_the_model() {
     // without rules the same rows are model answers
     let plain = c.classify_descriptors(&raw, None, &mut || {}).unwrap();
     assert!(plain[0].is_some() && plain[3].is_some());
+    // a label given for a text answers it (after the rules, before the cache and the model):
+    // the cached model answer for 'starbucks store #' is not used, a rule still wins
+    let labels = LabelTable::new(vec![
+        Labeled { id: 1, normalized: normalize("STARBUCKS STORE 1"), label: "Starbucks Reserve".into(), category: None },
+        Labeled { id: 2, normalized: normalize("TESCO STORES 6292"), label: "Tesco (label)".into(), category: None },
+    ]);
+    let got = c.answer_descriptors(&raw, Ahead::of(&rules, &labels), Some(&cache as &dyn ResultCache), &mut || {}).unwrap();
+    assert_eq!(got[1], Some(Answer::Label(0)), "the label answers its text, not the cached model answer");
+    assert_eq!(got[0], Some(Answer::Rule(0)), "a rule answers ahead of a label");
+    assert!(matches!(got[4], Some(Answer::Model(..))), "other texts: the model");
+    let one = c.answer_one(&normalize("STARBUCKS STORE 1"), Ahead::of(&rules, &labels), Some(&cache as &dyn ResultCache), &mut || {});
+    assert_eq!(one.unwrap(), Answer::Label(0), "the per-row path decides the same");
 }
 
 /// The successor model (0.4.0's default) carries its calibration, and every path applies it:
@@ -275,7 +289,7 @@ fn the_bundled_successor_holds_a_brand_without_its_name_at_medium() {
     let mut c = load(&root().join("models/txclass-merchants-v3"));
     assert!(c.model.evidence.labels_with_names() > 300, "v3 carries its brands' names");
     let raw = [Some("SMITH & LOW LTD"), Some("WHSMITH OXFORD STN")];
-    let got = c.answer_descriptors(&raw, None, None, &mut || {}).unwrap();
+    let got = c.answer_descriptors(&raw, txclass_core::Ahead::NONE, None, &mut || {}).unwrap();
     let (Some(Answer::Model(held, named_held)), Some(Answer::Model(kept, named_kept))) = (got[0], got[1]) else {
         panic!("model answers: {got:?}")
     };
@@ -290,7 +304,7 @@ fn the_bundled_successor_holds_a_brand_without_its_name_at_medium() {
     let (level, withheld) = txclass_core::confidence::judge(&cal, kept.confidence, &default, named_kept);
     assert!(level >= Level::High && !withheld, "the named answer is served: {} at {level:?}", kept.confidence);
     // the per-row path decides the same
-    let one = c.answer_one("smith & low ltd", None, None, &mut || {}).unwrap();
+    let one = c.answer_one("smith & low ltd", txclass_core::Ahead::NONE, None, &mut || {}).unwrap();
     assert_eq!(one, Answer::Model(held, false));
 }
 

@@ -10,6 +10,7 @@ scripts/citus.sh (13.2.2 on PostgreSQL 15, 14.0.1 on 18).
      deployment ids; an activation rolled back on the coordinator reaches no node; a worker
      stopped during an activation makes it fail, and nothing changes anywhere; a registry change
      made on a worker directly is refused; rules added on the coordinator answer on every node;
+     labels given on the coordinator are served at once by the shards' triggers on every worker;
   3. enrichment on shards: a hash-distributed table and a reference table attached on the
      coordinator enrich every row where it is stored (multi-row INSERT, COPY, single-row
      INSERTs routed to one worker), with the answers a single node gives for the same Oxford
@@ -227,6 +228,22 @@ def main():
         stamps = {m for m, _ in placed}
         check("after an activation on the coordinator, new rows on every shard carry the new model",
               len(stamps) == 1 and "v3" in next(iter(stamps)) and len({p for _, p in placed}) == 2, str(placed))
+
+        # labels: given on the coordinator, on every node at commit, served at once by the shards'
+        # triggers on every worker (the label was given against the active model, v3)
+        c.execute("SELECT txclass.add_labels(ARRAY['CITUS LABELED SHOP 7'], ARRAY['Citus Labeled Shop'], ARRAY['Testing'])")
+        on_nodes = [one(x, "SELECT model FROM txclass.labels WHERE normalized = 'citus labeled shop #'") for x in (c, w1, w2)]
+        c.execute("INSERT INTO tx (id, account, descriptor) SELECT 200000 + g, 'acctl', 'CITUS LABELED SHOP 7' FROM generate_series(1, 40) g")
+        placed = {}
+        for label, cat, shard in c.execute("SELECT txclass_label, txclass_category, get_shard_id_for_distribution_column('tx', id) "
+                                           "FROM tx WHERE id > 200000").fetchall():
+            placed[(label, cat, port.get(shard))] = placed.get((label, cat, port.get(shard)), 0) + 1
+        check("a label given on the coordinator is on every node and served at once by the shards' triggers on every worker",
+              on_nodes == ["v3"] * 3 and {(l, k) for l, k, _ in placed} == {("Citus Labeled Shop", "Testing")}
+              and len({p for _, _, p in placed}) == 2, f"{on_nodes} {placed}")
+        c.execute("DELETE FROM txclass.labels WHERE normalized = 'citus labeled shop #'")
+        left = [one(x, "SELECT count(*) FROM txclass.labels WHERE normalized = 'citus labeled shop #'") for x in (w1, w2)]
+        check("... and its deletion reaches every worker", left == [0, 0], str(left))
 
         # a reference table: a copy on every node, each copy enriched where it is written
         c.execute("CREATE TABLE merchants_seen (descriptor text PRIMARY KEY)")

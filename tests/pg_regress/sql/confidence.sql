@@ -138,8 +138,43 @@ SELECT add_labels(ARRAY['EYRE & ELLISTON LTD', 'eyre  elliston ltd', 'BUCKS RECY
 -- one label per normalized text (the last one given wins), stamped by the database
 SELECT descriptor, normalized, label, category, labeled_by = current_user AS stamped, source FROM labels ORDER BY id;
 SELECT count(*) AS still_queued FROM review_queue('conf_enriched', 50) WHERE normalized IN (SELECT normalized FROM labels);
+-- 0.6.0: a label is served at once for its normalized text (after the rules, before the cache
+-- and the model): by every path, with its category, source 'label', at the top level
+SELECT model FROM labels ORDER BY id LIMIT 1;   -- stamped with the serving model's name
+SELECT (d).label, (d).category, (d).source, (d).level, (d).confidence, (d).rule_id
+FROM (SELECT classify_transaction_detail('Eyre & Elliston Ltd.') AS d) s;
+SELECT classify_transaction('EYRE  ELLISTON LTD') AS other_text, classify_transaction('EYRE & ELLISTON LIMITED') IS NOT DISTINCT FROM 'Eyre & Elliston' AS longer_text_labeled;
+SELECT b.label, b.source FROM classify_batch(ARRAY['EYRE & ELLISTON LTD', 'bucks recycling ltd']) b ORDER BY b.ordinality;
+SELECT inference FROM model_info();   -- preloaded: the shared workers; and in a backend session of its own
+SET txclass.inference = backend;
+SELECT inference, classify_transaction('EYRE & ELLISTON LTD') AS backend_mode FROM model_info();
+RESET txclass.inference;
+INSERT INTO conf_enriched VALUES (200, 'EYRE & ELLISTON LTD');
+SELECT txclass_label, txclass_category, txclass_level, txclass_confidence FROM conf_enriched WHERE id = 200;
+-- a label given again replaces the one served, from the next statement on
+SELECT add_labels(ARRAY['bucks recycling ltd'], ARRAY['Bucks Recycling Ltd'], ARRAY['Professional Services']) AS written;
+SELECT classify_transaction('BUCKS RECYCLING LTD') AS relabeled, (classify_transaction_detail('BUCKS RECYCLING LTD')).category;
+-- served by the model it was given against and its retrains, not by another model
+SELECT name, retrain_of FROM register_model('conf-retrain', 'txclass-merchants-v3', retrain_of => 'txclass-merchants-v3');
+SELECT register_model('conf-self', 'txclass-merchants-v3', retrain_of => 'conf-self');
+-- evaluate measures the model alone, or with the labels that apply to it answering first
+SELECT e->>'labels' AS labels, e->>'labels_answered' AS labels_answered, (e->>'correct')::int AS correct
+FROM evaluate('conf-retrain', 'SELECT descriptor, label FROM txclass.labels', store => false) e;
+SELECT e->>'labels' AS labels, e->>'labels_answered' AS labels_answered, (e->>'correct')::int AS correct
+FROM evaluate('conf-retrain', 'SELECT descriptor, label FROM txclass.labels', store => false, labels => true) e;
+SELECT name FROM register_model('conf-other', 'txclass-merchants-v3');
+SELECT e->>'labels_answered' AS other_model_labels_answered
+FROM evaluate('conf-other', 'SELECT descriptor, label FROM txclass.labels', store => false, labels => true) e;
+RESET txclass.model;   -- the registry's active model from here
+SELECT model, action FROM activate_model('conf-other');
+SELECT classify_transaction('EYRE & ELLISTON LTD') IS DISTINCT FROM 'Eyre & Elliston' AS not_served_by_another_model;
+SELECT model, action FROM activate_model('conf-retrain');
+SELECT classify_transaction('EYRE & ELLISTON LTD') AS served_by_its_retrain;
+SET txclass.model = 'txclass-merchants-v3';
 -- labels are a gold set at once
-SELECT register_model('conf-v2', 'txclass-merchants-v3') IS NOT NULL AS registered;
+SET client_min_messages = warning;   -- the NOTICEs name the registered models with the same files
+SELECT name IS NOT NULL AS registered FROM register_model('conf-v2', 'txclass-merchants-v3');
+RESET client_min_messages;
 SELECT e->>'rows' AS rows, e->'levels'->'thresholds'->>'fitted' AS fitted,
        jsonb_array_length(e->'levels'->'per_level') AS levels, (e->'levels'->>'answered')::int <= 2 AS answered_ok
 FROM evaluate('conf-v2', 'SELECT descriptor, label FROM txclass.labels', store => false) e;
@@ -162,6 +197,8 @@ CREATE ROLE conf_labeler LOGIN IN ROLE txclass_labeler;
 CREATE ROLE conf_plain LOGIN;
 SET ROLE conf_labeler;
 SELECT add_labels(ARRAY['COOPER MOBILE SERV'], ARRAY['Cooper Mobile Services']) AS written;
+-- what a labeler labels is served at once: no rule, no administrator
+SELECT (d).label, (d).source FROM (SELECT classify_transaction_detail('cooper mobile serv') AS d) s;
 SELECT add_labels(ARRAY['HOTJAR'], ARRAY['Hotjar'], as_rules => true);
 INSERT INTO rules (pattern, label) VALUES ('^hotjar$', 'Hotjar');
 SELECT register_model('labeler-model', 'txclass-merchants-v3');
