@@ -32,10 +32,12 @@ SELECT model, temperature, very_high, high, medium, min_confidence FROM confiden
 \echo '== 20 random distinct real descriptors: brands it knows are answered, local suppliers abstain (label NULL) =='
 SELECT descriptor, coalesce(label, '(abstains)') AS label, category, confidence, level
 FROM (SELECT DISTINCT ON (descriptor) * FROM classified WHERE descriptor <> '') d ORDER BY md5(descriptor) LIMIT 20;
-\echo '== how sure is the model? (a synthetic-data model meets real council suppliers) =='
+\echo '== how sure is the model? (a synthetic-data model meets real council suppliers; only high and very_high are labels:'
+\echo '   a medium answer names no brand the descriptor carries, so it is withheld, an abstention) =='
 SELECT coalesce(level, '(empty descriptor)') AS level, count(*) AS rows, count(label) AS answered,
        count(*) FILTER (WHERE source = 'abstain') AS abstained
-FROM classified GROUP BY level ORDER BY min(confidence) DESC NULLS LAST;
+FROM classified GROUP BY level
+ORDER BY array_position(ARRAY['very_high', 'high', 'medium', 'low'], level) NULLS LAST;
 \echo '== what the council spends its cards on, by predicted category (answered rows only) =='
 SELECT category, count(*) AS txns, round(sum(t.amount)) AS pounds, round(avg(confidence), 2) AS mean_conf
 FROM classified c JOIN txns t USING (id) WHERE c.label IS NOT NULL GROUP BY category ORDER BY pounds DESC NULLS LAST LIMIT 15;
@@ -45,6 +47,12 @@ DO \$\$ BEGIN PERFORM txclass.attach('card_txns', 'descriptor', time_column => '
 INSERT INTO card_txns SELECT id, txn_date, descriptor, amount FROM txns;
 SELECT descriptor, rows, round(mean_confidence::numeric, 3) AS mean_conf, coalesce(predicted, '(abstains)') AS predicted, level
 FROM review_queue('card_txns', 10);
+\echo '== a labeler labels two of them: served at once for those texts (source label), by the trigger too =='
+SELECT add_labels(ARRAY['EYRE & ELLISTON LTD', 'EXECUTIVE SECURITY'], ARRAY['Eyre & Elliston', 'Executive Security'],
+                  ARRAY['Home Improvement', 'Professional Services']) AS labelled;
+INSERT INTO card_txns VALUES (1000001, DATE '2018-03-01', 'EYRE & ELLISTON LTD', 12.50);
+SELECT descriptor, txclass_label, txclass_category, txclass_level FROM card_txns WHERE id = 1000001;
+SELECT d.label, d.category, d.source, d.level FROM classify_transaction_detail('Executive Security') d;
 \echo '== the whole table through classify_batch() in one call =='
 \timing on
 SELECT count(*) AS rows, count(label) AS labelled, count(*) FILTER (WHERE source = 'abstain') AS abstained,
