@@ -102,16 +102,19 @@ BEGIN
 END
 $$;
 
+-- (a WARNING: an extension script shows nothing below it)
 DO $notice$
 DECLARE n bigint;
 BEGIN
     SELECT count(*) INTO n FROM txclass.labels;
     IF n > 0 THEN
-        RAISE NOTICE 'txclass 0.6.0 serves the labels people give for their text; the % labels given before have no model and are served by every model', n
+        RAISE WARNING 'txclass 0.6.0 serves the labels people give for their text; the % labels given before have no model and are served by every model', n
             USING HINT = 'to serve them only by one model and its retrains: UPDATE txclass.labels SET model = ''<model name>''';
     END IF;
 END
 $notice$;
+-- every backend, including those open now, reads the labels again after this commits
+SELECT txclass._bump_at_commit();
 
 -- ---- models: the model a model retrains -------------------------------------------------------
 ALTER TABLE models ADD COLUMN retrain_of text CHECK (retrain_of <> name);

@@ -383,6 +383,28 @@ def main():
             back = r.execute("SELECT model FROM txclass.rollback_model()").fetchone()[0] if ok else None
             check("the restored database serves the active model and its deployment log continues",
                   rs == "v1" and back == "v1", f"{rs}, rollback -> {back}")
+
+        # labels (0.6.0 serves them at once): a 0.5.0 database on the new library serves none;
+        # after the update, those given before have no model and are served by every model
+        with psycopg.connect(base, autocommit=True) as c:
+            c.execute("CREATE DATABASE labels05")
+        with psycopg.connect(conninfo(flags, "labels05"), autocommit=True) as c:
+            c.execute("CREATE EXTENSION txclass VERSION '0.5.0'")
+            c.execute("SELECT txclass.add_labels(ARRAY['EYRE & ELLISTON LTD'], ARRAY['Eyre & Elliston'])")
+            q = "SELECT label, source FROM txclass.classify_transaction_detail('EYRE & ELLISTON LTD')"
+            before = c.execute(q).fetchone()
+            notices = []
+            c.add_notice_handler(lambda d: notices.append(d.message_primary))
+            c.execute("ALTER EXTENSION txclass UPDATE")
+            after = c.execute(q).fetchone()
+            model = c.execute("SELECT model FROM txclass.labels").fetchone()[0]
+            c.execute("SELECT txclass.add_labels(ARRAY['HOTJAR'], ARRAY['Hotjar'])")
+            stamped = c.execute("SELECT model FROM txclass.labels WHERE normalized = 'hotjar'").fetchone()[0]
+        check("labels: a 0.5.0 database serves none on the new library; after the update, those given before are served "
+              "(no model: every model), a WARNING says how many, a new label is stamped with the serving model",
+              before[1] != "label" and after == ("Eyre & Elliston", "label") and model is None
+              and any("the 1 labels given before" in n for n in notices) and stamped == "txclass-merchants-v3",
+              f"{before} -> {after}, model {model}, notices {notices}, stamped {stamped}")
     finally:
         cluster("stop", "upgrade", 54391)
     test_live_library()
