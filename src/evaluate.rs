@@ -79,16 +79,27 @@ fn read_rows(query: &str, cols: &[&str]) -> Vec<Vec<Option<String>>> {
 /// nothing to classify), from the model alone (no rules), or with `labels` answering first (a
 /// label answers with confidence 1 and counts as named).
 fn predict(c: &mut Classifier, descriptors: &[Option<String>], labels: Option<&LabelTable>) -> Vec<Option<(String, f32, bool)>> {
+    predict_counting(c, descriptors, labels).0
+}
+
+/// [`predict`], and how many descriptors a label answered.
+fn predict_counting(
+    c: &mut Classifier,
+    descriptors: &[Option<String>],
+    labels: Option<&LabelTable>,
+) -> (Vec<Option<(String, f32, bool)>>, usize) {
     let raw: Vec<Option<&str>> = descriptors.iter().map(|d| d.as_deref()).collect();
     let answers = crate::serve::model_answers(c, &raw, labels).or_raise();
-    answers
+    let labeled = answers.iter().filter(|a| matches!(a, Some(txclass_core::Answer::Label(_)))).count();
+    let predicted = answers
         .into_iter()
         .map(|a| match a {
             Some(txclass_core::Answer::Model(p, named)) => Some((c.label(&p).to_string(), p.confidence, named)),
             Some(txclass_core::Answer::Label(i)) => labels.map(|l| (l.get(i).label.clone(), 1.0, true)),
             _ => None,
         })
-        .collect()
+        .collect();
+    (predicted, labeled)
 }
 
 /// Evaluates a registered model on a gold query (first column: descriptor, second: the expected
@@ -130,10 +141,8 @@ pub(crate) fn evaluate_with(model: &str, gold_query: &str, gold_set: Option<&str
     let (gold, skipped): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r[1].is_some());
     let descriptors: Vec<Option<String>> = gold.iter().map(|r| r[0].clone()).collect();
     let labels = with_labels.then(|| crate::labels::load(model));
-    let predicted = predict(&mut c, &descriptors, labels.as_deref());
-    let labels_answered = labels.as_ref().map(|l| {
-        descriptors.iter().filter(|d| d.as_deref().is_some_and(|d| l.find_index(&txclass_core::normalize(d)).is_some())).count()
-    });
+    let (predicted, labeled) = predict_counting(&mut c, &descriptors, labels.as_deref());
+    let labels_answered = with_labels.then_some(labeled);
     let expected: Vec<&str> = gold.iter().map(|r| r[1].as_deref().unwrap_or_default()).collect();
     let e = metrics::evaluate(expected.iter().copied().zip(predicted.iter().map(|p| p.as_ref().map(|(l, _, _)| l.as_str()))));
     let fingerprint =

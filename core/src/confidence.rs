@@ -146,16 +146,8 @@ impl Calibration {
     /// threshold is 1.01, see `models/train/calibrate.py`) serves its `medium` answers, labeled
     /// so, rather than nothing.
     pub fn policy(&self, min_confidence: f64, min_level: Level) -> Policy {
-        let l = &self.levels;
-        let best = if l.very_high <= 1.0 {
-            Level::VeryHigh
-        } else if l.high <= 1.0 {
-            Level::High
-        } else if l.medium <= 1.0 {
-            Level::Medium
-        } else {
-            Level::Low
-        };
+        // the level of a confidence of 1: the best one whose threshold is reached at all
+        let best = self.levels.of(1.0);
         let min_level = if self.levels_fitted { min_level.min(best) } else { Level::Low };
         Policy { floor: self.floor(min_confidence), min_level }
     }

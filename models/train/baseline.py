@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from generate import make  # noqa: E402
 from normalize import normalize  # noqa: E402
 from evidence import supports  # noqa: E402
+from calibrate import served_level  # noqa: E402
 
 
 def new_share_curve(held_out, history, points=(1000, 3000, 10000, 30000, 100000, 300000, 1000000)):
@@ -74,8 +75,7 @@ def main():
     # where the levels were fitted, and an answer without the brand's name is held at medium
     levels, brand_names = block.get("confidence_levels"), block.get("evidence", {})
     order = ("very_high", "high", "medium", "low")
-    # the lowest level served: high, or the best level the model reaches (calibrate.served_floor)
-    least = max(1, next((i for i, n in enumerate(order[:3]) if levels[n] <= 1.0), 3)) if levels else 3
+    least = order.index(served_level(levels))
 
     def served(label, c, text):
         if c < floor:

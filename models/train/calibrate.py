@@ -121,18 +121,23 @@ def level_of(confidence, levels):
     return "low"
 
 
+def served_level(levels, min_level="high"):
+    """The lowest level txclass serves as a label (core/src/confidence.rs Policy): `min_level`
+    (txclass.min_level, default high), capped at the best level the model reaches; "low" for a
+    model without fitted levels (`levels` None), whose levels promise nothing."""
+    if not levels:
+        return "low"
+    order = [n for n, _ in LEVEL_TARGETS] + ["low"]  # very_high, high, medium, low
+    best = next((i for i, n in enumerate(order[:3]) if levels[n] <= 1.0), 3)
+    return order[max(order.index(min_level), best)]
+
+
 def served_floor(levels, floor, min_level="high"):
-    """The lowest confidence txclass serves as a label by default (core/src/confidence.rs
-    Policy): txclass.min_level = high, capped at the best level the model reaches, and never
-    below the model's own floor. (An answer held at medium for want of the brand's name is also
-    withheld; that depends on the descriptor, not on the confidence.)"""
-    order = [n for n, _ in LEVEL_TARGETS]  # very_high, high, medium
-    reached = [n for n in order if levels[n] < UNREACHABLE]
-    if not reached:
-        return floor
-    wanted = order.index(min_level) if min_level in order else len(order)
-    level = order[max(wanted, order.index(reached[0]))]
-    return max(levels[level], floor)
+    """The lowest confidence txclass serves as a label by default: the threshold of
+    [`served_level`], never below the model's own floor. (An answer held at medium for want of
+    the brand's name is also withheld; that depends on the descriptor, not on the confidence.)"""
+    level = served_level(levels, min_level)
+    return floor if level == "low" else max(levels[level], floor)
 
 
 def level_table(conf, correct, levels, abstain_below):

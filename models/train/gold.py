@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from normalize import normalize  # noqa: E402
 from evidence import supports  # noqa: E402
+from calibrate import served_level  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLD = os.path.join(ROOT, "tests", "gold", "oxford_brands.csv")
@@ -61,11 +62,7 @@ def score(model_dir, max_length=64, rows=None, min_level="high"):
     t = block.get("temperature", 1.0)
     cuts = block.get("confidence_levels", UNCALIBRATED)
     floor = block.get("min_confidence", 0.0)
-    fitted = "confidence_levels" in block
-    # txclass.min_level applies where the levels were fitted, never above the best level the
-    # model reaches (core/src/confidence.rs Policy)
-    best = next((i for i, n in enumerate(LEVELS[:3]) if cuts[n] <= 1.0), 3)
-    least = max(LEVELS.index(min_level), best) if fitted else 3
+    least = LEVELS.index(served_level(block.get("confidence_levels"), min_level))
     names = block.get("evidence", {})
     tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     tok.no_padding()
@@ -150,8 +147,7 @@ def categories(model_dir, max_length=64, min_level="high", masses=(0.5, 0.7, 0.9
             member[i, cats.index(l2c[l])] = 1
     t, cuts = block.get("temperature", 1.0), block.get("confidence_levels", UNCALIBRATED)
     floor, names = block.get("min_confidence", 0.0), block.get("evidence", {})
-    best = next((i for i, n in enumerate(LEVELS[:3]) if cuts[n] <= 1.0), 3)
-    least = max(LEVELS.index(min_level), best) if "confidence_levels" in block else 3
+    least = LEVELS.index(served_level(block.get("confidence_levels"), min_level))
     tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     tok.no_padding()
     tok.enable_truncation(min(max_length, cfg.get("max_position_embeddings", max_length)))
